@@ -1,0 +1,100 @@
+//! The composition root: [`App::build`] turns a [`Config`] into the running parts (store,
+//! HTTP client, sources, clock). The binary and the integration tests start Herald the same
+//! way, through this one function.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::sources::Sources;
+use crate::sources::http::HttpClient;
+use crate::store::Store;
+
+/// Where "now" comes from; tests substitute a [`ManualClock`].
+pub trait Clock: Send + Sync + Debug {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    /// A clock standing at `at`.
+    pub fn new(at: DateTime<Utc>) -> ManualClock {
+        ManualClock(Mutex::new(at))
+    }
+
+    /// Moves the clock to `at`.
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Ok(mut now) = self.0.lock() {
+            *now = at;
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        if let Ok(mut now) = self.0.lock() {
+            *now += by;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.lock().map(|now| *now).unwrap_or_else(|poisoned| *poisoned.into_inner())
+    }
+}
+
+/// Everything a command needs.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Store,
+    /// The shared HTTP client.
+    pub http: HttpClient,
+    /// The source adapters.
+    pub sources: Arc<Sources>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl App {
+    /// Opens the database (applying migrations) and builds every adapter.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = Store::open(&config.database_url)
+            .await
+            .context("the database is not usable")?;
+        let http = HttpClient::new(&config.http).context("cannot set up HTTP")?;
+        let sources = Arc::new(Sources::new(&config));
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            http,
+            sources,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The same app reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> App {
+        self.clock = clock;
+        self
+    }
+}

@@ -1,0 +1,447 @@
+//! One check run, end to end: take the run lease, fetch every project x source concurrently
+//! (bounded), then one short transaction per project that records releases, evidence,
+//! validators and source health, and marks what is new. No network call happens inside a
+//! transaction; a failing source never blocks the others and never removes anything.
+//!
+//! Owns: orchestration and the run summary. Does not own: parsing (`sources`), the merge
+//! rules (`merge`) or SQL (`store`).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::merge::{self, SourceBatch};
+use crate::model::{Project, ReleaseClass, SourceKind};
+use crate::sources::{FetchContext, Fetched, SourceError};
+use crate::store::{self, LeaseOutcome, ReleaseWrite, SourceState};
+
+/// How long a lease lasts without renewal.
+const LEASE_TTL_SECS: i64 = 120;
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Fetch and decide, but record nothing.
+    pub dry_run: bool,
+    /// Only these projects (all when empty).
+    pub projects: Vec<String>,
+    /// What started the run (`check`, `serve`, `api`).
+    pub trigger: String,
+}
+
+/// How one source fared.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceStatus {
+    /// Answered with a document.
+    Ok,
+    /// Answered 304.
+    Unchanged,
+    /// Failed this run.
+    Failed,
+    /// Rate limited: not asked again until `deferred_until`.
+    Deferred,
+}
+
+/// One source's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReport {
+    /// Which source.
+    pub source: SourceKind,
+    /// Outcome.
+    pub status: SourceStatus,
+    /// Releases it listed.
+    pub listed: usize,
+    /// The error, for failed and deferred sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it may be asked again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred_until: Option<DateTime<Utc>>,
+    /// Entries it skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A release the run found new.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewRelease {
+    /// Project.
+    pub project: String,
+    /// Version.
+    pub version: String,
+    /// Class.
+    pub class: ReleaseClass,
+    /// Line.
+    pub line: String,
+}
+
+/// One project's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectReport {
+    /// Project name.
+    pub project: String,
+    /// Releases found new (announced).
+    pub new: Vec<NewRelease>,
+    /// Releases recorded for the first time (new ones and baseline ones).
+    pub recorded: usize,
+    /// True when this run was a source's first fetch.
+    pub baseline: bool,
+    /// Per source.
+    pub sources: Vec<SourceReport>,
+}
+
+/// The summary of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Run id (none for dry runs).
+    pub run_id: Option<i64>,
+    /// Nothing was recorded.
+    pub dry_run: bool,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Per project.
+    pub projects: Vec<ProjectReport>,
+    /// HTTP requests sent.
+    pub requests: u64,
+    /// Of which answered 304.
+    pub not_modified: u64,
+    /// Body bytes received.
+    pub body_bytes: u64,
+}
+
+impl RunSummary {
+    /// Every release found new.
+    pub fn new_releases(&self) -> impl Iterator<Item = &NewRelease> {
+        self.projects.iter().flat_map(|p| p.new.iter())
+    }
+
+    /// (project, report) of every failed or deferred source.
+    pub fn failed_sources(&self) -> impl Iterator<Item = (&str, &SourceReport)> {
+        self.projects.iter().flat_map(|p| {
+            p.sources
+                .iter()
+                .filter(|s| matches!(s.status, SourceStatus::Failed | SourceStatus::Deferred))
+                .map(move |s| (p.project.as_str(), s))
+        })
+    }
+
+    /// `0` when every source answered, `2` otherwise (the contract's exit codes).
+    pub fn exit_code(&self) -> u8 {
+        if self.failed_sources().next().is_some() { 2 } else { 0 }
+    }
+}
+
+/// The result of asking for a run.
+#[derive(Debug, Clone)]
+pub enum CheckOutcome {
+    /// The run happened.
+    Completed(RunSummary),
+    /// Another check holds the lease; nothing was done.
+    Busy {
+        /// Its holder.
+        holder: String,
+        /// Since when.
+        since: DateTime<Utc>,
+    },
+}
+
+enum Outcome {
+    Fetched(Fetched),
+    Failed(SourceError),
+    StillDeferred(DateTime<Utc>),
+}
+
+/// This host's name, for lease holders.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.contains(':'))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn selected<'a>(app: &'a App, names: &[String]) -> anyhow::Result<Vec<&'a Project>> {
+    if names.is_empty() {
+        return Ok(app.config.projects.iter().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            app.config.project(name).ok_or_else(|| {
+                let tracked: Vec<&str> = app.config.projects.iter().map(|p| p.name.as_str()).collect();
+                anyhow::anyhow!("unknown project `{name}` (tracked: {})", tracked.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// Runs one check. Returns [`CheckOutcome::Busy`] without doing anything when another check
+/// holds the lease (dry runs take no lease: they write nothing).
+pub async fn run(app: &App, opts: &CheckOptions) -> anyhow::Result<CheckOutcome> {
+    let projects = selected(app, &opts.projects)?;
+    let started = Instant::now();
+    let started_at = app.clock.now();
+    let holder = format!("{}:{}:{}", host_name(), std::process::id(), started_at.timestamp_micros());
+    let ttl = Duration::seconds(LEASE_TTL_SECS);
+
+    let mut renewer = None;
+    if !opts.dry_run {
+        match app.store.acquire_lease(&holder, &host_name(), started_at, ttl).await? {
+            LeaseOutcome::Acquired => {}
+            LeaseOutcome::Held { holder, since, .. } => return Ok(CheckOutcome::Busy { holder, since }),
+        }
+        let store = app.store.clone();
+        let clock = app.clock.clone();
+        let holder = holder.clone();
+        renewer = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs((LEASE_TTL_SECS / 3) as u64));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match store.renew_lease(&holder, clock.now(), ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::error!(holder = %holder, "the run lease was taken over"),
+                    Err(err) => tracing::warn!(error = %err, "cannot renew the run lease"),
+                }
+            }
+        }));
+    }
+
+    let result = run_locked(app, opts, &projects, started_at).await;
+    if let Some(task) = renewer {
+        task.abort();
+    }
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(err) => {
+            if !opts.dry_run {
+                let _ = app.store.release_lease(&holder).await;
+            }
+            return Err(err);
+        }
+    };
+    let mut summary = summary;
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(run_id) = summary.run_id {
+        let status = if summary.exit_code() == 0 { "ok" } else { "partial" };
+        let json = serde_json::to_value(&summary).context("cannot encode the run summary")?;
+        app.store.finish_run(run_id, status, &json, app.clock.now()).await?;
+    }
+    if !opts.dry_run {
+        app.store.release_lease(&holder).await?;
+    }
+    Ok(CheckOutcome::Completed(summary))
+}
+
+async fn run_locked(
+    app: &App,
+    opts: &CheckOptions,
+    projects: &[&Project],
+    now: DateTime<Utc>,
+) -> anyhow::Result<RunSummary> {
+    let stats_before = (
+        app.http.stats().requests.load(Ordering::Relaxed),
+        app.http.stats().not_modified.load(Ordering::Relaxed),
+        app.http.stats().body_bytes.load(Ordering::Relaxed),
+    );
+    let run_id = if opts.dry_run {
+        None
+    } else {
+        Some(app.store.start_run(&opts.trigger, now).await?)
+    };
+    let validators = app.store.validators().await?;
+    let states = app.store.source_states().await?;
+    let state_of = |p: &Project, k: SourceKind| states.get(&(p.name.clone(), k.as_str().to_string()));
+
+    // Fetch everything, bounded; no transaction is open meanwhile.
+    let mut jobs = Vec::new();
+    for (index, project) in projects.iter().enumerate() {
+        for kind in project.sources() {
+            jobs.push((index, *project, kind));
+        }
+    }
+    let results: Vec<(usize, SourceKind, Outcome)> = futures::stream::iter(jobs)
+        .map(|(index, project, kind)| {
+            let state: Option<&SourceState> = state_of(project, kind);
+            let validators = &validators;
+            async move {
+                if let Some(until) = state.and_then(|s| s.deferred_until).filter(|until| *until > now) {
+                    return (index, kind, Outcome::StillDeferred(until));
+                }
+                let cx = FetchContext {
+                    http: &app.http,
+                    validators,
+                    resolved_url: state.and_then(|s| s.resolved_url.as_deref()),
+                    now,
+                };
+                let outcome = match app.sources.get(kind).fetch(project, cx).await {
+                    Ok(fetched) => Outcome::Fetched(fetched),
+                    Err(err) => Outcome::Failed(err),
+                };
+                (index, kind, outcome)
+            }
+        })
+        .buffer_unordered(app.config.http.concurrency)
+        .collect()
+        .await;
+
+    let mut by_project: HashMap<usize, Vec<(SourceKind, Outcome)>> = HashMap::new();
+    for (index, kind, outcome) in results {
+        by_project.entry(index).or_default().push((kind, outcome));
+    }
+
+    let mut reports = Vec::new();
+    for (index, project) in projects.iter().enumerate() {
+        let mut outcomes = by_project.remove(&index).unwrap_or_default();
+        outcomes.sort_by_key(|(kind, _)| *kind);
+        let had_baseline = |k: SourceKind| state_of(project, k).is_some_and(|s| s.baseline_at.is_some());
+        let report = record_project(app, project, outcomes, &had_baseline, run_id, opts.dry_run, now)
+            .await
+            .with_context(|| format!("cannot record the results for {}", project.name))?;
+        reports.push(report);
+    }
+
+    let stats = app.http.stats();
+    Ok(RunSummary {
+        run_id,
+        dry_run: opts.dry_run,
+        started_at: now,
+        duration_ms: 0,
+        projects: reports,
+        requests: stats.requests.load(Ordering::Relaxed) - stats_before.0,
+        not_modified: stats.not_modified.load(Ordering::Relaxed) - stats_before.1,
+        body_bytes: stats.body_bytes.load(Ordering::Relaxed) - stats_before.2,
+    })
+}
+
+async fn record_project(
+    app: &App,
+    project: &Project,
+    outcomes: Vec<(SourceKind, Outcome)>,
+    had_baseline: &dyn Fn(SourceKind) -> bool,
+    run_id: Option<i64>,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ProjectReport> {
+    let mut tx = app.store.begin().await?;
+    let known = store::known_releases(&mut tx, &project.name).await?;
+    let mut batches = Vec::new();
+    let mut reports = Vec::new();
+    let mut baseline = false;
+    for (kind, outcome) in outcomes {
+        match outcome {
+            Outcome::Fetched(fetched) => {
+                for warning in &fetched.warnings {
+                    tracing::warn!(project = %project.name, source = %kind, run_id, "{warning}");
+                }
+                for (url, validators) in &fetched.validators {
+                    store::put_validators(&mut tx, url, validators, now).await?;
+                }
+                store::source_succeeded(&mut tx, &project.name, kind, fetched.resolved_url.as_deref(), now).await?;
+                baseline |= !had_baseline(kind);
+                reports.push(SourceReport {
+                    source: kind,
+                    status: if fetched.not_modified { SourceStatus::Unchanged } else { SourceStatus::Ok },
+                    listed: fetched.observations.len(),
+                    error: None,
+                    deferred_until: None,
+                    warnings: fetched.warnings,
+                });
+                if !fetched.not_modified {
+                    batches.push(SourceBatch {
+                        kind,
+                        observations: fetched.observations,
+                        had_baseline: had_baseline(kind),
+                    });
+                }
+            }
+            Outcome::Failed(err) => {
+                let until = err.deferred_until();
+                let message = err.to_string();
+                if let Some(until) = until {
+                    tracing::warn!(project = %project.name, source = %kind, run_id, %until, "deferred: {message}");
+                } else {
+                    tracing::warn!(project = %project.name, source = %kind, run_id, "source failed: {message}");
+                }
+                store::source_failed(&mut tx, &project.name, kind, &message, until, now).await?;
+                reports.push(SourceReport {
+                    source: kind,
+                    status: if until.is_some() { SourceStatus::Deferred } else { SourceStatus::Failed },
+                    listed: 0,
+                    error: Some(message),
+                    deferred_until: until,
+                    warnings: Vec::new(),
+                });
+            }
+            Outcome::StillDeferred(until) => reports.push(SourceReport {
+                source: kind,
+                status: SourceStatus::Deferred,
+                listed: 0,
+                error: Some(format!("rate limited earlier; not asked again before {until}")),
+                deferred_until: Some(until),
+                warnings: Vec::new(),
+            }),
+        }
+    }
+
+    let plan = merge::plan(project, &known, batches);
+    let mut new = Vec::new();
+    let mut recorded = 0;
+    for release in &plan.releases {
+        let id = store::write_release(
+            &mut tx,
+            &ReleaseWrite {
+                project: &project.name,
+                version: &release.version,
+                key: &release.key,
+                class: release.class,
+                line: &release.line,
+                primary_published_at: release.primary_published_at,
+                other_published_at: release.other_published_at,
+                available_at: release.becomes_available.then_some(now),
+                yanked: release.yanked.clone(),
+                baseline: release.baseline,
+                new_in_run: if release.announce { run_id } else { None },
+                now,
+            },
+        )
+        .await?;
+        for evidence in &release.evidence {
+            store::write_evidence(&mut tx, id, evidence.kind, &evidence.observation, evidence.inherited, now).await?;
+        }
+        recorded += usize::from(release.is_new_row);
+        if release.announce {
+            tracing::info!(project = %project.name, version = %release.version, class = %release.class, run_id, "new release");
+            new.push(NewRelease {
+                project: project.name.clone(),
+                version: release.version.to_string(),
+                class: release.class,
+                line: release.line.clone(),
+            });
+        }
+    }
+    if dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    if reports.is_empty() {
+        bail!("project {} has no source configured", project.name);
+    }
+    Ok(ProjectReport {
+        project: project.name.clone(),
+        new,
+        recorded,
+        baseline,
+        sources: reports,
+    })
+}

@@ -1,0 +1,100 @@
+//! `herald check`: one full run, with a per-project summary on stdout.
+
+use clap::Args;
+
+use crate::app::App;
+use crate::check::{self, CheckOptions, CheckOutcome, RunSummary, SourceStatus};
+
+/// Options of `herald check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Fetch and decide, but record nothing and send nothing; print what would happen.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only this project (repeatable).
+    #[arg(long = "project", value_name = "NAME")]
+    projects: Vec<String>,
+    /// Print the run summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
+    let opts = CheckOptions {
+        dry_run: args.dry_run,
+        projects: args.projects,
+        trigger: "check".into(),
+    };
+    match check::run(&app, &opts).await? {
+        CheckOutcome::Busy { holder, since } => {
+            eprintln!("herald: a check is already running (holder {holder}, since {since}); nothing done");
+            println!("A check is already running (since {since}); this one did nothing.");
+            Ok(0)
+        }
+        CheckOutcome::Completed(summary) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", render(&summary));
+            }
+            for (project, source) in summary.failed_sources() {
+                eprintln!(
+                    "herald: {project}: {} {}: {}",
+                    source.source,
+                    if source.status == SourceStatus::Deferred { "deferred" } else { "failed" },
+                    source.error.as_deref().unwrap_or("unknown error")
+                );
+            }
+            Ok(summary.exit_code())
+        }
+    }
+}
+
+/// The human-readable summary.
+pub fn render(summary: &RunSummary) -> String {
+    let mut out = String::new();
+    if summary.dry_run {
+        out.push_str("Dry run: nothing was recorded.\n");
+    }
+    for p in &summary.projects {
+        let head = if !p.new.is_empty() {
+            let list: Vec<String> = p.new.iter().map(|n| format!("{} ({})", n.version, n.class)).collect();
+            format!("{} new: {}", if summary.dry_run { "would announce" } else { "announced" }, list.join(", "))
+        } else if p.baseline && p.recorded > 0 {
+            format!("first look: {} releases recorded as known, none announced", p.recorded)
+        } else if p.recorded > 0 {
+            format!("nothing new to announce ({} releases recorded)", p.recorded)
+        } else {
+            "nothing new".to_string()
+        };
+        out.push_str(&format!("{}: {head}\n", p.project));
+        for s in &p.sources {
+            let line = match s.status {
+                SourceStatus::Ok => format!("ok, {} releases listed", s.listed),
+                SourceStatus::Unchanged => "unchanged (304)".to_string(),
+                SourceStatus::Failed => format!("FAILED: {}", s.error.as_deref().unwrap_or("")),
+                SourceStatus::Deferred => format!(
+                    "DEFERRED until {}: {}",
+                    s.deferred_until.map(|d| d.to_rfc3339()).unwrap_or_default(),
+                    s.error.as_deref().unwrap_or("")
+                ),
+            };
+            out.push_str(&format!("  {:6}  {line}\n", s.source.as_str()));
+        }
+    }
+    let failed = summary.failed_sources().count();
+    let new = summary.new_releases().count();
+    out.push_str(&format!(
+        "{}{} projects, {} new release{}, {} source{} failed or deferred; {} requests ({} not modified), {} ms\n",
+        summary.run_id.map(|id| format!("Run {id}: ")).unwrap_or_default(),
+        summary.projects.len(),
+        new,
+        if new == 1 { "" } else { "s" },
+        failed,
+        if failed == 1 { "" } else { "s" },
+        summary.requests,
+        summary.not_modified,
+        summary.duration_ms
+    ));
+    out
+}

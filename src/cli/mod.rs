@@ -1,0 +1,66 @@
+//! The command line: one file per subcommand, each printing reports to stdout and leaving
+//! logs to stderr. [`run`] maps every outcome to the contract's exit codes.
+
+mod check;
+mod migrate;
+mod releases;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::{Config, Settings};
+
+/// Herald watches where a Python project announces releases (the package index, GitHub
+/// releases, its blog feed), records every version with its class, and tells operators what
+/// to do about it.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Every option can also be set by its HERALD_* variable, in the environment \
+or in a .env file in the working directory. See .env.example.\n\n\
+Daily cron line:  17 6 * * *  cd /var/lib/herald && herald check")]
+pub struct Cli {
+    /// Shared settings.
+    #[command(flatten)]
+    pub settings: Settings,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch every source, record new releases and report what changed.
+    ///
+    /// Exit codes: 0 every source answered; 2 the run finished but some sources failed or
+    /// are rate limited (each named on stderr); 1 it could not run. A second check started
+    /// while one runs says so and exits 0 without doing anything.
+    Check(check::CheckArgs),
+    /// List recorded releases, newest first.
+    Releases(releases::ReleasesArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("herald: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let config = Config::from_settings(cli.settings)?;
+    match cli.command {
+        Command::Migrate => migrate::run(&config).await,
+        Command::Check(args) => check::run(App::build(config).await?, args).await,
+        Command::Releases(args) => releases::run(App::build(config).await?, args).await,
+    }
+}

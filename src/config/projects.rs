@@ -1,0 +1,277 @@
+//! The tracked-projects file (`HERALD_PROJECTS`) and the built-in pretalx preset.
+//!
+//! Owns: reading the TOML, validating every entry (names, sources, URLs, `plugin_of`), and
+//! error messages that name the file, the line and the problem. Does not own: what the
+//! projects are used for.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+use url::Url;
+
+use crate::model::{GithubRepo, Project, Scheme};
+
+/// The preset used when `HERALD_PROJECTS` is not set.
+pub const PRESET: &str = include_str!("preset.toml");
+
+/// Name shown for the preset in messages.
+pub const PRESET_ORIGIN: &str = "built-in preset";
+
+/// A projects file Herald refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectsError {
+    /// The file could not be read.
+    #[error("{file}: cannot read the projects file: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file says something Herald cannot use.
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// The problem.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    project: Vec<Spanned<RawProject>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    name: Spanned<String>,
+    #[serde(default)]
+    scheme: Option<Scheme>,
+    pypi: Option<Spanned<String>>,
+    github: Option<Spanned<String>>,
+    feed: Option<Spanned<String>>,
+    plugin_of: Option<Spanned<String>>,
+    module: Option<Spanned<String>>,
+    tag_prefix: Option<Spanned<String>>,
+}
+
+static NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$").expect("static regex"));
+static GITHUB: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/([A-Za-z0-9._-]{1,100})$").expect("static regex")
+});
+static MODULE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$").expect("static regex"));
+
+fn line_of(text: &str, span: Option<Range<usize>>) -> usize {
+    span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+        .unwrap_or(1)
+}
+
+/// Loads and validates a projects file.
+pub fn load_file(path: &Path) -> Result<Vec<Project>, ProjectsError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ProjectsError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&text, &file)
+}
+
+/// Parses and validates projects from TOML text; `origin` names the file in messages.
+pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
+    let fail = |span: Option<Range<usize>>, message: String| ProjectsError::Invalid {
+        file: origin.to_string(),
+        line: line_of(text, span),
+        message,
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|err| fail(err.span(), err.message().trim().to_string()))?;
+    if raw.project.is_empty() {
+        return Err(fail(None, "no [[project]] entries: list at least one project to track".into()));
+    }
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut projects = Vec::new();
+    let mut plugin_refs = Vec::new();
+    for entry in &raw.project {
+        let span = entry.span();
+        let p = entry.get_ref();
+        let name = p.name.get_ref().trim().to_string();
+        if !NAME.is_match(&name) {
+            return Err(fail(
+                Some(p.name.span()),
+                format!("project name `{name}` must be 1-100 letters, digits, `.`, `_` or `-`"),
+            ));
+        }
+        let line = line_of(text, Some(p.name.span()));
+        if let Some(first) = seen.insert(name.to_lowercase(), line) {
+            return Err(fail(
+                Some(p.name.span()),
+                format!("project `{name}` is listed twice (first on line {first})"),
+            ));
+        }
+        let pypi = match &p.pypi {
+            Some(value) => {
+                let v = value.get_ref().trim();
+                if !NAME.is_match(v) {
+                    return Err(fail(Some(value.span()), format!("`pypi = \"{v}\"` is not a valid distribution name")));
+                }
+                Some(v.to_string())
+            }
+            None => None,
+        };
+        let github = match &p.github {
+            Some(value) => {
+                let v = value.get_ref().trim();
+                let caps = GITHUB.captures(v).ok_or_else(|| {
+                    fail(Some(value.span()), format!("`github = \"{v}\"` must be `owner/repository`"))
+                })?;
+                Some(GithubRepo {
+                    owner: caps[1].to_string(),
+                    name: caps[2].to_string(),
+                })
+            }
+            None => None,
+        };
+        let feed = match &p.feed {
+            Some(value) => Some(parse_http_url(value.get_ref()).map_err(|why| {
+                fail(Some(value.span()), format!("`feed = \"{}\"`: {why}", value.get_ref()))
+            })?),
+            None => None,
+        };
+        if pypi.is_none() && github.is_none() && feed.is_none() {
+            return Err(fail(
+                Some(span.clone()),
+                format!("project `{name}` has no source: set at least one of pypi, github or feed"),
+            ));
+        }
+        let module = match &p.module {
+            Some(value) => {
+                let v = value.get_ref().trim();
+                if !MODULE.is_match(v) {
+                    return Err(fail(Some(value.span()), format!("`module = \"{v}\"` is not a Python module name")));
+                }
+                Some(v.to_string())
+            }
+            None => None,
+        };
+        if let Some(parent) = &p.plugin_of {
+            plugin_refs.push((name.clone(), parent.get_ref().trim().to_string(), parent.span()));
+        }
+        projects.push(Project {
+            name,
+            scheme: p.scheme.unwrap_or_default(),
+            pypi,
+            github,
+            feed,
+            plugin_of: p.plugin_of.as_ref().map(|v| v.get_ref().trim().to_string()),
+            module,
+            tag_prefix: p.tag_prefix.as_ref().map(|v| v.get_ref().to_string()).filter(|v| !v.is_empty()),
+        });
+    }
+
+    for (name, parent, span) in plugin_refs {
+        let Some(core) = projects.iter().find(|p| p.name == parent) else {
+            return Err(fail(
+                Some(span),
+                format!("project `{name}` has plugin_of = \"{parent}\", but no project is named `{parent}`"),
+            ));
+        };
+        if core.name == name {
+            return Err(fail(Some(span), format!("project `{name}` cannot be a plugin of itself")));
+        }
+        if let Some(grand) = &core.plugin_of {
+            return Err(fail(
+                Some(span),
+                format!("project `{name}` is a plugin of `{parent}`, which is itself a plugin of `{grand}`"),
+            ));
+        }
+    }
+    Ok(projects)
+}
+
+/// Parses an absolute `http`/`https` URL.
+pub fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|err| format!("not a URL ({err})"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        "http" | "https" => Err("the URL has no host".into()),
+        other => Err(format!("scheme `{other}` is not supported (use http or https)")),
+    }
+}
+
+/// The preset, parsed.
+pub fn preset() -> Result<Vec<Project>, ProjectsError> {
+    parse(PRESET, PRESET_ORIGIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, "projects.toml").expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn preset_tracks_pretalx_and_its_plugins() {
+        let projects = preset().expect("preset parses");
+        let core = &projects[0];
+        assert_eq!(core.name, "pretalx");
+        assert_eq!(core.scheme, Scheme::Calver);
+        assert_eq!(core.feed.as_ref().map(|u| u.as_str()), Some("https://pretalx.com/p/news/"));
+        let plugins: Vec<_> = projects.iter().filter(|p| p.plugin_of.as_deref() == Some("pretalx")).collect();
+        assert_eq!(plugins.len(), 11);
+        for plugin in plugins {
+            let module = plugin.module.as_deref().expect("module");
+            assert_eq!(module, plugin.pypi.as_deref().expect("pypi").replace('-', "_"));
+            assert!(plugin.github.is_some());
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        let e = err("[[project]]\nname = \"a\"\npypi = \"a\"\n\n[[project]]\nname = \"a\"\npypi = \"b\"\n");
+        assert_eq!(e, "projects.toml:6: project `a` is listed twice (first on line 2)");
+
+        let e = err("[[project]]\nname = \"p\"\nplugin_of = \"core\"\npypi = \"p\"\n");
+        assert!(e.starts_with("projects.toml:3: "), "{e}");
+        assert!(e.contains("no project is named `core`"), "{e}");
+
+        let e = err("[[project]]\nname = \"p\"\nfeed = \"ftp://example.org/feed\"\n");
+        assert!(e.starts_with("projects.toml:3: "), "{e}");
+        assert!(e.contains("scheme `ftp`"), "{e}");
+
+        let e = err("[[project]]\nname = \"p\"\nfeed = \"not a url\"\n");
+        assert!(e.starts_with("projects.toml:3: ") && e.contains("not a URL"), "{e}");
+
+        let e = err("[[project]]\nname = \"p\"\npypi = \"p\"\nscheme = \"roman\"\n");
+        assert!(e.starts_with("projects.toml:4: ") && e.contains("roman"), "{e}");
+
+        let e = err("[[project]]\nname = \"p\"\npypi = \"p\"\nhomepage = \"x\"\n");
+        assert!(e.starts_with("projects.toml:4: ") && e.contains("homepage"), "{e}");
+
+        let e = err("[[project]]\nname = \"p\"\npypi = \"p\n");
+        assert!(e.starts_with("projects.toml:3: "), "{e}");
+
+        let e = err("[[project]]\nname = \"p\"\ngithub = \"just-a-name\"\n");
+        assert!(e.starts_with("projects.toml:3: ") && e.contains("owner/repository"), "{e}");
+
+        let e = err("[[project]]\nname = \"lonely\"\n");
+        assert!(e.contains("has no source"), "{e}");
+
+        assert!(err("").contains("no [[project]] entries"));
+    }
+}

@@ -1,0 +1,29 @@
+//! Herald: a release notifier for self-hosted Python projects.
+//!
+//! Herald watches where a project announces releases (the Python package index, GitHub
+//! releases, its blog feed), records every version in SQLite with its class (feature,
+//! bugfix, pre-release), and tells the operators who run it what to do about it.
+//!
+//! # Layout
+//!
+//! - [`cli`]: one file per subcommand; exit codes.
+//! - [`config`]: `HERALD_*` settings and their `--flag` twins, the projects file, the preset.
+//! - [`app`]: [`app::App::build`], the one composition root, used by the binary and tests.
+//! - [`version`] (pure): PEP 440 parsing, tag normalisation, canonical keys, classes, lines.
+//! - [`model`] (pure): projects, sources, classes, observations.
+//! - [`sources`]: PyPI, GitHub and feed adapters behind one trait; the shared HTTP client.
+//! - [`merge`] (pure): which observations are one release and which releases are new.
+//! - [`check`]: one run, end to end, and its summary.
+//! - [`store`]: all SQL; SQLite through sqlx with embedded migrations.
+//! - [`logging`]: tracing to stderr.
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod merge;
+pub mod model;
+pub mod sources;
+pub mod store;
+pub mod version;

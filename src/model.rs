@@ -1,0 +1,234 @@
+//! Domain types shared by every layer: tracked projects, sources, release classes and the
+//! observations an upstream yields.
+//!
+//! Owns: plain data and the small rules that belong to the data itself (which source is a
+//! project's primary, how a class is spelled). Does not own: parsing upstream documents
+//! (`sources`), version rules (`version`), or persistence (`store`). This module does no I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use pep440_rs::Version;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Where a release was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The Python package index (Simple API JSON, or the JSON API as a fallback).
+    Pypi,
+    /// GitHub releases of the project's repository.
+    Github,
+    /// The project's blog or news feed.
+    Feed,
+}
+
+impl SourceKind {
+    /// Every source, in primary-preference order.
+    pub const ALL: [SourceKind; 3] = [SourceKind::Pypi, SourceKind::Github, SourceKind::Feed];
+
+    /// The stable lower-case name used in the database, JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Pypi => "pypi",
+            SourceKind::Github => "github",
+            SourceKind::Feed => "feed",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SourceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pypi" => Ok(SourceKind::Pypi),
+            "github" => Ok(SourceKind::Github),
+            "feed" => Ok(SourceKind::Feed),
+            other => Err(format!("unknown source `{other}` (expected pypi, github or feed)")),
+        }
+    }
+}
+
+/// The class of a release, as defined in the operator contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseClass {
+    /// A final release whose numbers after the second are all zero.
+    Feature,
+    /// Any other final release.
+    Bugfix,
+    /// Any alpha, beta, release-candidate or development version.
+    Prerelease,
+}
+
+impl ReleaseClass {
+    /// The stable lower-case name used in the database and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseClass::Feature => "feature",
+            ReleaseClass::Bugfix => "bugfix",
+            ReleaseClass::Prerelease => "prerelease",
+        }
+    }
+}
+
+impl fmt::Display for ReleaseClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReleaseClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "feature" => Ok(ReleaseClass::Feature),
+            "bugfix" => Ok(ReleaseClass::Bugfix),
+            "prerelease" => Ok(ReleaseClass::Prerelease),
+            other => Err(format!(
+                "unknown release class `{other}` (expected feature, bugfix or prerelease)"
+            )),
+        }
+    }
+}
+
+/// How a project numbers its releases. All schemes are parsed as PEP 440; the scheme tells
+/// readers how to interpret the numbers (CalVer `YEAR.NUMBER.PATCH` or `MAJOR.MINOR.PATCH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// `YEAR.NUMBER.PATCH`, as pretalx does.
+    Calver,
+    /// `MAJOR.MINOR.PATCH`, as the pretalx plugins do.
+    Semver,
+    /// Any PEP 440 version.
+    #[default]
+    Pep440,
+}
+
+/// A GitHub repository, `owner/name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubRepo {
+    /// The account or organisation.
+    pub owner: String,
+    /// The repository name.
+    pub name: String,
+}
+
+impl fmt::Display for GithubRepo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.owner, self.name)
+    }
+}
+
+/// One tracked project, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    /// Unique name, used in the database, the CLI and mails.
+    pub name: String,
+    /// How the project numbers releases.
+    pub scheme: Scheme,
+    /// Distribution name on the package index.
+    pub pypi: Option<String>,
+    /// GitHub repository publishing releases.
+    pub github: Option<GithubRepo>,
+    /// A feed URL, or a page that links its feed.
+    pub feed: Option<Url>,
+    /// The core project this one is a plugin of.
+    pub plugin_of: Option<String>,
+    /// The module name the core project reports for this plugin.
+    pub module: Option<String>,
+    /// Only GitHub tags starting with this prefix belong to the project (monorepos).
+    pub tag_prefix: Option<String>,
+}
+
+impl Project {
+    /// The source whose releases count as "available": PyPI when configured, else GitHub,
+    /// else the feed.
+    pub fn primary(&self) -> Option<SourceKind> {
+        self.sources().into_iter().next()
+    }
+
+    /// The configured sources, primary first.
+    pub fn sources(&self) -> Vec<SourceKind> {
+        SourceKind::ALL
+            .into_iter()
+            .filter(|kind| self.has_source(*kind))
+            .collect()
+    }
+
+    /// Whether the given source is configured for this project.
+    pub fn has_source(&self, kind: SourceKind) -> bool {
+        match kind {
+            SourceKind::Pypi => self.pypi.is_some(),
+            SourceKind::Github => self.github.is_some(),
+            SourceKind::Feed => self.feed.is_some(),
+        }
+    }
+
+    /// Names under which the project may appear in titles and URL slugs, lower-case.
+    pub fn aliases(&self) -> Vec<String> {
+        let mut names = vec![self.name.to_lowercase()];
+        if let Some(pypi) = &self.pypi {
+            names.push(pypi.to_lowercase());
+        }
+        if let Some(repo) = &self.github {
+            names.push(repo.name.to_lowercase());
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// One release as one source reported it, already parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The spelling the source used (a version, a tag, a title or a URL).
+    pub raw: String,
+    /// The parsed version.
+    pub version: Version,
+    /// When the source says the release was published.
+    pub published_at: Option<DateTime<Utc>>,
+    /// A page about this release on that source.
+    pub url: Option<String>,
+    /// Release notes (Markdown on GitHub, a summary in feeds).
+    pub notes: Option<String>,
+    /// Whether the release is withdrawn (PyPI yanked).
+    pub yanked: bool,
+    /// Why, when the index says.
+    pub yanked_reason: Option<String>,
+    /// Whether the release can be installed from this source (PyPI: it has files).
+    pub available: bool,
+    /// The source's own pre-release flag (GitHub), kept as evidence only.
+    pub prerelease_flag: Option<bool>,
+    /// True when this evidence applies to a whole release line (a feed post reused by the
+    /// bugfix releases of the feature release it announces).
+    pub line_post: bool,
+}
+
+impl Observation {
+    /// A minimal observation of `version`, spelled `raw`.
+    pub fn new(raw: impl Into<String>, version: Version) -> Self {
+        Observation {
+            raw: raw.into(),
+            version,
+            published_at: None,
+            url: None,
+            notes: None,
+            yanked: false,
+            yanked_reason: None,
+            available: true,
+            prerelease_flag: None,
+            line_post: false,
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The HTTP client every source shares: conditional requests, a body size cap, connect and
+//! total timeouts, gzip, a `User-Agent` naming Herald, retries with backoff for transient
+//! failures, and rate-limit answers turned into a time to come back.
+//!
+//! Owns: one typed [`HttpError`] whose messages name the method and URL (never a token).
+//! Does not own: what the bodies mean (the source adapters parse them).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime};
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use crate::config::HttpSettings;
+use crate::store::Validators;
+
+/// How long to wait after a 429 that says nothing about when to come back.
+const DEFAULT_RATE_LIMIT_WAIT: i64 = 60;
+
+/// `User-Agent` sent with every request.
+pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"), " (release notifier)");
+
+/// A failed request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HttpError {
+    /// No complete answer in time.
+    #[error("GET {url}: timed out after {seconds:.0}s")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The limit.
+        seconds: f64,
+    },
+    /// The connection could not be made.
+    #[error("GET {url}: cannot connect: {detail}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// An unexpected status.
+    #[error("GET {url}: HTTP {status}{detail}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// A short excerpt of the answer.
+        detail: String,
+    },
+    /// The upstream asked us to come back later.
+    #[error("GET {url}: rate limited (HTTP {status}); retry after {until}")]
+    RateLimited {
+        /// The URL.
+        url: String,
+        /// 429 or 403.
+        status: u16,
+        /// When to ask again.
+        until: DateTime<Utc>,
+    },
+    /// The body is larger than allowed.
+    #[error("GET {url}: response larger than the {limit}-byte limit (HERALD_MAX_BODY_BYTES)")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// Anything else on the wire: a redirect loop, a dropped connection, a broken body.
+    #[error("GET {url}: {detail}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What happened.
+        detail: String,
+        /// Whether trying again may help.
+        transient: bool,
+    },
+}
+
+impl HttpError {
+    /// Whether a retry may succeed (5xx, timeouts, refused or dropped connections).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HttpError::Timeout { .. } | HttpError::Connect { .. } => true,
+            HttpError::Status { status, .. } => *status >= 500,
+            HttpError::Transport { transient, .. } => *transient,
+            HttpError::RateLimited { .. } | HttpError::TooLarge { .. } => false,
+        }
+    }
+
+    /// When the upstream asked to be left alone until.
+    pub fn deferred_until(&self) -> Option<DateTime<Utc>> {
+        match self {
+            HttpError::RateLimited { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+}
+
+/// One GET request.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// Where.
+    pub url: &'a Url,
+    /// The `Accept` header.
+    pub accept: &'a str,
+    /// Further headers (marked sensitive where they carry secrets).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Validators from the last successful fetch of this URL.
+    pub validators: Option<&'a Validators>,
+}
+
+/// A 200 answer.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// The URL asked for (validators are stored under it).
+    pub url: String,
+    /// The URL that answered, after redirects.
+    pub final_url: Url,
+    /// The `Content-Type`, lower-case.
+    pub content_type: Option<String>,
+    /// The body.
+    pub bytes: Vec<u8>,
+    /// The answer's validators.
+    pub validators: Validators,
+    /// The `Link: <...>; rel="next"` target.
+    pub next_link: Option<String>,
+}
+
+/// What a GET produced.
+#[derive(Debug, Clone)]
+pub enum Fetch {
+    /// 304: unchanged since the validators were issued.
+    NotModified,
+    /// A new body.
+    Modified(Body),
+}
+
+/// Request counters, for run summaries and benchmarks.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    /// Requests sent (retries included).
+    pub requests: AtomicU64,
+    /// Of which answered 304.
+    pub not_modified: AtomicU64,
+    /// Body bytes received.
+    pub body_bytes: AtomicU64,
+}
+
+/// The shared client.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    settings: HttpSettings,
+    stats: Arc<HttpStats>,
+}
+
+/// Installs the process-wide TLS provider (ring) once. Safe to call repeatedly.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl HttpClient {
+    /// Builds the client from the configured limits.
+    pub fn new(settings: &HttpSettings) -> Result<HttpClient, HttpError> {
+        install_tls_provider();
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            .gzip(true)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+            .map_err(|err| HttpError::Transport {
+                url: String::new(),
+                detail: format!("cannot build the HTTP client: {err}"),
+                transient: false,
+            })?;
+        Ok(HttpClient {
+            client,
+            settings: settings.clone(),
+            stats: Arc::new(HttpStats::default()),
+        })
+    }
+
+    /// Counters since the client was built.
+    pub fn stats(&self) -> &HttpStats {
+        &self.stats
+    }
+
+    /// GETs a URL, retrying transient failures with exponential backoff.
+    pub async fn get(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, HttpError> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.settings.backoff)
+            .with_max_delay(self.settings.backoff.saturating_mul(16).max(Duration::from_millis(1)))
+            .with_max_times(self.settings.retries as usize)
+            .with_jitter();
+        (|| self.get_once(req, now))
+            .retry(backoff)
+            .when(HttpError::is_transient)
+            .notify(|err, wait| {
+                tracing::debug!(url = %req.url, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
+            })
+            .await
+    }
+
+    async fn get_once(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, HttpError> {
+        let url = req.url.to_string();
+        let mut builder = self.client.get(req.url.clone()).header(header::ACCEPT, req.accept);
+        for (name, value) in &req.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(v) = req.validators {
+            if let Some(etag) = v.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+                builder = builder.header(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = v.last_modified.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+                builder = builder.header(header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mut response = builder.send().await.map_err(|err| self.classify(&url, err))?;
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED {
+            self.stats.not_modified.fetch_add(1, Ordering::Relaxed);
+            return Ok(Fetch::NotModified);
+        }
+        if let Some(until) = rate_limited_until(status, response.headers(), now) {
+            return Err(HttpError::RateLimited {
+                url,
+                status: status.as_u16(),
+                until,
+            });
+        }
+        let headers = response.headers().clone();
+        let final_url = response.url().clone();
+        if let Some(len) = response.content_length()
+            && len > self.settings.max_body_bytes as u64
+        {
+            return Err(HttpError::TooLarge {
+                url,
+                limit: self.settings.max_body_bytes,
+            });
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > self.settings.max_body_bytes {
+                        return Err(HttpError::TooLarge {
+                            url,
+                            limit: self.settings.max_body_bytes,
+                        });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(err) => return Err(self.classify(&url, err)),
+            }
+        }
+        self.stats.body_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.to_ascii_lowercase());
+        if !status.is_success() {
+            return Err(HttpError::Status {
+                url,
+                status: status.as_u16(),
+                detail: excerpt(content_type.as_deref(), &bytes),
+            });
+        }
+        let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Ok(Fetch::Modified(Body {
+            url,
+            final_url,
+            content_type,
+            validators: Validators {
+                etag: text(header::ETAG),
+                last_modified: text(header::LAST_MODIFIED),
+            },
+            next_link: headers
+                .get_all(header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link),
+            bytes,
+        }))
+    }
+
+    fn classify(&self, url: &str, err: reqwest::Error) -> HttpError {
+        let url = url.to_string();
+        if err.is_timeout() {
+            return HttpError::Timeout {
+                url,
+                seconds: self.settings.timeout.as_secs_f64(),
+            };
+        }
+        if err.is_connect() {
+            return HttpError::Connect {
+                url,
+                detail: root_cause(&err),
+            };
+        }
+        if err.is_redirect() {
+            return HttpError::Transport {
+                url,
+                detail: format!("too many redirects or a redirect loop ({})", root_cause(&err)),
+                transient: false,
+            };
+        }
+        HttpError::Transport {
+            url,
+            detail: format!("connection failed while reading the answer: {}", root_cause(&err)),
+            transient: true,
+        }
+    }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// A one-line excerpt of an error body: the `<title>` of an HTML page, else the start of
+/// the text.
+fn excerpt(content_type: Option<&str>, bytes: &[u8]) -> String {
+    static TITLE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?is)<title[^>]*>(.*?)</title>").expect("static regex"));
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let picked = TITLE
+        .captures(&text)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| text.to_string());
+    let flat: String = picked.split_whitespace().collect::<Vec<_>>().join(" ");
+    let short: String = flat.chars().take(120).collect();
+    match (short.is_empty(), content_type) {
+        (true, _) => String::new(),
+        (false, Some(ct)) => format!(" ({ct}): {short}"),
+        (false, None) => format!(": {short}"),
+    }
+}
+
+/// The `rel="next"` target of a `Link` header value.
+pub fn next_link(value: &str) -> Option<String> {
+    static LINK: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"<([^>]*)>\s*;\s*rel="?([^";,]*)"?"#).expect("static regex"));
+    LINK.captures_iter(value)
+        .find(|c| c[2].split_whitespace().any(|rel| rel.eq_ignore_ascii_case("next")))
+        .map(|c| c[1].to_string())
+}
+
+/// When a 429 or a rate-limit 403 allows the next request: `Retry-After` (seconds or an
+/// HTTP date) first, then `x-ratelimit-reset` (epoch seconds), else a minute for a 429.
+/// A 403 that is not about rate limits is an ordinary error (returns `None`).
+pub fn rate_limited_until(status: StatusCode, headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let retry_after = text("retry-after").and_then(|v| {
+        if let Ok(secs) = v.parse::<i64>() {
+            return Some(now + chrono::Duration::seconds(secs.clamp(0, 7 * 24 * 3600)));
+        }
+        httpdate::parse_http_date(v).ok().map(|at: SystemTime| DateTime::<Utc>::from(at))
+    });
+    let exhausted = text("x-ratelimit-remaining") == Some("0");
+    let reset = text("x-ratelimit-reset")
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|epoch| DateTime::<Utc>::from_timestamp(epoch, 0));
+    let limited = status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::FORBIDDEN && (retry_after.is_some() || exhausted));
+    if !limited {
+        return None;
+    }
+    let until = retry_after
+        .or(if exhausted || status == StatusCode::TOO_MANY_REQUESTS { reset } else { None })
+        .unwrap_or(now + chrono::Duration::seconds(DEFAULT_RATE_LIMIT_WAIT));
+    Some(until.max(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers() {
+        let v = r#"<https://api.github.com/repositories/515435940/issues?per_page=3&page=2>; rel="next", <https://api.github.com/repositories/515435940/issues?per_page=3&page=5>; rel="last""#;
+        assert_eq!(
+            next_link(v).as_deref(),
+            Some("https://api.github.com/repositories/515435940/issues?per_page=3&page=2")
+        );
+        assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
+        assert_eq!(next_link(r#"<https://x/?page=3>; rel=NEXT"#).as_deref(), Some("https://x/?page=3"));
+    }
+
+    #[test]
+    fn rate_limits() {
+        let now = DateTime::<Utc>::from_timestamp(1_658_200_000, 0).expect("ts");
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("120"));
+        assert_eq!(
+            rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h, now),
+            Some(now + chrono::Duration::seconds(120))
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("1658208999"));
+        assert_eq!(
+            rate_limited_until(StatusCode::FORBIDDEN, &h, now),
+            DateTime::<Utc>::from_timestamp(1_658_208_999, 0)
+        );
+        assert_eq!(rate_limited_until(StatusCode::FORBIDDEN, &HeaderMap::new(), now), None);
+        assert_eq!(
+            rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), now),
+            Some(now + chrono::Duration::seconds(60))
+        );
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h, now), Some(now));
+    }
+
+    #[test]
+    fn error_excerpts() {
+        let html = b"<html><head><title>502 Bad\n Gateway</title></head><body>...</body></html>";
+        assert_eq!(excerpt(Some("text/html"), html), " (text/html): 502 Bad Gateway");
+        assert_eq!(excerpt(None, b""), "");
+    }
+}

@@ -1,0 +1,270 @@
+//! Persistence: every SQL statement Herald runs lives in this module tree, as `&'static str`
+//! with binds, executed through runtime `query`/`query_as` against the embedded migrations.
+//!
+//! Owns: opening the database (SQLite in WAL mode, created if missing), applying migrations
+//! (serialised across processes by a lock file), timestamps as UTC text, and one typed error.
+//! Does not own: deciding what to write (`check`, `merge`) or any network access; no
+//! transaction here ever waits on the network.
+
+mod releases;
+mod runs;
+mod sources;
+
+pub use releases::{
+    EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, known_releases, write_evidence,
+    write_release,
+};
+pub use runs::{LeaseOutcome, RunRow};
+pub use sources::{SourceState, Validators, has_baseline, put_validators, source_failed, source_succeeded};
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+/// The migrations embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A failure of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one Herald can use.
+    #[error("database URL `{url}`: {reason}")]
+    Url {
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database could not be opened or created.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrations could not be applied.
+    #[error("cannot migrate database {path}: {detail}")]
+    Migrate {
+        /// The database file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    /// A stored value could not be read back.
+    #[error("corrupt value in column {column}: {detail}")]
+    Corrupt {
+        /// Where.
+        column: &'static str,
+        /// What.
+        detail: String,
+    },
+}
+
+/// A transaction on the store.
+pub type Tx = Transaction<'static, Sqlite>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// Formats a timestamp the way every column stores it: fixed width, so text order is time
+/// order.
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Reads a stored timestamp.
+pub fn parse_ts(column: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|err| StoreError::Corrupt {
+            column,
+            detail: format!("`{text}`: {err}"),
+        })
+}
+
+/// Reads an optional stored timestamp.
+pub fn parse_ts_opt(
+    column: &'static str,
+    text: Option<&str>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    text.map(|t| parse_ts(column, t)).transpose()
+}
+
+fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Url {
+            url: url.to_string(),
+            reason: "only sqlite:// URLs are supported (e.g. sqlite://herald.db or sqlite:///var/lib/herald/herald.db)".into(),
+        })?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Url {
+            url: url.to_string(),
+            reason: "a database file is required (an in-memory database would lose everything at exit)".into(),
+        });
+    }
+    Ok(PathBuf::from(path))
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `url` and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the database without migrating it.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let path = sqlite_path(url)?;
+        let display = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            return Err(StoreError::Url {
+                url: url.to_string(),
+                reason: format!("the folder {} does not exist", parent.display()),
+            });
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{display}"))
+            .map_err(|source| StoreError::Open {
+                path: display.clone(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: display.clone(),
+                source,
+            })?;
+        Ok(Store { pool, path })
+    }
+
+    /// Applies pending migrations. Processes sharing the file take turns through a lock file
+    /// beside it, so two commands started together never race on the same migration.
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        let display = self.path.display().to_string();
+        let lock_path = lock_path(&self.path);
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|err| StoreError::Migrate {
+            path: display.clone(),
+            detail: err.to_string(),
+        })?
+        .map_err(|err| StoreError::Migrate {
+            path: display.clone(),
+            detail: format!("cannot lock {}: {err}", lock_path_display(&self.path)),
+        })?;
+        let before = self.applied_migrations().await.unwrap_or_default();
+        let result = MIGRATOR.run(&self.pool).await;
+        drop(lock);
+        result.map_err(|err| StoreError::Migrate {
+            path: display,
+            detail: err.to_string(),
+        })?;
+        let after = self.applied_migrations().await?;
+        Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        const SQL: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+        Ok(sqlx::query_scalar(SQL).fetch_all(&self.pool).await?)
+    }
+
+    /// Versions of the migrations embedded in this binary.
+    pub fn known_migrations() -> Vec<i64> {
+        MIGRATOR.iter().map(|m| m.version).collect()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection pool, for the store's own modules.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Begins a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), so
+    /// concurrent writers queue on the busy timeout instead of failing mid-transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Answers whether the database responds to a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".migrate.lock");
+    db.with_file_name(name)
+}
+
+fn lock_path_display(db: &Path) -> String {
+    lock_path(db).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(sqlite_path("sqlite://herald.db").expect("ok"), PathBuf::from("herald.db"));
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/herald.db?mode=rwc").expect("ok"),
+            PathBuf::from("/var/lib/herald.db")
+        );
+        assert!(sqlite_path("postgres://x").is_err());
+        assert!(sqlite_path("sqlite://:memory:").is_err());
+    }
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let a = parse_ts("t", "2026-01-01T00:00:00Z").expect("ts");
+        let b = parse_ts("t", "2026-01-01T00:00:00.5Z").expect("ts");
+        assert!(ts(a) < ts(b));
+        assert_eq!(ts(a), "2026-01-01T00:00:00.000Z");
+    }
+}

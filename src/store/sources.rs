@@ -1,0 +1,176 @@
+//! HTTP validators per URL and the health of each project x source.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Store, StoreError, parse_ts_opt, ts};
+use crate::model::SourceKind;
+
+/// `ETag` / `Last-Modified` of one URL, sent back as `If-None-Match` / `If-Modified-Since`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// The entity tag, exactly as received (quotes and `W/` included).
+    pub etag: Option<String>,
+    /// The `Last-Modified` value, exactly as received.
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// True when there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// The recorded state of one project x source.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SourceState {
+    /// Project.
+    pub project: String,
+    /// Source.
+    pub source: String,
+    /// First successful fetch.
+    pub baseline_at: Option<DateTime<Utc>>,
+    /// Last successful fetch.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Last attempt.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Failures since the last success.
+    pub consecutive_failures: i64,
+    /// The last error, as reported.
+    pub last_error: Option<String>,
+    /// Rate limited until then.
+    pub deferred_until: Option<DateTime<Utc>>,
+    /// The feed a configured page pointed to.
+    pub resolved_url: Option<String>,
+}
+
+impl Store {
+    /// All stored validators.
+    pub async fn validators(&self) -> Result<HashMap<String, Validators>, StoreError> {
+        const SQL: &str = "SELECT url, etag, last_modified FROM http_validators";
+        let mut out = HashMap::new();
+        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+            out.insert(
+                row.try_get("url")?,
+                Validators {
+                    etag: row.try_get("etag")?,
+                    last_modified: row.try_get("last_modified")?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The state of every project x source.
+    pub async fn source_states(&self) -> Result<HashMap<(String, String), SourceState>, StoreError> {
+        const SQL: &str = "SELECT project, source, baseline_at, last_success_at, last_attempt_at, \
+                consecutive_failures, last_error, deferred_until, resolved_url FROM source_state";
+        let mut out = HashMap::new();
+        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+            let get = |col: &'static str| -> Result<Option<String>, StoreError> { Ok(row.try_get(col)?) };
+            let state = SourceState {
+                project: row.try_get("project")?,
+                source: row.try_get("source")?,
+                baseline_at: parse_ts_opt("source_state.baseline_at", get("baseline_at")?.as_deref())?,
+                last_success_at: parse_ts_opt("source_state.last_success_at", get("last_success_at")?.as_deref())?,
+                last_attempt_at: parse_ts_opt("source_state.last_attempt_at", get("last_attempt_at")?.as_deref())?,
+                consecutive_failures: row.try_get("consecutive_failures")?,
+                last_error: get("last_error")?,
+                deferred_until: parse_ts_opt("source_state.deferred_until", get("deferred_until")?.as_deref())?,
+                resolved_url: get("resolved_url")?,
+            };
+            out.insert((state.project.clone(), state.source.clone()), state);
+        }
+        Ok(out)
+    }
+}
+
+/// Stores the validators of a URL whose body was just recorded.
+pub async fn put_validators(
+    conn: &mut SqliteConnection,
+    url: &str,
+    validators: &Validators,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO http_validators (url, etag, last_modified, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified, \
+            updated_at = excluded.updated_at";
+    sqlx::query(SQL)
+        .bind(url)
+        .bind(&validators.etag)
+        .bind(&validators.last_modified)
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a successful fetch (a 200 or a 304). The first success sets the baseline.
+pub async fn source_succeeded(
+    conn: &mut SqliteConnection,
+    project: &str,
+    source: SourceKind,
+    resolved_url: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO source_state (project, source, baseline_at, last_success_at, last_attempt_at, \
+            consecutive_failures, last_error, deferred_until, resolved_url) \
+         VALUES (?1, ?2, ?3, ?3, ?3, 0, NULL, NULL, ?4) \
+         ON CONFLICT (project, source) DO UPDATE SET \
+            baseline_at = COALESCE(source_state.baseline_at, excluded.baseline_at), \
+            last_success_at = excluded.last_success_at, last_attempt_at = excluded.last_attempt_at, \
+            consecutive_failures = 0, last_error = NULL, deferred_until = NULL, \
+            resolved_url = COALESCE(excluded.resolved_url, source_state.resolved_url)";
+    sqlx::query(SQL)
+        .bind(project)
+        .bind(source.as_str())
+        .bind(ts(now))
+        .bind(resolved_url)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a failed fetch; `deferred_until` is set when the upstream asked to wait.
+pub async fn source_failed(
+    conn: &mut SqliteConnection,
+    project: &str,
+    source: SourceKind,
+    error: &str,
+    deferred_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO source_state (project, source, last_attempt_at, consecutive_failures, \
+            last_error, deferred_until) VALUES (?1, ?2, ?3, 1, ?4, ?5) \
+         ON CONFLICT (project, source) DO UPDATE SET last_attempt_at = excluded.last_attempt_at, \
+            consecutive_failures = source_state.consecutive_failures + 1, \
+            last_error = excluded.last_error, deferred_until = excluded.deferred_until";
+    sqlx::query(SQL)
+        .bind(project)
+        .bind(source.as_str())
+        .bind(ts(now))
+        .bind(error)
+        .bind(deferred_until.map(ts))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether a source's baseline fetch already happened, inside a transaction.
+pub async fn has_baseline(
+    conn: &mut SqliteConnection,
+    project: &str,
+    source: SourceKind,
+) -> Result<bool, StoreError> {
+    const SQL: &str =
+        "SELECT COUNT(*) FROM source_state WHERE project = ? AND source = ? AND baseline_at IS NOT NULL";
+    let n: i64 = sqlx::query_scalar(SQL)
+        .bind(project)
+        .bind(source.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(n > 0)
+}
