@@ -1,5 +1,5 @@
 -- Releases, the evidence each source gives for them, HTTP validators, per-source state,
--- check runs and the run lease. Timestamps are UTC text, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+-- check runs and the run lease. Timestamps are UTC text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 
 -- One row per project and canonical version (see version::canonical_key).
 CREATE TABLE releases (

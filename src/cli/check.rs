@@ -13,7 +13,7 @@ pub struct CheckArgs {
     dry_run: bool,
     /// Only this project (repeatable).
     #[arg(long = "project", value_name = "NAME")]
-    projects: Vec<String>,
+    project: Vec<String>,
     /// Print the run summary as JSON.
     #[arg(long)]
     json: bool,
@@ -22,7 +22,7 @@ pub struct CheckArgs {
 pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
     let opts = CheckOptions {
         dry_run: args.dry_run,
-        projects: args.projects,
+        projects: args.project,
         trigger: "check".into(),
     };
     match check::run(&app, &opts).await? {

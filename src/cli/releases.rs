@@ -11,7 +11,7 @@ use crate::store::ReleaseFilter;
 pub struct ReleasesArgs {
     /// Only this project (repeatable).
     #[arg(long = "project", value_name = "NAME")]
-    projects: Vec<String>,
+    project: Vec<String>,
     /// Only this class (repeatable).
     #[arg(long = "class", value_name = "CLASS")]
     classes: Vec<ReleaseClass>,
@@ -21,7 +21,7 @@ pub struct ReleasesArgs {
 }
 
 pub(super) async fn run(app: App, args: ReleasesArgs) -> anyhow::Result<u8> {
-    for name in &args.projects {
+    for name in &args.project {
         if app.config.project(name).is_none() {
             anyhow::bail!("unknown project `{name}`");
         }
@@ -29,7 +29,7 @@ pub(super) async fn run(app: App, args: ReleasesArgs) -> anyhow::Result<u8> {
     let rows = app
         .store
         .releases(&ReleaseFilter {
-            projects: args.projects,
+            projects: args.project,
             classes: args.classes,
             new_in_run: None,
         })

@@ -90,34 +90,60 @@ pub fn posts_from_page(html: &str, base: &Url, project: &Project) -> Vec<Observa
     out
 }
 
-/// Release entries of a feed document.
-pub fn entries(bytes: &[u8], url: &str, project: &Project) -> Result<Vec<Observation>, SourceError> {
+/// One entry of a feed, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEntry {
+    /// Title text.
+    pub title: Option<String>,
+    /// The post's URL (the `alternate` link, else the first).
+    pub link: Option<String>,
+    /// Publication time.
+    pub published: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last update.
+    pub updated: Option<chrono::DateTime<chrono::Utc>>,
+    /// Summary text.
+    pub summary: Option<String>,
+}
+
+/// Reads every entry of an RSS, Atom or JSON Feed document.
+pub fn read_feed(bytes: &[u8], url: &str) -> Result<Vec<FeedEntry>, SourceError> {
     let feed = feed_rs::parser::parse(bytes)
         .map_err(|err| SourceError::document(url, format!("not a readable RSS, Atom or JSON feed: {err}")))?;
+    Ok(feed
+        .entries
+        .into_iter()
+        .map(|entry| FeedEntry {
+            title: entry.title.map(|t| t.content.trim().to_string()),
+            link: entry
+                .links
+                .iter()
+                .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+                .or(entry.links.first())
+                .map(|l| l.href.clone()),
+            published: entry.published,
+            updated: entry.updated,
+            summary: entry.summary.map(|s| s.content).filter(|s| !s.trim().is_empty()),
+        })
+        .collect())
+}
+
+/// Release entries of a feed document: those whose title or slug names a version.
+pub fn entries(bytes: &[u8], url: &str, project: &Project) -> Result<Vec<Observation>, SourceError> {
     let aliases = project.aliases();
     let mut out = Vec::new();
-    for entry in feed.entries {
-        let title = entry.title.as_ref().map(|t| t.content.trim().to_string()).unwrap_or_default();
-        let link = entry
-            .links
-            .iter()
-            .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
-            .or(entry.links.first())
-            .map(|l| l.href.clone());
+    for entry in read_feed(bytes, url)? {
+        let title = entry.title.clone().unwrap_or_default();
         let found = version::from_title(&title, &aliases)
-            .or_else(|| link.as_deref().and_then(|l| version::from_slug(l, &aliases)));
+            .or_else(|| entry.link.as_deref().and_then(|l| version::from_slug(l, &aliases)));
         let Some(found) = found else {
             tracing::debug!(project = %project.name, title = %title, "feed entry names no version");
             continue;
         };
-        let mut obs = Observation::new(if title.is_empty() { link.clone().unwrap_or_default() } else { title }, found);
+        let raw = if title.is_empty() { entry.link.clone().unwrap_or_default() } else { title };
+        let mut obs = Observation::new(raw, found);
         obs.published_at = entry.published.or(entry.updated);
-        obs.url = link;
-        obs.notes = entry
-            .summary
-            .map(|s| s.content)
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.chars().take(MAX_NOTES).collect());
+        obs.url = entry.link;
+        obs.notes = entry.summary.map(|s| s.chars().take(MAX_NOTES).collect());
         obs.line_post = true;
         out.push(obs);
     }

@@ -82,7 +82,7 @@ pub struct Store {
 /// Formats a timestamp the way every column stores it: fixed width, so text order is time
 /// order.
 pub fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Reads a stored timestamp.
@@ -265,6 +265,6 @@ mod tests {
         let a = parse_ts("t", "2026-01-01T00:00:00Z").expect("ts");
         let b = parse_ts("t", "2026-01-01T00:00:00.5Z").expect("ts");
         assert!(ts(a) < ts(b));
-        assert_eq!(ts(a), "2026-01-01T00:00:00.000Z");
+        assert_eq!(ts(a), "2026-01-01T00:00:00.000000Z");
     }
 }

@@ -1,0 +1,321 @@
+//! Shared test doubles: the real fixtures folder, a local upstream that serves documents
+//! with ETags and injected faults, temporary databases and apps built through `App::build`.
+#![allow(dead_code)]
+
+pub mod pretalx;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use herald::app::{App, ManualClock};
+use herald::config::Config;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// `../shared/fixtures` (or `HERALD_FIXTURES`); `None`, with a loud message, when absent.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("HERALD_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "\n!!! SKIPPED: fixtures folder {} is missing; set HERALD_FIXTURES to run this test !!!\n",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Returns from the test when the fixtures are absent.
+#[macro_export]
+macro_rules! fixtures_or_skip {
+    () => {
+        match common::fixtures() {
+            Some(dir) => dir,
+            None => return,
+        }
+    };
+}
+
+/// Reads a fixture file.
+pub fn read(dir: &Path, rel: &str) -> Vec<u8> {
+    std::fs::read(dir.join(rel)).unwrap_or_else(|err| panic!("fixture {rel}: {err}"))
+}
+
+/// A fault the upstream injects for every path under a prefix.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and a short body.
+    Status(u16),
+    /// Answer after this long (longer than the client's timeout).
+    Delay(Duration),
+    /// Answer 200 with the first half of the document.
+    Truncated,
+    /// Answer 200 with an HTML error page.
+    HtmlErrorPage,
+    /// Answer 429 with `Retry-After: N`.
+    RateLimited(u64),
+    /// Answer 403 with GitHub's exhausted-limit headers.
+    GithubLimit,
+}
+
+#[derive(Debug, Clone)]
+struct Doc {
+    body: Vec<u8>,
+    content_type: String,
+    headers: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    docs: HashMap<String, Doc>,
+    faults: Vec<(String, Fault)>,
+}
+
+struct Responder(Arc<Mutex<State>>);
+
+fn etag_of(body: &[u8]) -> String {
+    // FNV-1a: stable, dependency-free.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in body {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    format!("W/\"{hash:016x}\"")
+}
+
+impl Respond for Responder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let state = self.0.lock().expect("upstream state");
+        let path = req.url.path().to_string();
+        let key = match req.url.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        let doc = state.docs.get(&key).or_else(|| state.docs.get(&path)).cloned();
+        if let Some((_, fault)) = state.faults.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())) {
+            return match fault {
+                Fault::Status(code) => ResponseTemplate::new(*code).set_body_string(format!("upstream says {code}")),
+                Fault::Delay(d) => ResponseTemplate::new(200).set_delay(*d).set_body_string("late"),
+                Fault::Truncated => {
+                    let body = doc.map(|d| d.body).unwrap_or_else(|| b"{\"releases\": {\"1.0\": [".to_vec());
+                    ResponseTemplate::new(200)
+                        .set_body_raw(body[..body.len() / 2].to_vec(), "application/json")
+                }
+                Fault::HtmlErrorPage => ResponseTemplate::new(200).set_body_raw(
+                    "<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body><h1>Sorry</h1></body></html>",
+                    "text/html",
+                ),
+                Fault::RateLimited(secs) => ResponseTemplate::new(429)
+                    .insert_header("retry-after", secs.to_string().as_str())
+                    .set_body_string("slow down"),
+                Fault::GithubLimit => ResponseTemplate::new(403)
+                    .insert_header("x-ratelimit-remaining", "0")
+                    .insert_header("x-ratelimit-reset", "4102444800")
+                    .set_body_raw(r#"{"message": "API rate limit exceeded"}"#, "application/json"),
+            };
+        }
+        let Some(doc) = doc else {
+            return ResponseTemplate::new(404).set_body_raw(r#"{"message": "Not Found"}"#, "application/json");
+        };
+        // A recorded ETag (real upstream headers) wins over the computed one.
+        let etag = doc
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("etag"))
+            .map(|(_, value)| value.clone())
+            .unwrap_or_else(|| etag_of(&doc.body));
+        let matches = req
+            .headers
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == etag);
+        let mut template = if matches {
+            ResponseTemplate::new(304)
+        } else {
+            ResponseTemplate::new(200).set_body_raw(doc.body.clone(), &doc.content_type)
+        };
+        template = template
+            .insert_header("etag", etag.as_str())
+            .insert_header("last-modified", "Wed, 08 Jul 2026 10:01:22 GMT");
+        for (name, value) in &doc.headers {
+            template = template.insert_header(name.as_str(), value.as_str());
+        }
+        template
+    }
+}
+
+/// A local upstream serving documents by path (and query), with ETags and faults.
+#[derive(Clone)]
+pub struct Upstream {
+    state: Arc<Mutex<State>>,
+    server: Arc<MockServer>,
+}
+
+impl Upstream {
+    /// Starts the server.
+    pub async fn start() -> Upstream {
+        let server = MockServer::start().await;
+        let state = Arc::new(Mutex::new(State::default()));
+        Mock::given(wiremock::matchers::any())
+            .respond_with(Responder(state.clone()))
+            .mount(&server)
+            .await;
+        Upstream {
+            state,
+            server: Arc::new(server),
+        }
+    }
+
+    /// Base URL, without a trailing slash.
+    pub fn url(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Serves `body` at `path` (which may include a query).
+    pub fn put(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) {
+        self.put_with_headers(path, content_type, body, &[]);
+    }
+
+    /// Serves `body` at `path` with extra headers.
+    pub fn put_with_headers(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) {
+        self.state.lock().expect("state").docs.insert(
+            path.to_string(),
+            Doc {
+                body: body.into(),
+                content_type: content_type.to_string(),
+                headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            },
+        );
+    }
+
+    /// Serves a JSON value.
+    pub fn put_json(&self, path: &str, content_type: &str, value: &serde_json::Value) {
+        self.put(path, content_type, serde_json::to_vec_pretty(value).expect("json"));
+    }
+
+    /// Injects a fault for every path starting with `prefix`.
+    pub fn fault(&self, prefix: &str, fault: Fault) {
+        self.state.lock().expect("state").faults.push((prefix.to_string(), fault));
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) {
+        self.state.lock().expect("state").faults.clear();
+    }
+
+    /// Every request received so far.
+    pub async fn requests(&self) -> Vec<Request> {
+        self.server.received_requests().await.unwrap_or_default()
+    }
+
+    /// Forgets the requests received so far.
+    pub async fn forget_requests(&self) {
+        // Re-mounting resets the journal; the responder keeps its state.
+        self.server.reset().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(Responder(self.state.clone()))
+            .mount(&self.server)
+            .await;
+    }
+}
+
+/// A temporary folder with a database in it.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("herald.db").display())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a projects file and returns its path.
+    pub fn projects(&self, toml: &str) -> PathBuf {
+        let path = self.path("projects.toml");
+        std::fs::write(&path, toml).expect("write projects");
+        path
+    }
+
+    /// The command-line arguments pointing Herald at this sandbox and `upstream`.
+    pub fn args(&self, upstream: &str, projects: Option<&Path>) -> Vec<String> {
+        let mut args = vec![
+            "--database-url".to_string(),
+            self.db_url(),
+            "--pypi-url".into(),
+            format!("{upstream}/"),
+            "--github-api-url".into(),
+            format!("{upstream}/"),
+            "--http-timeout".into(),
+            "0.5".into(),
+            "--connect-timeout".into(),
+            "0.5".into(),
+            "--http-retries".into(),
+            "1".into(),
+            "--retry-backoff-ms".into(),
+            "5".into(),
+        ];
+        if let Some(p) = projects {
+            args.push("--projects".into());
+            args.push(p.display().to_string());
+        }
+        args
+    }
+
+    /// Validated settings for an in-process app.
+    pub fn config(&self, upstream: &str, projects: Option<&Path>) -> Config {
+        let mut argv = vec!["herald".to_string()];
+        argv.extend(self.args(upstream, projects));
+        argv.push("migrate".into());
+        let cli = herald::cli::Cli::try_parse_from(argv).expect("arguments parse");
+        Config::from_settings(cli.settings).expect("config validates")
+    }
+
+    /// An app with a manual clock.
+    pub async fn app(&self, upstream: &str, projects: Option<&Path>, now: DateTime<Utc>) -> (App, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(now));
+        let app = App::build(self.config(upstream, projects))
+            .await
+            .expect("app builds")
+            .with_clock(clock.clone());
+        (app, clock)
+    }
+
+    /// Runs the real binary in this sandbox.
+    pub fn herald(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().expect("run herald")
+    }
+
+    /// The real binary, ready to run.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.current_dir(self.dir.path()).args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("HERALD_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("HERALD_LOG", "warn");
+        cmd
+    }
+}
+
+/// `2026-07-08T12:00:00Z` and friends.
+pub fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).expect("timestamp").with_timezone(&Utc)
+}
