@@ -56,7 +56,10 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        self.0.lock().map(|now| *now).unwrap_or_else(|poisoned| *poisoned.into_inner())
+        self.0
+            .lock()
+            .map(|now| *now)
+            .unwrap_or_else(|poisoned| *poisoned.into_inner())
     }
 }
 

@@ -136,7 +136,11 @@ impl RunSummary {
 
     /// `0` when every source answered, `2` otherwise (the contract's exit codes).
     pub fn exit_code(&self) -> u8 {
-        if self.failed_sources().next().is_some() { 2 } else { 0 }
+        if self.failed_sources().next().is_some() {
+            2
+        } else {
+            0
+        }
     }
 }
 
@@ -177,7 +181,12 @@ fn selected<'a>(app: &'a App, names: &[String]) -> anyhow::Result<Vec<&'a Projec
         .iter()
         .map(|name| {
             app.config.project(name).ok_or_else(|| {
-                let tracked: Vec<&str> = app.config.projects.iter().map(|p| p.name.as_str()).collect();
+                let tracked: Vec<&str> = app
+                    .config
+                    .projects
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
                 anyhow::anyhow!("unknown project `{name}` (tracked: {})", tracked.join(", "))
             })
         })
@@ -190,20 +199,32 @@ pub async fn run(app: &App, opts: &CheckOptions) -> anyhow::Result<CheckOutcome>
     let projects = selected(app, &opts.projects)?;
     let started = Instant::now();
     let started_at = app.clock.now();
-    let holder = format!("{}:{}:{}", host_name(), std::process::id(), started_at.timestamp_micros());
+    let holder = format!(
+        "{}:{}:{}",
+        host_name(),
+        std::process::id(),
+        started_at.timestamp_micros()
+    );
     let ttl = Duration::seconds(LEASE_TTL_SECS);
 
     let mut renewer = None;
     if !opts.dry_run {
-        match app.store.acquire_lease(&holder, &host_name(), started_at, ttl).await? {
+        match app
+            .store
+            .acquire_lease(&holder, &host_name(), started_at, ttl)
+            .await?
+        {
             LeaseOutcome::Acquired => {}
-            LeaseOutcome::Held { holder, since, .. } => return Ok(CheckOutcome::Busy { holder, since }),
+            LeaseOutcome::Held { holder, since, .. } => {
+                return Ok(CheckOutcome::Busy { holder, since });
+            }
         }
         let store = app.store.clone();
         let clock = app.clock.clone();
         let holder = holder.clone();
         renewer = Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs((LEASE_TTL_SECS / 3) as u64));
+            let mut tick =
+                tokio::time::interval(std::time::Duration::from_secs((LEASE_TTL_SECS / 3) as u64));
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -232,9 +253,15 @@ pub async fn run(app: &App, opts: &CheckOptions) -> anyhow::Result<CheckOutcome>
     let mut summary = summary;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     if let Some(run_id) = summary.run_id {
-        let status = if summary.exit_code() == 0 { "ok" } else { "partial" };
+        let status = if summary.exit_code() == 0 {
+            "ok"
+        } else {
+            "partial"
+        };
         let json = serde_json::to_value(&summary).context("cannot encode the run summary")?;
-        app.store.finish_run(run_id, status, &json, app.clock.now()).await?;
+        app.store
+            .finish_run(run_id, status, &json, app.clock.now())
+            .await?;
     }
     if !opts.dry_run {
         app.store.release_lease(&holder).await?;
@@ -260,7 +287,8 @@ async fn run_locked(
     };
     let validators = app.store.validators().await?;
     let states = app.store.source_states().await?;
-    let state_of = |p: &Project, k: SourceKind| states.get(&(p.name.clone(), k.as_str().to_string()));
+    let state_of =
+        |p: &Project, k: SourceKind| states.get(&(p.name.clone(), k.as_str().to_string()));
 
     // Fetch everything, bounded; no transaction is open meanwhile.
     let mut jobs = Vec::new();
@@ -274,7 +302,10 @@ async fn run_locked(
             let state: Option<&SourceState> = state_of(project, kind);
             let validators = &validators;
             async move {
-                if let Some(until) = state.and_then(|s| s.deferred_until).filter(|until| *until > now) {
+                if let Some(until) = state
+                    .and_then(|s| s.deferred_until)
+                    .filter(|until| *until > now)
+                {
                     return (index, kind, Outcome::StillDeferred(until));
                 }
                 let cx = FetchContext {
@@ -303,10 +334,19 @@ async fn run_locked(
     for (index, project) in projects.iter().enumerate() {
         let mut outcomes = by_project.remove(&index).unwrap_or_default();
         outcomes.sort_by_key(|(kind, _)| *kind);
-        let had_baseline = |k: SourceKind| state_of(project, k).is_some_and(|s| s.baseline_at.is_some());
-        let report = record_project(app, project, outcomes, &had_baseline, run_id, opts.dry_run, now)
-            .await
-            .with_context(|| format!("cannot record the results for {}", project.name))?;
+        let had_baseline =
+            |k: SourceKind| state_of(project, k).is_some_and(|s| s.baseline_at.is_some());
+        let report = record_project(
+            app,
+            project,
+            outcomes,
+            &had_baseline,
+            run_id,
+            opts.dry_run,
+            now,
+        )
+        .await
+        .with_context(|| format!("cannot record the results for {}", project.name))?;
         reports.push(report);
     }
 
@@ -346,11 +386,22 @@ async fn record_project(
                 for (url, validators) in &fetched.validators {
                     store::put_validators(&mut tx, url, validators, now).await?;
                 }
-                store::source_succeeded(&mut tx, &project.name, kind, fetched.resolved_url.as_deref(), now).await?;
+                store::source_succeeded(
+                    &mut tx,
+                    &project.name,
+                    kind,
+                    fetched.resolved_url.as_deref(),
+                    now,
+                )
+                .await?;
                 baseline |= !had_baseline(kind);
                 reports.push(SourceReport {
                     source: kind,
-                    status: if fetched.not_modified { SourceStatus::Unchanged } else { SourceStatus::Ok },
+                    status: if fetched.not_modified {
+                        SourceStatus::Unchanged
+                    } else {
+                        SourceStatus::Ok
+                    },
                     listed: fetched.observations.len(),
                     error: None,
                     deferred_until: None,
@@ -375,7 +426,11 @@ async fn record_project(
                 store::source_failed(&mut tx, &project.name, kind, &message, until, now).await?;
                 reports.push(SourceReport {
                     source: kind,
-                    status: if until.is_some() { SourceStatus::Deferred } else { SourceStatus::Failed },
+                    status: if until.is_some() {
+                        SourceStatus::Deferred
+                    } else {
+                        SourceStatus::Failed
+                    },
                     listed: 0,
                     error: Some(message),
                     deferred_until: until,
@@ -386,7 +441,9 @@ async fn record_project(
                 source: kind,
                 status: SourceStatus::Deferred,
                 listed: 0,
-                error: Some(format!("rate limited earlier; not asked again before {until}")),
+                error: Some(format!(
+                    "rate limited earlier; not asked again before {until}"
+                )),
                 deferred_until: Some(until),
                 warnings: Vec::new(),
             }),
@@ -416,7 +473,15 @@ async fn record_project(
         )
         .await?;
         for evidence in &release.evidence {
-            store::write_evidence(&mut tx, id, evidence.kind, &evidence.observation, evidence.inherited, now).await?;
+            store::write_evidence(
+                &mut tx,
+                id,
+                evidence.kind,
+                &evidence.observation,
+                evidence.inherited,
+                now,
+            )
+            .await?;
         }
         recorded += usize::from(release.is_new_row);
         if release.announce {

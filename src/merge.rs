@@ -92,7 +92,8 @@ struct Slot {
 /// Plans the writes for one project.
 pub fn plan(project: &Project, known: &[KnownRelease], batches: Vec<SourceBatch>) -> Plan {
     let primary = project.primary();
-    let known_by_key: HashMap<&str, &KnownRelease> = known.iter().map(|k| (k.key.as_str(), k)).collect();
+    let known_by_key: HashMap<&str, &KnownRelease> =
+        known.iter().map(|k| (k.key.as_str(), k)).collect();
     let primary_had_baseline = batches
         .iter()
         .find(|b| Some(b.kind) == primary)
@@ -110,7 +111,10 @@ pub fn plan(project: &Project, known: &[KnownRelease], batches: Vec<SourceBatch>
     if let Some(batch) = ordered.first().filter(|b| Some(b.kind) == primary) {
         primary_versions.extend(batch.observations.iter().map(|o| o.version.clone()));
     }
-    let primary_keys: HashSet<String> = primary_versions.iter().map(version::canonical_key).collect();
+    let primary_keys: HashSet<String> = primary_versions
+        .iter()
+        .map(version::canonical_key)
+        .collect();
 
     let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
     for batch in ordered {
@@ -118,7 +122,9 @@ pub fn plan(project: &Project, known: &[KnownRelease], batches: Vec<SourceBatch>
         for obs in batch.observations {
             let mut key = version::canonical_key(&obs.version);
             let mut ver = obs.version.clone();
-            if !is_primary && !primary_keys.contains(&key) && !known_by_key.contains_key(key.as_str())
+            if !is_primary
+                && !primary_keys.contains(&key)
+                && !known_by_key.contains_key(key.as_str())
                 && let Some(post) = version::post_release_for(&obs.version, primary_versions.iter())
             {
                 key = version::canonical_key(post);
@@ -190,7 +196,11 @@ pub fn plan(project: &Project, known: &[KnownRelease], batches: Vec<SourceBatch>
 
 /// Gives each bugfix release without a post of its own the post of the closest lower release
 /// of its line that has one.
-fn inherit_line_posts(known: &[KnownRelease], releases: &mut Vec<PlannedRelease>, is_published: &dyn Fn(&str) -> bool) {
+fn inherit_line_posts(
+    known: &[KnownRelease],
+    releases: &mut Vec<PlannedRelease>,
+    is_published: &dyn Fn(&str) -> bool,
+) {
     // (version, post URL) of every release with its own feed evidence.
     let mut posts: Vec<(Version, String)> = known
         .iter()
@@ -203,9 +213,16 @@ fn inherit_line_posts(known: &[KnownRelease], releases: &mut Vec<PlannedRelease>
         })
         .collect();
     for r in releases.iter() {
-        if let Some(e) = r.evidence.iter().find(|e| e.kind == SourceKind::Feed && !e.inherited) {
+        if let Some(e) = r
+            .evidence
+            .iter()
+            .find(|e| e.kind == SourceKind::Feed && !e.inherited)
+        {
             posts.retain(|(v, _)| version::canonical_key(v) != r.key);
-            posts.push((r.version.clone(), e.observation.url.clone().unwrap_or_default()));
+            posts.push((
+                r.version.clone(),
+                e.observation.url.clone().unwrap_or_default(),
+            ));
         }
     }
     if posts.is_empty() {
@@ -214,7 +231,11 @@ fn inherit_line_posts(known: &[KnownRelease], releases: &mut Vec<PlannedRelease>
     let planned: HashSet<String> = releases.iter().map(|r| r.key.clone()).collect();
     // Known releases untouched by this run may need a post too.
     for k in known.iter().filter(|k| !planned.contains(&k.key)) {
-        if !k.evidence.iter().any(|(kind, _, _)| *kind == SourceKind::Feed) {
+        if !k
+            .evidence
+            .iter()
+            .any(|(kind, _, _)| *kind == SourceKind::Feed)
+        {
             releases.push(PlannedRelease {
                 version: k.version.clone(),
                 key: k.key.clone(),
@@ -241,7 +262,8 @@ fn inherit_line_posts(known: &[KnownRelease], releases: &mut Vec<PlannedRelease>
         })
         .collect();
     for r in releases.iter_mut() {
-        if r.class != ReleaseClass::Bugfix || r.evidence.iter().any(|e| e.kind == SourceKind::Feed) {
+        if r.class != ReleaseClass::Bugfix || r.evidence.iter().any(|e| e.kind == SourceKind::Feed)
+        {
             continue;
         }
         let own_known = known
@@ -296,7 +318,9 @@ mod tests {
     }
 
     fn obs(raw: &str) -> Observation {
-        let v = version::parse_tag(raw, None).expect("no prefix").expect(raw);
+        let v = version::parse_tag(raw, None)
+            .expect("no prefix")
+            .expect(raw);
         Observation::new(raw, v)
     }
 
@@ -416,7 +440,9 @@ mod tests {
 
     #[test]
     fn bugfix_releases_inherit_their_lines_post() {
-        let mut post = obs("Releasing pretalx 2025.2.0".replace("Releasing pretalx ", "").as_str());
+        let mut post = obs("Releasing pretalx 2025.2.0"
+            .replace("Releasing pretalx ", "")
+            .as_str());
         post.url = Some("https://pretalx.com/p/news/releasing-pretalx-2025-2-0/".into());
         post.line_post = true;
         let first = plan(
@@ -435,9 +461,21 @@ mod tests {
                 },
             ],
         );
-        let fix = first.releases.iter().find(|r| r.key == "2025.2.1").expect("2025.2.1");
-        assert!(fix.evidence.iter().any(|e| e.kind == SourceKind::Feed && e.inherited));
-        let other = first.releases.iter().find(|r| r.key == "2025.1.1").expect("2025.1.1");
+        let fix = first
+            .releases
+            .iter()
+            .find(|r| r.key == "2025.2.1")
+            .expect("2025.2.1");
+        assert!(
+            fix.evidence
+                .iter()
+                .any(|e| e.kind == SourceKind::Feed && e.inherited)
+        );
+        let other = first
+            .releases
+            .iter()
+            .find(|r| r.key == "2025.1.1")
+            .expect("2025.1.1");
         assert!(other.evidence.iter().all(|e| e.kind != SourceKind::Feed));
 
         // A later bugfix (the feed answering 304) still gets the post.
@@ -450,9 +488,20 @@ mod tests {
                 had_baseline: true,
             }],
         );
-        let fix = later.releases.iter().find(|r| r.key == "2025.2.2").expect("2025.2.2");
+        let fix = later
+            .releases
+            .iter()
+            .find(|r| r.key == "2025.2.2")
+            .expect("2025.2.2");
         assert!(fix.announce);
-        assert!(fix.evidence.iter().any(|e| e.kind == SourceKind::Feed && e.inherited));
-        assert!(later.releases.iter().all(|r| r.key != "2025.2.1"), "already inherited: untouched");
+        assert!(
+            fix.evidence
+                .iter()
+                .any(|e| e.kind == SourceKind::Feed && e.inherited)
+        );
+        assert!(
+            later.releases.iter().all(|r| r.key != "2025.2.1"),
+            "already inherited: untouched"
+        );
     }
 }

@@ -52,7 +52,9 @@ impl FromStr for SourceKind {
             "pypi" => Ok(SourceKind::Pypi),
             "github" => Ok(SourceKind::Github),
             "feed" => Ok(SourceKind::Feed),
-            other => Err(format!("unknown source `{other}` (expected pypi, github or feed)")),
+            other => Err(format!(
+                "unknown source `{other}` (expected pypi, github or feed)"
+            )),
         }
     }
 }

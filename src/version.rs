@@ -126,7 +126,10 @@ pub fn classify(version: &Version, published: impl Fn(&str) -> bool) -> ReleaseC
 /// For a version `X` that a secondary source reports but the primary does not, the
 /// post-release of `X` the primary published instead (pretalx tagged `v0.2.0` and uploaded
 /// `0.2.0.post1`). `known` lists the primary's versions; the lowest matching post wins.
-pub fn post_release_for<'a>(version: &Version, known: impl Iterator<Item = &'a Version>) -> Option<&'a Version> {
+pub fn post_release_for<'a>(
+    version: &Version,
+    known: impl Iterator<Item = &'a Version>,
+) -> Option<&'a Version> {
     if version.is_post() || version.any_prerelease() {
         return None;
     }
@@ -154,8 +157,9 @@ static SLUG_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
-static DATE_SHAPE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(19|20)\d\d[-.](0\d|1[0-2])[-.]([0-2]\d|3[01])$").expect("static regex"));
+static DATE_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(19|20)\d\d[-.](0\d|1[0-2])[-.]([0-2]\d|3[01])$").expect("static regex")
+});
 
 const RELEASE_WORDS: [&str; 5] = ["release", "releasing", "released", "version", "security"];
 
@@ -207,7 +211,11 @@ pub fn from_title(title: &str, aliases: &[String]) -> Option<Version> {
 /// Numbers without separators (`releasing-pretalx-11`) and dates are not versions.
 pub fn from_slug(url: &str, aliases: &[String]) -> Option<Version> {
     let path = url.split(['?', '#']).next()?;
-    let slug = path.trim_end_matches('/').rsplit('/').next()?.to_lowercase();
+    let slug = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()?
+        .to_lowercase();
     if slug.is_empty() || slug.len() > 256 {
         return None;
     }
@@ -266,20 +274,35 @@ mod tests {
 
     #[test]
     fn spellings_of_one_version_share_a_key() {
-        let keys: Vec<String> = ["v2025.1.0", "2025.1.0", "v.2025.1.0", "V2025.01.0", "2025.1"]
-            .iter()
-            .map(|t| canonical_key(&parse_tag(t, None).expect("prefix").expect(t)))
-            .collect();
+        let keys: Vec<String> = [
+            "v2025.1.0",
+            "2025.1.0",
+            "v.2025.1.0",
+            "V2025.01.0",
+            "2025.1",
+        ]
+        .iter()
+        .map(|t| canonical_key(&parse_tag(t, None).expect("prefix").expect(t)))
+        .collect();
         assert!(keys.iter().all(|k| k == "2025.1"), "{keys:?}");
-        assert_ne!(canonical_key(&v("2025.1.0")), canonical_key(&v("2025.1.0.post1")));
+        assert_ne!(
+            canonical_key(&v("2025.1.0")),
+            canonical_key(&v("2025.1.0.post1"))
+        );
     }
 
     #[test]
     fn tags_with_prefixes() {
-        assert_eq!(parse_tag("Flurl.Http.2.4.0", Some("Flurl.Http.")).map(|r| r.ok()), Some(Some(v("2.4.0"))));
+        assert_eq!(
+            parse_tag("Flurl.Http.2.4.0", Some("Flurl.Http.")).map(|r| r.ok()),
+            Some(Some(v("2.4.0")))
+        );
         assert_eq!(parse_tag("Flurl.2.8.0", Some("Flurl.Http.")), None);
         assert!(matches!(parse_tag("nightly", None), Some(Err(_))));
-        assert_eq!(parse_tag("v1.0.0-beta.0", None).map(|r| r.ok()), Some(Some(v("1.0.0b0"))));
+        assert_eq!(
+            parse_tag("v1.0.0-beta.0", None).map(|r| r.ok()),
+            Some(Some(v("1.0.0b0")))
+        );
     }
 
     #[test]
@@ -310,20 +333,35 @@ mod tests {
         assert_eq!(t("This Week in Matrix 2022-09-23"), None);
         assert_eq!(t("Send emails without publishing"), None);
         assert_eq!(t("Our roadmap for 2026"), None);
-        assert_eq!(t("Releasing pretalx 2024.1.0rc1.").as_deref(), Some("2024.1.0rc1"));
+        assert_eq!(
+            t("Releasing pretalx 2024.1.0rc1.").as_deref(),
+            Some("2024.1.0rc1")
+        );
     }
 
     #[test]
     fn slugs() {
         let names = vec!["pretalx".to_string()];
         let s = |u: &str| from_slug(u, &names).map(|v| v.to_string());
-        assert_eq!(s("https://pretalx.com/p/news/releasing-pretalx-2025-2-0/").as_deref(), Some("2025.2.0"));
-        assert_eq!(s("https://pretalx.com/p/news/release-pretalx-v0.8.0/").as_deref(), Some("0.8.0"));
-        assert_eq!(s("https://pretalx.com/p/news/release-pretalx-v0.2/").as_deref(), Some("0.2"));
+        assert_eq!(
+            s("https://pretalx.com/p/news/releasing-pretalx-2025-2-0/").as_deref(),
+            Some("2025.2.0")
+        );
+        assert_eq!(
+            s("https://pretalx.com/p/news/release-pretalx-v0.8.0/").as_deref(),
+            Some("0.8.0")
+        );
+        assert_eq!(
+            s("https://pretalx.com/p/news/release-pretalx-v0.2/").as_deref(),
+            Some("0.2")
+        );
         assert_eq!(s("https://pretalx.com/p/news/releasing-pretalx-11/"), None);
         assert_eq!(s("https://pretalx.com/p/news/security-release-232/"), None);
         assert_eq!(s("https://pretalx.com/p/news/first-release/"), None);
-        assert_eq!(s("https://matrix.org/blog/2022/09/23/this-week-in-matrix-2022-09-23"), None);
+        assert_eq!(
+            s("https://matrix.org/blog/2022/09/23/this-week-in-matrix-2022-09-23"),
+            None
+        );
         assert_eq!(s("https://example.org/news/pretalx-2022-09-23/"), None);
     }
 }

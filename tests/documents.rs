@@ -13,7 +13,10 @@ use herald::store::{ReleaseFilter, ReleaseRow};
 use serde_json::Value;
 
 async fn run(app: &App) -> RunSummary {
-    match check::run(app, &CheckOptions::default()).await.expect("check runs") {
+    match check::run(app, &CheckOptions::default())
+        .await
+        .expect("check runs")
+    {
         CheckOutcome::Completed(summary) => summary,
         CheckOutcome::Busy { .. } => panic!("unexpectedly busy"),
     }
@@ -40,20 +43,36 @@ async fn luigi_json_api_keeps_file_less_releases_unavailable() {
     let doc: Value = serde_json::from_slice(&common::read(&dir, "pypi/luigi.json")).expect("json");
     let upstream = Upstream::start().await;
     // An index without PEP 691 JSON answers the Simple API in HTML: Herald falls back.
-    upstream.put("/simple/luigi/", "text/html", "<html><body><a href=\"x\">luigi-1.0.tar.gz</a></body></html>");
-    upstream.put("/pypi/luigi/json", "application/json", common::read(&dir, "pypi/luigi.json"));
+    upstream.put(
+        "/simple/luigi/",
+        "text/html",
+        "<html><body><a href=\"x\">luigi-1.0.tar.gz</a></body></html>",
+    );
+    upstream.put(
+        "/pypi/luigi/json",
+        "application/json",
+        common::read(&dir, "pypi/luigi.json"),
+    );
     let sandbox = Sandbox::new();
     let projects = sandbox.projects(&pypi_project(&upstream, "luigi"));
-    let (app, _) = sandbox.app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z")).await;
+    let (app, _) = sandbox
+        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+        .await;
     let summary = run(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
     let got = releases(&app).await;
     let map = doc["releases"].as_object().expect("releases");
     assert_eq!(got.len(), map.len(), "every version recorded");
     for (version, files) in map {
-        let row = got.get(version).unwrap_or_else(|| panic!("{version} missing"));
+        let row = got
+            .get(version)
+            .unwrap_or_else(|| panic!("{version} missing"));
         let has_files = !files.as_array().expect("files").is_empty();
-        assert_eq!(row.available_at.is_some(), has_files, "{version}: available iff it has files");
+        assert_eq!(
+            row.available_at.is_some(),
+            has_files,
+            "{version}: available iff it has files"
+        );
         if !has_files {
             assert!(row.published_at.is_none(), "{version} has no upload time");
         }
@@ -78,22 +97,38 @@ async fn black_yanked_release_with_its_reason_in_both_apis() {
     for simple in [true, false] {
         let upstream = Upstream::start().await;
         if simple {
-            upstream.put("/simple/black/", "application/vnd.pypi.simple.v1+json", common::read(&dir, "pypi/black.simple-v1.json"));
+            upstream.put(
+                "/simple/black/",
+                "application/vnd.pypi.simple.v1+json",
+                common::read(&dir, "pypi/black.simple-v1.json"),
+            );
         } else {
             upstream.put("/simple/black/", "text/html", "<html></html>");
-            upstream.put("/pypi/black/json", "application/json", common::read(&dir, "pypi/black.json"));
+            upstream.put(
+                "/pypi/black/json",
+                "application/json",
+                common::read(&dir, "pypi/black.json"),
+            );
         }
         let sandbox = Sandbox::new();
         let projects = sandbox.projects(&pypi_project(&upstream, "black"));
-        let (app, _) = sandbox.app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z")).await;
+        let (app, _) = sandbox
+            .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+            .await;
         assert_eq!(run(&app).await.exit_code(), 0);
         let got = releases(&app).await;
         assert_eq!(got.len(), 2, "simple={simple}");
         let yanked = &got["21.11b0"];
         assert!(yanked.yanked, "simple={simple}");
-        assert_eq!(yanked.yanked_reason.as_deref(), Some("Broken regex dependency. Use 21.11b1 instead."));
+        assert_eq!(
+            yanked.yanked_reason.as_deref(),
+            Some("Broken regex dependency. Use 21.11b1 instead.")
+        );
         assert!(!got["19.10b0"].yanked);
-        assert_eq!(got["19.10b0"].published_at, Some(at("2019-10-28T23:53:54.000711Z")));
+        assert_eq!(
+            got["19.10b0"].published_at,
+            Some(at("2019-10-28T23:53:54.000711Z"))
+        );
     }
 }
 
@@ -101,27 +136,43 @@ async fn black_yanked_release_with_its_reason_in_both_apis() {
 async fn isodate_yanked_as_a_reason_string_in_the_simple_api() {
     let dir = fixtures_or_skip!();
     let upstream = Upstream::start().await;
-    upstream.put("/simple/isodate/", "application/vnd.pypi.simple.v1+json", common::read(&dir, "pypi/isodate.simple-v1.json"));
+    upstream.put(
+        "/simple/isodate/",
+        "application/vnd.pypi.simple.v1+json",
+        common::read(&dir, "pypi/isodate.simple-v1.json"),
+    );
     let sandbox = Sandbox::new();
     let projects = sandbox.projects(&pypi_project(&upstream, "isodate"));
-    let (app, _) = sandbox.app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z")).await;
+    let (app, _) = sandbox
+        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+        .await;
     assert_eq!(run(&app).await.exit_code(), 0);
     let got = releases(&app).await;
     let r = &got["0.7.0"];
     assert!(r.yanked);
-    assert_eq!(r.yanked_reason.as_deref(), Some("fails for py2.7 but is not marked as py3 only."));
+    assert_eq!(
+        r.yanked_reason.as_deref(),
+        Some("fails for py2.7 but is not marked as py3 only.")
+    );
     assert_eq!(r.class.as_str(), "feature");
     // The request asked for PEP 691 JSON.
     let requests = upstream.requests().await;
-    let accept = requests[0].headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = requests[0]
+        .headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert_eq!(accept, "application/vnd.pypi.simple.v1+json");
 }
 
 #[tokio::test]
 async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
     let dir = fixtures_or_skip!();
-    let mut releases_doc: Vec<Value> =
-        serde_json::from_slice(&common::read(&dir, "github/releases_offirgolan_ember-cp-validations.json")).expect("json");
+    let mut releases_doc: Vec<Value> = serde_json::from_slice(&common::read(
+        &dir,
+        "github/releases_offirgolan_ember-cp-validations.json",
+    ))
+    .expect("json");
     assert_eq!(releases_doc.len(), 30);
     // No public recording shows a draft: flip one on a copy of a real item, as GitHub would
     // show it (no publication date).
@@ -132,16 +183,28 @@ async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
     releases_doc.insert(0, draft);
 
     // The real single release object and its real ETag from octokit's recording.
-    let raw: Vec<Value> =
-        serde_json::from_slice(&common::read(&dir, "github/octokit_release-assets.raw-fixture.json")).expect("json");
+    let raw: Vec<Value> = serde_json::from_slice(&common::read(
+        &dir,
+        "github/octokit_release-assets.raw-fixture.json",
+    ))
+    .expect("json");
     let exchange = raw
         .iter()
-        .find(|x| x["method"] == "get" && x["path"].as_str().is_some_and(|p| p.ends_with("/releases/tags/v1.0.0")))
+        .find(|x| {
+            x["method"] == "get"
+                && x["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/releases/tags/v1.0.0"))
+        })
         .expect("recorded release");
     let headers = exchange["rawHeaders"].as_array().expect("headers");
     let etag = headers
         .chunks(2)
-        .find(|pair| pair[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case("etag")))
+        .find(|pair| {
+            pair[0]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("etag"))
+        })
         .and_then(|pair| pair[1].as_str())
         .expect("real ETag")
         .to_string();
@@ -177,20 +240,35 @@ async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
     );
     let sandbox = Sandbox::new();
     let projects = sandbox.projects("[[project]]\nname = \"ember-cp-validations\"\ngithub = \"offirgolan/ember-cp-validations\"\n");
-    let (app, _) = sandbox.app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z")).await;
+    let (app, _) = sandbox
+        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+        .await;
     let summary = run(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
     let got = releases(&app).await;
-    assert_eq!(got.len(), 31, "30 real releases + the octokit one, no draft: {:?}", got.keys().collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        31,
+        "30 real releases + the octokit one, no draft: {:?}",
+        got.keys().collect::<Vec<_>>()
+    );
     assert!(!got.contains_key("9.9.9"), "drafts are skipped");
     let beta = &got["4.0.0b0"];
     assert_eq!(beta.class.as_str(), "prerelease");
     assert_eq!(beta.sources[0].prerelease_flag, Some(true));
     assert_eq!(beta.sources[0].raw, "v4.0.0-beta.0");
-    let flagged = got.values().filter(|r| r.sources[0].prerelease_flag == Some(true)).count();
+    let flagged = got
+        .values()
+        .filter(|r| r.sources[0].prerelease_flag == Some(true))
+        .count();
     assert_eq!(flagged, 7);
     assert_eq!(got["3.5.1"].class.as_str(), "bugfix");
-    assert!(got["3.5.1"].sources[0].notes.as_deref().is_some_and(|n| !n.is_empty()));
+    assert!(
+        got["3.5.1"].sources[0]
+            .notes
+            .as_deref()
+            .is_some_and(|n| !n.is_empty())
+    );
     assert_eq!(got["1.0.0"].sources[0].raw, "v1.0.0");
 
     // Unchanged upstream: the real ETag goes back exactly as received.
@@ -199,9 +277,22 @@ async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
     assert_eq!(again.requests, 1);
     assert_eq!(again.not_modified, 1);
     let requests = upstream.requests().await;
-    let sent = requests[0].headers.get("if-none-match").and_then(|v| v.to_str().ok()).expect("validator");
-    assert!(sent.starts_with("W/\""), "computed ETag of page 1 sent back: {sent}");
-    assert_eq!(requests[0].headers.get("x-github-api-version").and_then(|v| v.to_str().ok()), Some("2022-11-28"));
+    let sent = requests[0]
+        .headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .expect("validator");
+    assert!(
+        sent.starts_with("W/\""),
+        "computed ETag of page 1 sent back: {sent}"
+    );
+    assert_eq!(
+        requests[0]
+            .headers
+            .get("x-github-api-version")
+            .and_then(|v| v.to_str().ok()),
+        Some("2022-11-28")
+    );
     let stored = app.store.validators().await.expect("validators");
     let page3 = stored
         .iter()
@@ -224,7 +315,11 @@ async fn a_link_to_another_host_is_not_followed() {
     let projects = sandbox.projects("[[project]]\nname = \"r\"\ngithub = \"o/r\"\n");
     let mut argv = vec!["herald".to_string()];
     argv.extend(sandbox.args(&upstream.url(), Some(&projects)));
-    argv.extend(["--github-token".into(), "ghp_secret_token_value".into(), "migrate".into()]);
+    argv.extend([
+        "--github-token".into(),
+        "ghp_secret_token_value".into(),
+        "migrate".into(),
+    ]);
     let cli = <herald::cli::Cli as clap::Parser>::try_parse_from(argv).expect("args");
     let config = herald::config::Config::from_settings(cli.settings).expect("config");
     let app = App::build(config).await.expect("app");
@@ -237,7 +332,10 @@ async fn a_link_to_another_host_is_not_followed() {
     let requests = upstream.requests().await;
     assert_eq!(requests.len(), 1);
     assert_eq!(
-        requests[0].headers.get("authorization").and_then(|v| v.to_str().ok()),
+        requests[0]
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
         Some("Bearer ghp_secret_token_value")
     );
 }

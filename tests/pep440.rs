@@ -6,7 +6,10 @@ mod common;
 use herald::version;
 
 fn lines(text: &str) -> Vec<&str> {
-    text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).filter(|l| !l.is_empty()).collect()
+    text.split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[test]
@@ -30,9 +33,15 @@ fn invalid_versions_are_refused() {
     assert_eq!(invalid.len(), 20);
     for v in invalid {
         let err = version::parse(v).expect_err(v);
-        assert!(err.to_string().contains("is not a PEP 440 version"), "{err}");
+        assert!(
+            err.to_string().contains("is not a PEP 440 version"),
+            "{err}"
+        );
         // Tags and titles go through the same parser: no back door.
-        assert!(matches!(version::parse_tag(v, None), Some(Err(_))), "tag {v:?} accepted");
+        assert!(
+            matches!(version::parse_tag(v, None), Some(Err(_))),
+            "tag {v:?} accepted"
+        );
     }
 }
 
@@ -42,8 +51,10 @@ fn the_order_is_reproduced_exactly() {
     let text = String::from_utf8(common::read(&dir, "pep440/versions_sorted.txt")).expect("utf-8");
     let expected = lines(&text);
     assert_eq!(expected.len(), 92);
-    let mut parsed: Vec<(pep440_rs::Version, &str)> =
-        expected.iter().map(|v| (version::parse(v).expect(v), *v)).collect();
+    let mut parsed: Vec<(pep440_rs::Version, &str)> = expected
+        .iter()
+        .map(|v| (version::parse(v).expect(v), *v))
+        .collect();
     parsed.reverse();
     parsed.sort_by(|a, b| a.0.cmp(&b.0));
     let sorted: Vec<&str> = parsed.iter().map(|(_, s)| *s).collect();
@@ -52,6 +63,9 @@ fn the_order_is_reproduced_exactly() {
     for pair in parsed.windows(2) {
         assert!(pair[0].0 < pair[1].0, "{} < {}", pair[0].1, pair[1].1);
     }
-    let keys: std::collections::HashSet<String> = parsed.iter().map(|(v, _)| version::canonical_key(v)).collect();
+    let keys: std::collections::HashSet<String> = parsed
+        .iter()
+        .map(|(v, _)| version::canonical_key(v))
+        .collect();
     assert_eq!(keys.len(), expected.len());
 }

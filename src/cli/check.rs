@@ -27,7 +27,9 @@ pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
     };
     match check::run(&app, &opts).await? {
         CheckOutcome::Busy { holder, since } => {
-            eprintln!("herald: a check is already running (holder {holder}, since {since}); nothing done");
+            eprintln!(
+                "herald: a check is already running (holder {holder}, since {since}); nothing done"
+            );
             println!("A check is already running (since {since}); this one did nothing.");
             Ok(0)
         }
@@ -41,7 +43,11 @@ pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
                 eprintln!(
                     "herald: {project}: {} {}: {}",
                     source.source,
-                    if source.status == SourceStatus::Deferred { "deferred" } else { "failed" },
+                    if source.status == SourceStatus::Deferred {
+                        "deferred"
+                    } else {
+                        "failed"
+                    },
                     source.error.as_deref().unwrap_or("unknown error")
                 );
             }
@@ -58,10 +64,25 @@ pub fn render(summary: &RunSummary) -> String {
     }
     for p in &summary.projects {
         let head = if !p.new.is_empty() {
-            let list: Vec<String> = p.new.iter().map(|n| format!("{} ({})", n.version, n.class)).collect();
-            format!("{} new: {}", if summary.dry_run { "would announce" } else { "announced" }, list.join(", "))
+            let list: Vec<String> = p
+                .new
+                .iter()
+                .map(|n| format!("{} ({})", n.version, n.class))
+                .collect();
+            format!(
+                "{} new: {}",
+                if summary.dry_run {
+                    "would announce"
+                } else {
+                    "announced"
+                },
+                list.join(", ")
+            )
         } else if p.baseline && p.recorded > 0 {
-            format!("first look: {} releases recorded as known, none announced", p.recorded)
+            format!(
+                "first look: {} releases recorded as known, none announced",
+                p.recorded
+            )
         } else if p.recorded > 0 {
             format!("nothing new to announce ({} releases recorded)", p.recorded)
         } else {

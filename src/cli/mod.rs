@@ -17,9 +17,11 @@ use crate::config::{Config, Settings};
 /// to do about it.
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Every option can also be set by its HERALD_* variable, in the environment \
+#[command(
+    after_help = "Every option can also be set by its HERALD_* variable, in the environment \
 or in a .env file in the working directory. See .env.example.\n\n\
-Daily cron line:  17 6 * * *  cd /var/lib/herald && herald check")]
+Daily cron line:  17 6 * * *  cd /var/lib/herald && herald check"
+)]
 pub struct Cli {
     /// Shared settings.
     #[command(flatten)]

@@ -42,10 +42,21 @@ pub(super) async fn run(app: App, args: ReleasesArgs) -> anyhow::Result<u8> {
         println!("No releases recorded yet. Run `herald check` first.");
         return Ok(0);
     }
-    let width = rows.iter().map(|r| r.project.len()).max().unwrap_or(7).max(7);
-    println!("{:width$}  {:14}  {:10}  {:10}  sources", "PROJECT", "VERSION", "CLASS", "PUBLISHED");
+    let width = rows
+        .iter()
+        .map(|r| r.project.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:width$}  {:14}  {:10}  {:10}  sources",
+        "PROJECT", "VERSION", "CLASS", "PUBLISHED"
+    );
     for r in rows {
-        let date = r.published_at.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "-".into());
+        let date = r
+            .published_at
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "-".into());
         let mut sources: Vec<&str> = r.sources.iter().map(|s| s.source.as_str()).collect();
         sources.dedup();
         let mut flags = String::new();

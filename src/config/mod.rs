@@ -22,7 +22,12 @@ use crate::model::Project;
 #[command(next_help_heading = "Configuration (flags override HERALD_* variables and .env)")]
 pub struct Settings {
     /// Database URL (SQLite file, created if missing).
-    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_DATABASE_URL",
+        default_value = "sqlite://herald.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// TOML file listing the tracked projects [default: built-in preset: pretalx and its official plugins].
@@ -30,15 +35,30 @@ pub struct Settings {
     pub projects: Option<PathBuf>,
 
     /// Base URL of the Python package index.
-    #[arg(long, env = "HERALD_PYPI_URL", default_value = "https://pypi.org", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_PYPI_URL",
+        default_value = "https://pypi.org",
+        global = true
+    )]
     pub pypi_url: String,
 
     /// Base URL of the GitHub REST API.
-    #[arg(long, env = "HERALD_GITHUB_API_URL", default_value = "https://api.github.com", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_GITHUB_API_URL",
+        default_value = "https://api.github.com",
+        global = true
+    )]
     pub github_api_url: String,
 
     /// GitHub token: raises the API rate limit from 60 to 5,000 requests an hour.
-    #[arg(long, env = "HERALD_GITHUB_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "HERALD_GITHUB_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub github_token: Option<String>,
 
     /// SMTP relay: smtp://host:port, smtp://user:pass@host:587?tls=required or smtps://user:pass@host:465.
@@ -46,11 +66,21 @@ pub struct Settings {
     pub smtp_url: Option<String>,
 
     /// Sender address of Herald's mail.
-    #[arg(long, env = "HERALD_FROM", default_value = "herald@localhost", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_FROM",
+        default_value = "herald@localhost",
+        global = true
+    )]
     pub from: String,
 
     /// Public URL of the web service, used in links inside mails.
-    #[arg(long, env = "HERALD_BASE_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_BASE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub base_url: String,
 
     /// Key for signed tokens [default: generated once into a .secret file beside the database].
@@ -58,11 +88,21 @@ pub struct Settings {
     pub secret: Option<String>,
 
     /// Cron expression for `herald serve` (5-field crontab syntax accepted).
-    #[arg(long, env = "HERALD_SCHEDULE", default_value = "0 6 * * *", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_SCHEDULE",
+        default_value = "0 6 * * *",
+        global = true
+    )]
     pub schedule: String,
 
     /// Address `herald serve` listens on.
-    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: String,
 
     /// Folder whose files override the built-in email templates, file by file.
@@ -70,11 +110,23 @@ pub struct Settings {
     pub templates_dir: Option<PathBuf>,
 
     /// Total time allowed for one HTTP request, in seconds.
-    #[arg(long, env = "HERALD_HTTP_TIMEOUT", default_value_t = 30.0, global = true, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "HERALD_HTTP_TIMEOUT",
+        default_value_t = 30.0,
+        global = true,
+        value_name = "SECONDS"
+    )]
     pub http_timeout: f64,
 
     /// Time allowed to open an HTTP connection, in seconds.
-    #[arg(long, env = "HERALD_CONNECT_TIMEOUT", default_value_t = 10.0, global = true, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "HERALD_CONNECT_TIMEOUT",
+        default_value_t = 10.0,
+        global = true,
+        value_name = "SECONDS"
+    )]
     pub connect_timeout: f64,
 
     /// Extra attempts after a 5xx answer, a timeout or a dropped connection.
@@ -82,7 +134,13 @@ pub struct Settings {
     pub http_retries: u32,
 
     /// Delay before the first retry, in milliseconds; it doubles on each further retry.
-    #[arg(long, env = "HERALD_RETRY_BACKOFF_MS", default_value_t = 500, global = true, value_name = "MS")]
+    #[arg(
+        long,
+        env = "HERALD_RETRY_BACKOFF_MS",
+        default_value_t = 500,
+        global = true,
+        value_name = "MS"
+    )]
     pub retry_backoff_ms: u64,
 
     /// Largest response body accepted from an upstream, in bytes.
@@ -197,7 +255,10 @@ impl Config {
         };
         let listen = s.listen.parse().map_err(|err| ConfigError::Invalid {
             name: "HERALD_LISTEN",
-            message: format!("`{}` is not an address like 127.0.0.1:8080 ({err})", s.listen),
+            message: format!(
+                "`{}` is not an address like 127.0.0.1:8080 ({err})",
+                s.listen
+            ),
         })?;
         if s.concurrency == 0 || s.concurrency > 256 {
             return Err(ConfigError::Invalid {

@@ -67,13 +67,16 @@ struct RawProject {
     tag_prefix: Option<Spanned<String>>,
 }
 
-static NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$").expect("static regex"));
-static GITHUB: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/([A-Za-z0-9._-]{1,100})$").expect("static regex")
+static NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$").expect("static regex")
 });
-static MODULE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$").expect("static regex"));
+static GITHUB: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/([A-Za-z0-9._-]{1,100})$")
+        .expect("static regex")
+});
+static MODULE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$").expect("static regex")
+});
 
 fn line_of(text: &str, span: Option<Range<usize>>) -> usize {
     span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
@@ -97,9 +100,13 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
         line: line_of(text, span),
         message,
     };
-    let raw: RawFile = toml::from_str(text).map_err(|err| fail(err.span(), err.message().trim().to_string()))?;
+    let raw: RawFile =
+        toml::from_str(text).map_err(|err| fail(err.span(), err.message().trim().to_string()))?;
     if raw.project.is_empty() {
-        return Err(fail(None, "no [[project]] entries: list at least one project to track".into()));
+        return Err(fail(
+            None,
+            "no [[project]] entries: list at least one project to track".into(),
+        ));
     }
 
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -126,7 +133,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
             Some(value) => {
                 let v = value.get_ref().trim();
                 if !NAME.is_match(v) {
-                    return Err(fail(Some(value.span()), format!("`pypi = \"{v}\"` is not a valid distribution name")));
+                    return Err(fail(
+                        Some(value.span()),
+                        format!("`pypi = \"{v}\"` is not a valid distribution name"),
+                    ));
                 }
                 Some(v.to_string())
             }
@@ -136,7 +146,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
             Some(value) => {
                 let v = value.get_ref().trim();
                 let caps = GITHUB.captures(v).ok_or_else(|| {
-                    fail(Some(value.span()), format!("`github = \"{v}\"` must be `owner/repository`"))
+                    fail(
+                        Some(value.span()),
+                        format!("`github = \"{v}\"` must be `owner/repository`"),
+                    )
                 })?;
                 Some(GithubRepo {
                     owner: caps[1].to_string(),
@@ -147,7 +160,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
         };
         let feed = match &p.feed {
             Some(value) => Some(parse_http_url(value.get_ref()).map_err(|why| {
-                fail(Some(value.span()), format!("`feed = \"{}\"`: {why}", value.get_ref()))
+                fail(
+                    Some(value.span()),
+                    format!("`feed = \"{}\"`: {why}", value.get_ref()),
+                )
             })?),
             None => None,
         };
@@ -161,14 +177,21 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
             Some(value) => {
                 let v = value.get_ref().trim();
                 if !MODULE.is_match(v) {
-                    return Err(fail(Some(value.span()), format!("`module = \"{v}\"` is not a Python module name")));
+                    return Err(fail(
+                        Some(value.span()),
+                        format!("`module = \"{v}\"` is not a Python module name"),
+                    ));
                 }
                 Some(v.to_string())
             }
             None => None,
         };
         if let Some(parent) = &p.plugin_of {
-            plugin_refs.push((name.clone(), parent.get_ref().trim().to_string(), parent.span()));
+            plugin_refs.push((
+                name.clone(),
+                parent.get_ref().trim().to_string(),
+                parent.span(),
+            ));
         }
         projects.push(Project {
             name,
@@ -178,7 +201,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
             feed,
             plugin_of: p.plugin_of.as_ref().map(|v| v.get_ref().trim().to_string()),
             module,
-            tag_prefix: p.tag_prefix.as_ref().map(|v| v.get_ref().to_string()).filter(|v| !v.is_empty()),
+            tag_prefix: p
+                .tag_prefix
+                .as_ref()
+                .map(|v| v.get_ref().to_string())
+                .filter(|v| !v.is_empty()),
         });
     }
 
@@ -186,16 +213,23 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
         let Some(core) = projects.iter().find(|p| p.name == parent) else {
             return Err(fail(
                 Some(span),
-                format!("project `{name}` has plugin_of = \"{parent}\", but no project is named `{parent}`"),
+                format!(
+                    "project `{name}` has plugin_of = \"{parent}\", but no project is named `{parent}`"
+                ),
             ));
         };
         if core.name == name {
-            return Err(fail(Some(span), format!("project `{name}` cannot be a plugin of itself")));
+            return Err(fail(
+                Some(span),
+                format!("project `{name}` cannot be a plugin of itself"),
+            ));
         }
         if let Some(grand) = &core.plugin_of {
             return Err(fail(
                 Some(span),
-                format!("project `{name}` is a plugin of `{parent}`, which is itself a plugin of `{grand}`"),
+                format!(
+                    "project `{name}` is a plugin of `{parent}`, which is itself a plugin of `{grand}`"
+                ),
             ));
         }
     }
@@ -208,7 +242,9 @@ pub fn parse_http_url(text: &str) -> Result<Url, String> {
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
         "http" | "https" => Err("the URL has no host".into()),
-        other => Err(format!("scheme `{other}` is not supported (use http or https)")),
+        other => Err(format!(
+            "scheme `{other}` is not supported (use http or https)"
+        )),
     }
 }
 
@@ -222,7 +258,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse(text, "projects.toml").expect_err("must be refused").to_string()
+        parse(text, "projects.toml")
+            .expect_err("must be refused")
+            .to_string()
     }
 
     #[test]
@@ -231,20 +269,34 @@ mod tests {
         let core = &projects[0];
         assert_eq!(core.name, "pretalx");
         assert_eq!(core.scheme, Scheme::Calver);
-        assert_eq!(core.feed.as_ref().map(|u| u.as_str()), Some("https://pretalx.com/p/news/"));
-        let plugins: Vec<_> = projects.iter().filter(|p| p.plugin_of.as_deref() == Some("pretalx")).collect();
+        assert_eq!(
+            core.feed.as_ref().map(|u| u.as_str()),
+            Some("https://pretalx.com/p/news/")
+        );
+        let plugins: Vec<_> = projects
+            .iter()
+            .filter(|p| p.plugin_of.as_deref() == Some("pretalx"))
+            .collect();
         assert_eq!(plugins.len(), 11);
         for plugin in plugins {
             let module = plugin.module.as_deref().expect("module");
-            assert_eq!(module, plugin.pypi.as_deref().expect("pypi").replace('-', "_"));
+            assert_eq!(
+                module,
+                plugin.pypi.as_deref().expect("pypi").replace('-', "_")
+            );
             assert!(plugin.github.is_some());
         }
     }
 
     #[test]
     fn errors_name_file_line_and_problem() {
-        let e = err("[[project]]\nname = \"a\"\npypi = \"a\"\n\n[[project]]\nname = \"a\"\npypi = \"b\"\n");
-        assert_eq!(e, "projects.toml:6: project `a` is listed twice (first on line 2)");
+        let e = err(
+            "[[project]]\nname = \"a\"\npypi = \"a\"\n\n[[project]]\nname = \"a\"\npypi = \"b\"\n",
+        );
+        assert_eq!(
+            e,
+            "projects.toml:6: project `a` is listed twice (first on line 2)"
+        );
 
         let e = err("[[project]]\nname = \"p\"\nplugin_of = \"core\"\npypi = \"p\"\n");
         assert!(e.starts_with("projects.toml:3: "), "{e}");
@@ -255,19 +307,31 @@ mod tests {
         assert!(e.contains("scheme `ftp`"), "{e}");
 
         let e = err("[[project]]\nname = \"p\"\nfeed = \"not a url\"\n");
-        assert!(e.starts_with("projects.toml:3: ") && e.contains("not a URL"), "{e}");
+        assert!(
+            e.starts_with("projects.toml:3: ") && e.contains("not a URL"),
+            "{e}"
+        );
 
         let e = err("[[project]]\nname = \"p\"\npypi = \"p\"\nscheme = \"roman\"\n");
-        assert!(e.starts_with("projects.toml:4: ") && e.contains("roman"), "{e}");
+        assert!(
+            e.starts_with("projects.toml:4: ") && e.contains("roman"),
+            "{e}"
+        );
 
         let e = err("[[project]]\nname = \"p\"\npypi = \"p\"\nhomepage = \"x\"\n");
-        assert!(e.starts_with("projects.toml:4: ") && e.contains("homepage"), "{e}");
+        assert!(
+            e.starts_with("projects.toml:4: ") && e.contains("homepage"),
+            "{e}"
+        );
 
         let e = err("[[project]]\nname = \"p\"\npypi = \"p\n");
         assert!(e.starts_with("projects.toml:3: "), "{e}");
 
         let e = err("[[project]]\nname = \"p\"\ngithub = \"just-a-name\"\n");
-        assert!(e.starts_with("projects.toml:3: ") && e.contains("owner/repository"), "{e}");
+        assert!(
+            e.starts_with("projects.toml:3: ") && e.contains("owner/repository"),
+            "{e}"
+        );
 
         let e = err("[[project]]\nname = \"lonely\"\n");
         assert!(e.contains("has no source"), "{e}");

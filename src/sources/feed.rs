@@ -27,10 +27,15 @@ const MAX_NOTES: usize = 20_000;
 pub struct FeedSource;
 
 fn looks_like_html(body: &Body) -> bool {
-    if body.content_type.as_deref().is_some_and(|ct| ct.contains("html")) {
+    if body
+        .content_type
+        .as_deref()
+        .is_some_and(|ct| ct.contains("html"))
+    {
         return true;
     }
-    let head = String::from_utf8_lossy(&body.bytes[..body.bytes.len().min(512)]).to_ascii_lowercase();
+    let head =
+        String::from_utf8_lossy(&body.bytes[..body.bytes.len().min(512)]).to_ascii_lowercase();
     let head = head.trim_start_matches('\u{feff}').trim_start();
     head.starts_with("<!doctype html") || head.starts_with("<html")
 }
@@ -46,17 +51,25 @@ pub fn discover_feed(html: &str, base: &Url) -> Option<Url> {
     let links = selector("link[href]");
     doc.select(&links)
         .filter(|el| {
-            el.value()
-                .attr("rel")
-                .is_some_and(|rel| rel.split_whitespace().any(|r| r.eq_ignore_ascii_case("alternate")))
+            el.value().attr("rel").is_some_and(|rel| {
+                rel.split_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("alternate"))
+            })
         })
         .filter(|el| {
             el.value().attr("type").is_some_and(|t| {
                 let t = t.to_ascii_lowercase();
-                t.contains("rss") || t.contains("atom") || t.contains("feed+json") || t == "application/json"
+                t.contains("rss")
+                    || t.contains("atom")
+                    || t.contains("feed+json")
+                    || t == "application/json"
             })
         })
-        .find_map(|el| el.value().attr("href").and_then(|href| base.join(href.trim()).ok()))
+        .find_map(|el| {
+            el.value()
+                .attr("href")
+                .and_then(|href| base.join(href.trim()).ok())
+        })
 }
 
 /// Release posts an HTML page links to: same host, a version in the link text or slug.
@@ -67,7 +80,11 @@ pub fn posts_from_page(html: &str, base: &Url, project: &Project) -> Vec<Observa
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for el in doc.select(&anchors) {
-        let Some(href) = el.value().attr("href").and_then(|h| base.join(h.trim()).ok()) else {
+        let Some(href) = el
+            .value()
+            .attr("href")
+            .and_then(|h| base.join(h.trim()).ok())
+        else {
             continue;
         };
         if href.host_str() != base.host_str() || href.path() == base.path() {
@@ -75,14 +92,22 @@ pub fn posts_from_page(html: &str, base: &Url, project: &Project) -> Vec<Observa
         }
         let text: String = el.text().collect::<Vec<_>>().join(" ");
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let Some(found) = version::from_title(&text, &aliases).or_else(|| version::from_slug(href.as_str(), &aliases))
+        let Some(found) = version::from_title(&text, &aliases)
+            .or_else(|| version::from_slug(href.as_str(), &aliases))
         else {
             continue;
         };
         if !seen.insert(version::canonical_key(&found)) {
             continue;
         }
-        let mut obs = Observation::new(if text.is_empty() { href.to_string() } else { text }, found);
+        let mut obs = Observation::new(
+            if text.is_empty() {
+                href.to_string()
+            } else {
+                text
+            },
+            found,
+        );
         obs.url = Some(href.to_string());
         obs.line_post = true;
         out.push(obs);
@@ -107,8 +132,9 @@ pub struct FeedEntry {
 
 /// Reads every entry of an RSS, Atom or JSON Feed document.
 pub fn read_feed(bytes: &[u8], url: &str) -> Result<Vec<FeedEntry>, SourceError> {
-    let feed = feed_rs::parser::parse(bytes)
-        .map_err(|err| SourceError::document(url, format!("not a readable RSS, Atom or JSON feed: {err}")))?;
+    let feed = feed_rs::parser::parse(bytes).map_err(|err| {
+        SourceError::document(url, format!("not a readable RSS, Atom or JSON feed: {err}"))
+    })?;
     Ok(feed
         .entries
         .into_iter()
@@ -122,24 +148,39 @@ pub fn read_feed(bytes: &[u8], url: &str) -> Result<Vec<FeedEntry>, SourceError>
                 .map(|l| l.href.clone()),
             published: entry.published,
             updated: entry.updated,
-            summary: entry.summary.map(|s| s.content).filter(|s| !s.trim().is_empty()),
+            summary: entry
+                .summary
+                .map(|s| s.content)
+                .filter(|s| !s.trim().is_empty()),
         })
         .collect())
 }
 
 /// Release entries of a feed document: those whose title or slug names a version.
-pub fn entries(bytes: &[u8], url: &str, project: &Project) -> Result<Vec<Observation>, SourceError> {
+pub fn entries(
+    bytes: &[u8],
+    url: &str,
+    project: &Project,
+) -> Result<Vec<Observation>, SourceError> {
     let aliases = project.aliases();
     let mut out = Vec::new();
     for entry in read_feed(bytes, url)? {
         let title = entry.title.clone().unwrap_or_default();
-        let found = version::from_title(&title, &aliases)
-            .or_else(|| entry.link.as_deref().and_then(|l| version::from_slug(l, &aliases)));
+        let found = version::from_title(&title, &aliases).or_else(|| {
+            entry
+                .link
+                .as_deref()
+                .and_then(|l| version::from_slug(l, &aliases))
+        });
         let Some(found) = found else {
             tracing::debug!(project = %project.name, title = %title, "feed entry names no version");
             continue;
         };
-        let raw = if title.is_empty() { entry.link.clone().unwrap_or_default() } else { title };
+        let raw = if title.is_empty() {
+            entry.link.clone().unwrap_or_default()
+        } else {
+            title
+        };
         let mut obs = Observation::new(raw, found);
         obs.published_at = entry.published.or(entry.updated);
         obs.url = entry.link;
@@ -165,11 +206,18 @@ impl FeedSource {
             .await
     }
 
-    async fn fetch_feed(&self, project: &Project, cx: FetchContext<'_>) -> Result<Fetched, SourceError> {
+    async fn fetch_feed(
+        &self,
+        project: &Project,
+        cx: FetchContext<'_>,
+    ) -> Result<Fetched, SourceError> {
         let Some(configured) = &project.feed else {
             return Ok(Fetched::default());
         };
-        let resolved = cx.resolved_url.and_then(|u| Url::parse(u).ok()).filter(|u| u != configured);
+        let resolved = cx
+            .resolved_url
+            .and_then(|u| Url::parse(u).ok())
+            .filter(|u| u != configured);
         if let Some(feed_url) = resolved {
             match self.get(&feed_url, cx).await {
                 Ok(Fetch::NotModified) => {
@@ -188,7 +236,10 @@ impl FeedSource {
                     return Ok(fetched);
                 }
                 // The feed moved or turned into a page: discover it again from the page.
-                Ok(Fetch::Modified(_)) | Err(HttpError::Status { status: 404 | 410, .. }) => {}
+                Ok(Fetch::Modified(_))
+                | Err(HttpError::Status {
+                    status: 404 | 410, ..
+                }) => {}
                 Err(err) => return Err(err.into()),
             }
         }
@@ -225,7 +276,10 @@ impl FeedSource {
             if looks_like_html(&feed) {
                 return Err(SourceError::document(
                     &feed.url,
-                    format!("the page {} links this as its feed, but it answers with an HTML page", body.url),
+                    format!(
+                        "the page {} links this as its feed, but it answers with an HTML page",
+                        body.url
+                    ),
                 ));
             }
             let mut fetched = Fetched {
@@ -258,7 +312,11 @@ impl Source for FeedSource {
         SourceKind::Feed
     }
 
-    fn fetch<'a>(&'a self, project: &'a Project, cx: FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+    fn fetch<'a>(
+        &'a self,
+        project: &'a Project,
+        cx: FetchContext<'a>,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
         self.fetch_feed(project, cx).boxed()
     }
 }

@@ -52,7 +52,11 @@ enum Page {
     Message { message: String },
 }
 
-fn observe(release: GhRelease, project: &Project, warnings: &mut Vec<String>) -> Option<Observation> {
+fn observe(
+    release: GhRelease,
+    project: &Project,
+    warnings: &mut Vec<String>,
+) -> Option<Observation> {
     if release.draft {
         return None;
     }
@@ -71,7 +75,10 @@ fn observe(release: GhRelease, project: &Project, warnings: &mut Vec<String>) ->
     let version = match parsed {
         Ok(v) => v,
         Err(err) => {
-            warnings.push(format!("{}: github: skipped release tag {}", project.name, err));
+            warnings.push(format!(
+                "{}: github: skipped release tag {}",
+                project.name, err
+            ));
             return None;
         }
     };
@@ -95,7 +102,8 @@ impl GithubSource {
             HeaderValue::from_static("2022-11-28"),
         )];
         if let Some(token) = &self.token
-            && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            && let Ok(mut value) =
+                HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
         {
             value.set_sensitive(true);
             headers.push((AUTHORIZATION, value));
@@ -103,14 +111,23 @@ impl GithubSource {
         headers
     }
 
-    async fn fetch_repo(&self, project: &Project, cx: FetchContext<'_>) -> Result<Fetched, SourceError> {
+    async fn fetch_repo(
+        &self,
+        project: &Project,
+        cx: FetchContext<'_>,
+    ) -> Result<Fetched, SourceError> {
         let Some(repo) = &project.github else {
             return Ok(Fetched::default());
         };
         let first = self
             .base
-            .join(&format!("repos/{}/{}/releases?per_page=100", repo.owner, repo.name))
-            .map_err(|err| SourceError::document(&self.base, format!("cannot build the releases URL: {err}")))?;
+            .join(&format!(
+                "repos/{}/{}/releases?per_page=100",
+                repo.owner, repo.name
+            ))
+            .map_err(|err| {
+                SourceError::document(&self.base, format!("cannot build the releases URL: {err}"))
+            })?;
         let mut fetched = Fetched::default();
         let mut url = first.clone();
         for page in 0..MAX_PAGES {
@@ -138,17 +155,27 @@ impl GithubSource {
             match json_body::<Page>(&body)? {
                 Page::Releases(releases) => {
                     for release in releases {
-                        fetched.observations.extend(observe(release, project, &mut fetched.warnings));
+                        fetched.observations.extend(observe(
+                            release,
+                            project,
+                            &mut fetched.warnings,
+                        ));
                     }
                 }
                 Page::Message { message } => {
-                    return Err(SourceError::document(&body.url, format!("GitHub says: {message}")));
+                    return Err(SourceError::document(
+                        &body.url,
+                        format!("GitHub says: {message}"),
+                    ));
                 }
             }
-            fetched.validators.push((body.url.clone(), body.validators.clone()));
+            fetched
+                .validators
+                .push((body.url.clone(), body.validators.clone()));
             let Some(next) = body.next_link else { break };
-            let next = Url::parse(&next)
-                .map_err(|err| SourceError::document(&body.url, format!("bad Link header `{next}`: {err}")))?;
+            let next = Url::parse(&next).map_err(|err| {
+                SourceError::document(&body.url, format!("bad Link header `{next}`: {err}"))
+            })?;
             if next.origin() != first.origin() {
                 return Err(SourceError::document(
                     &body.url,
@@ -166,7 +193,11 @@ impl Source for GithubSource {
         SourceKind::Github
     }
 
-    fn fetch<'a>(&'a self, project: &'a Project, cx: FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+    fn fetch<'a>(
+        &'a self,
+        project: &'a Project,
+        cx: FetchContext<'a>,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
         self.fetch_repo(project, cx).boxed()
     }
 }

@@ -140,7 +140,7 @@ pub enum Fetch {
     /// 304: unchanged since the validators were issued.
     NotModified,
     /// A new body.
-    Modified(Body),
+    Modified(Box<Body>),
 }
 
 /// Request counters, for run summaries and benchmarks.
@@ -199,7 +199,12 @@ impl HttpClient {
     pub async fn get(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, HttpError> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.settings.backoff)
-            .with_max_delay(self.settings.backoff.saturating_mul(16).max(Duration::from_millis(1)))
+            .with_max_delay(
+                self.settings
+                    .backoff
+                    .saturating_mul(16)
+                    .max(Duration::from_millis(1)),
+            )
             .with_max_times(self.settings.retries as usize)
             .with_jitter();
         (|| self.get_once(req, now))
@@ -213,20 +218,34 @@ impl HttpClient {
 
     async fn get_once(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, HttpError> {
         let url = req.url.to_string();
-        let mut builder = self.client.get(req.url.clone()).header(header::ACCEPT, req.accept);
+        let mut builder = self
+            .client
+            .get(req.url.clone())
+            .header(header::ACCEPT, req.accept);
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
         }
         if let Some(v) = req.validators {
-            if let Some(etag) = v.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+            if let Some(etag) = v
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
                 builder = builder.header(header::IF_NONE_MATCH, etag);
             }
-            if let Some(lm) = v.last_modified.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+            if let Some(lm) = v
+                .last_modified
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
                 builder = builder.header(header::IF_MODIFIED_SINCE, lm);
             }
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let mut response = builder.send().await.map_err(|err| self.classify(&url, err))?;
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|err| self.classify(&url, err))?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
             self.stats.not_modified.fetch_add(1, Ordering::Relaxed);
@@ -265,7 +284,9 @@ impl HttpClient {
                 Err(err) => return Err(self.classify(&url, err)),
             }
         }
-        self.stats.body_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.stats
+            .body_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -277,8 +298,13 @@ impl HttpClient {
                 detail: excerpt(content_type.as_deref(), &bytes),
             });
         }
-        let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        Ok(Fetch::Modified(Body {
+        let text = |name: HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Ok(Fetch::Modified(Box::new(Body {
             url,
             final_url,
             content_type,
@@ -292,7 +318,7 @@ impl HttpClient {
                 .filter_map(|v| v.to_str().ok())
                 .find_map(next_link),
             bytes,
-        }))
+        })))
     }
 
     fn classify(&self, url: &str, err: reqwest::Error) -> HttpError {
@@ -312,13 +338,19 @@ impl HttpClient {
         if err.is_redirect() {
             return HttpError::Transport {
                 url,
-                detail: format!("too many redirects or a redirect loop ({})", root_cause(&err)),
+                detail: format!(
+                    "too many redirects or a redirect loop ({})",
+                    root_cause(&err)
+                ),
                 transient: false,
             };
         }
         HttpError::Transport {
             url,
-            detail: format!("connection failed while reading the answer: {}", root_cause(&err)),
+            detail: format!(
+                "connection failed while reading the answer: {}",
+                root_cause(&err)
+            ),
             transient: true,
         }
     }
@@ -357,20 +389,34 @@ pub fn next_link(value: &str) -> Option<String> {
     static LINK: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r#"<([^>]*)>\s*;\s*rel="?([^";,]*)"?"#).expect("static regex"));
     LINK.captures_iter(value)
-        .find(|c| c[2].split_whitespace().any(|rel| rel.eq_ignore_ascii_case("next")))
+        .find(|c| {
+            c[2].split_whitespace()
+                .any(|rel| rel.eq_ignore_ascii_case("next"))
+        })
         .map(|c| c[1].to_string())
 }
 
 /// When a 429 or a rate-limit 403 allows the next request: `Retry-After` (seconds or an
 /// HTTP date) first, then `x-ratelimit-reset` (epoch seconds), else a minute for a 429.
 /// A 403 that is not about rate limits is an ordinary error (returns `None`).
-pub fn rate_limited_until(status: StatusCode, headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+pub fn rate_limited_until(
+    status: StatusCode,
+    headers: &HeaderMap,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let retry_after = text("retry-after").and_then(|v| {
         if let Ok(secs) = v.parse::<i64>() {
             return Some(now + chrono::Duration::seconds(secs.clamp(0, 7 * 24 * 3600)));
         }
-        httpdate::parse_http_date(v).ok().map(|at: SystemTime| DateTime::<Utc>::from(at))
+        httpdate::parse_http_date(v)
+            .ok()
+            .map(|at: SystemTime| DateTime::<Utc>::from(at))
     });
     let exhausted = text("x-ratelimit-remaining") == Some("0");
     let reset = text("x-ratelimit-reset")
@@ -382,7 +428,11 @@ pub fn rate_limited_until(status: StatusCode, headers: &HeaderMap, now: DateTime
         return None;
     }
     let until = retry_after
-        .or(if exhausted || status == StatusCode::TOO_MANY_REQUESTS { reset } else { None })
+        .or(if exhausted || status == StatusCode::TOO_MANY_REQUESTS {
+            reset
+        } else {
+            None
+        })
         .unwrap_or(now + chrono::Duration::seconds(DEFAULT_RATE_LIMIT_WAIT));
     Some(until.max(now))
 }
@@ -399,7 +449,10 @@ mod tests {
             Some("https://api.github.com/repositories/515435940/issues?per_page=3&page=2")
         );
         assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
-        assert_eq!(next_link(r#"<https://x/?page=3>; rel=NEXT"#).as_deref(), Some("https://x/?page=3"));
+        assert_eq!(
+            next_link(r#"<https://x/?page=3>; rel=NEXT"#).as_deref(),
+            Some("https://x/?page=3")
+        );
     }
 
     #[test]
@@ -418,20 +471,32 @@ mod tests {
             rate_limited_until(StatusCode::FORBIDDEN, &h, now),
             DateTime::<Utc>::from_timestamp(1_658_208_999, 0)
         );
-        assert_eq!(rate_limited_until(StatusCode::FORBIDDEN, &HeaderMap::new(), now), None);
+        assert_eq!(
+            rate_limited_until(StatusCode::FORBIDDEN, &HeaderMap::new(), now),
+            None
+        );
         assert_eq!(
             rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), now),
             Some(now + chrono::Duration::seconds(60))
         );
         let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h, now), Some(now));
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(
+            rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h, now),
+            Some(now)
+        );
     }
 
     #[test]
     fn error_excerpts() {
         let html = b"<html><head><title>502 Bad\n Gateway</title></head><body>...</body></html>";
-        assert_eq!(excerpt(Some("text/html"), html), " (text/html): 502 Bad Gateway");
+        assert_eq!(
+            excerpt(Some("text/html"), html),
+            " (text/html): 502 Bad Gateway"
+        );
         assert_eq!(excerpt(None, b""), "");
     }
 }

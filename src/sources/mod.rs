@@ -114,7 +114,10 @@ impl Sources {
     pub fn new(config: &Config) -> Sources {
         Sources {
             pypi: pypi::PypiSource::new(config.pypi_url.clone()),
-            github: github::GithubSource::new(config.github_api_url.clone(), config.github_token.clone()),
+            github: github::GithubSource::new(
+                config.github_api_url.clone(),
+                config.github_token.clone(),
+            ),
             feed: feed::FeedSource,
         }
     }
@@ -130,7 +133,9 @@ impl Sources {
 }
 
 /// Decodes a JSON body, naming the URL and what came instead when it is not JSON.
-pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &http::Body) -> Result<T, SourceError> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &http::Body,
+) -> Result<T, SourceError> {
     serde_json::from_slice(&body.bytes).map_err(|err| {
         let what = match body.content_type.as_deref() {
             Some(ct) if !ct.contains("json") => format!("expected JSON, got {ct}"),

@@ -115,7 +115,9 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         })
 }
 
-const ARCHIVES: [&str; 8] = [".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar", ".tar.Z", ".rpm"];
+const ARCHIVES: [&str; 8] = [
+    ".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar", ".tar.Z", ".rpm",
+];
 
 /// The version a distribution file is for: wheels and eggs carry it as the second dash
 /// field; sdists after the (possibly hyphenated) project name.
@@ -131,7 +133,9 @@ pub fn file_version(filename: &str, project: &str) -> Option<String> {
         .find_map(|ext| filename.strip_suffix(ext))
         .or_else(|| {
             // bdist_wininst / msi: name-1.0.win32.exe, name-1.0.win32-py2.7.exe
-            let s = filename.strip_suffix(".exe").or_else(|| filename.strip_suffix(".msi"))?;
+            let s = filename
+                .strip_suffix(".exe")
+                .or_else(|| filename.strip_suffix(".msi"))?;
             s.find(".win").map(|at| &s[..at])
         })?;
     stem.char_indices()
@@ -172,16 +176,25 @@ impl PypiSource {
     }
 
     fn join(&self, path: &str) -> Result<Url, SourceError> {
-        self.base
-            .join(path)
-            .map_err(|err| SourceError::document(&self.base, format!("cannot build URL for `{path}`: {err}")))
+        self.base.join(path).map_err(|err| {
+            SourceError::document(&self.base, format!("cannot build URL for `{path}`: {err}"))
+        })
     }
 
     fn page(&self, name: &str, version: &str) -> Option<String> {
-        self.base.join(&format!("project/{name}/{version}/")).ok().map(|u| u.to_string())
+        self.base
+            .join(&format!("project/{name}/{version}/"))
+            .ok()
+            .map(|u| u.to_string())
     }
 
-    fn from_simple(&self, project: &Project, name: &str, page: SimplePage, versions: Vec<String>) -> Fetched {
+    fn read_simple(
+        &self,
+        project: &Project,
+        name: &str,
+        page: SimplePage,
+        versions: Vec<String>,
+    ) -> Fetched {
         let mut fetched = Fetched::default();
         let mut by_key: HashMap<String, Vec<FileFacts>> = HashMap::new();
         for file in page.files {
@@ -203,18 +216,27 @@ impl PypiSource {
                 .and_then(|v| by_key.remove(&version::canonical_key(&v)))
                 .unwrap_or_default();
             let page = self.page(name, &raw);
-            fetched
-                .observations
-                .extend(observation(&raw, &files, page, &mut fetched.warnings, &project.name));
+            fetched.observations.extend(observation(
+                &raw,
+                &files,
+                page,
+                &mut fetched.warnings,
+                &project.name,
+            ));
         }
         fetched
     }
 
-    fn from_json(&self, project: &Project, name: &str, body: &Body) -> Result<Fetched, SourceError> {
+    fn read_json(
+        &self,
+        project: &Project,
+        name: &str,
+        body: &Body,
+    ) -> Result<Fetched, SourceError> {
         let doc: JsonProject = json_body(body)?;
-        let releases = doc
-            .releases
-            .ok_or_else(|| SourceError::document(&body.url, "the project document has no `releases` map"))?;
+        let releases = doc.releases.ok_or_else(|| {
+            SourceError::document(&body.url, "the project document has no `releases` map")
+        })?;
         let mut fetched = Fetched::default();
         for (raw, files) in releases {
             let facts: Vec<FileFacts> = files
@@ -229,14 +251,22 @@ impl PypiSource {
                 })
                 .collect();
             let page = self.page(name, &raw);
-            fetched
-                .observations
-                .extend(observation(&raw, &facts, page, &mut fetched.warnings, &project.name));
+            fetched.observations.extend(observation(
+                &raw,
+                &facts,
+                page,
+                &mut fetched.warnings,
+                &project.name,
+            ));
         }
         Ok(fetched)
     }
 
-    async fn fetch_project(&self, project: &Project, cx: FetchContext<'_>) -> Result<Fetched, SourceError> {
+    async fn fetch_project(
+        &self,
+        project: &Project,
+        cx: FetchContext<'_>,
+    ) -> Result<Fetched, SourceError> {
         let Some(dist) = project.pypi.as_deref() else {
             return Ok(Fetched::default());
         };
@@ -263,11 +293,14 @@ impl PypiSource {
             }
             Fetch::Modified(body) => body,
         };
-        let speaks_json = body.content_type.as_deref().is_some_and(|ct| ct.contains("json"));
+        let speaks_json = body
+            .content_type
+            .as_deref()
+            .is_some_and(|ct| ct.contains("json"));
         if speaks_json {
             let page: SimplePage = json_body(&body)?;
             if let Some(versions) = page.versions.clone() {
-                let mut fetched = self.from_simple(project, &name, page, versions);
+                let mut fetched = self.read_simple(project, &name, page, versions);
                 fetched.validators.push((body.url, body.validators));
                 return Ok(fetched);
             }
@@ -287,9 +320,12 @@ impl PypiSource {
             )
             .await?;
         let Fetch::Modified(json_body) = json else {
-            return Err(SourceError::document(&json_url, "answered 304 to a request without validators"));
+            return Err(SourceError::document(
+                &json_url,
+                "answered 304 to a request without validators",
+            ));
         };
-        let mut fetched = self.from_json(project, &name, &json_body)?;
+        let mut fetched = self.read_json(project, &name, &json_body)?;
         fetched.validators.push((body.url, body.validators));
         Ok(fetched)
     }
@@ -300,7 +336,11 @@ impl Source for PypiSource {
         SourceKind::Pypi
     }
 
-    fn fetch<'a>(&'a self, project: &'a Project, cx: FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+    fn fetch<'a>(
+        &'a self,
+        project: &'a Project,
+        cx: FetchContext<'a>,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
         self.fetch_project(project, cx).boxed()
     }
 }
@@ -318,15 +358,30 @@ mod tests {
 
     #[test]
     fn file_names_carry_versions() {
-        assert_eq!(file_version("black-19.10b0-py36-none-any.whl", "black").as_deref(), Some("19.10b0"));
-        assert_eq!(file_version("pretalx-pages-1.0.0.tar.gz", "pretalx-pages").as_deref(), Some("1.0.0"));
-        assert_eq!(file_version("pretalx_pages-1.5.0.tar.gz", "pretalx-pages").as_deref(), Some("1.5.0"));
+        assert_eq!(
+            file_version("black-19.10b0-py36-none-any.whl", "black").as_deref(),
+            Some("19.10b0")
+        );
+        assert_eq!(
+            file_version("pretalx-pages-1.0.0.tar.gz", "pretalx-pages").as_deref(),
+            Some("1.0.0")
+        );
+        assert_eq!(
+            file_version("pretalx_pages-1.5.0.tar.gz", "pretalx-pages").as_deref(),
+            Some("1.5.0")
+        );
         assert_eq!(
             file_version("pretalx_pages-1.9.0-py3-none-any.whl", "pretalx-pages").as_deref(),
             Some("1.9.0")
         );
-        assert_eq!(file_version("celery-3.1.26-1.tar.gz", "celery").as_deref(), Some("3.1.26-1"));
-        assert_eq!(file_version("foo-1.0.win32-py2.7.exe", "foo").as_deref(), Some("1.0"));
+        assert_eq!(
+            file_version("celery-3.1.26-1.tar.gz", "celery").as_deref(),
+            Some("3.1.26-1")
+        );
+        assert_eq!(
+            file_version("foo-1.0.win32-py2.7.exe", "foo").as_deref(),
+            Some("1.0")
+        );
         assert_eq!(file_version("README.txt", "foo"), None);
     }
 

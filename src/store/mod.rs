@@ -11,11 +11,13 @@ mod runs;
 mod sources;
 
 pub use releases::{
-    EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, known_releases, write_evidence,
-    write_release,
+    EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, known_releases,
+    write_evidence, write_release,
 };
 pub use runs::{LeaseOutcome, RunRow};
-pub use sources::{SourceState, Validators, has_baseline, put_validators, source_failed, source_succeeded};
+pub use sources::{
+    SourceState, Validators, has_baseline, put_validators, source_failed, source_succeeded,
+};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -115,7 +117,9 @@ fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
     if path.is_empty() || path == ":memory:" {
         return Err(StoreError::Url {
             url: url.to_string(),
-            reason: "a database file is required (an in-memory database would lose everything at exit)".into(),
+            reason:
+                "a database file is required (an in-memory database would lose everything at exit)"
+                    .into(),
         });
     }
     Ok(PathBuf::from(path))
@@ -124,23 +128,30 @@ fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
 impl Store {
     /// Opens (creating if missing) the database at `url` and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let store = Store::connect(url).await?;
-        store.migrate().await?;
+        let path = sqlite_path(url)?;
+        ensure_folder(url, &path)?;
+        let lock = FileLock::take(&path).await?;
+        let store = Store::connect_unlocked(path).await?;
+        store.migrate_unlocked().await?;
+        drop(lock);
         Ok(store)
     }
 
     /// Opens the database without migrating it.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let path = sqlite_path(url)?;
+        ensure_folder(url, &path)?;
+        let lock = FileLock::take(&path).await?;
+        let store = Store::connect_unlocked(path).await;
+        drop(lock);
+        store
+    }
+
+    // Creating the file and switching it to WAL need the write lock at once; processes that
+    // open the same new database together take turns through the lock file instead of
+    // failing with "database is locked".
+    async fn connect_unlocked(path: PathBuf) -> Result<Store, StoreError> {
         let display = path.display().to_string();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-            && !parent.exists()
-        {
-            return Err(StoreError::Url {
-                url: url.to_string(),
-                reason: format!("the folder {} does not exist", parent.display()),
-            });
-        }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{display}"))
             .map_err(|source| StoreError::Open {
                 path: display.clone(),
@@ -163,36 +174,25 @@ impl Store {
         Ok(Store { pool, path })
     }
 
-    /// Applies pending migrations. Processes sharing the file take turns through a lock file
-    /// beside it, so two commands started together never race on the same migration.
+    /// Applies pending migrations; returns the versions applied. Processes sharing the file
+    /// take turns through a lock file beside it, so two commands started together never race
+    /// on the same migration.
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        let display = self.path.display().to_string();
-        let lock_path = lock_path(&self.path);
-        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)?;
-            file.lock()?;
-            Ok(file)
-        })
-        .await
-        .map_err(|err| StoreError::Migrate {
-            path: display.clone(),
-            detail: err.to_string(),
-        })?
-        .map_err(|err| StoreError::Migrate {
-            path: display.clone(),
-            detail: format!("cannot lock {}: {err}", lock_path_display(&self.path)),
-        })?;
-        let before = self.applied_migrations().await.unwrap_or_default();
-        let result = MIGRATOR.run(&self.pool).await;
+        let lock = FileLock::take(&self.path).await?;
+        let applied = self.migrate_unlocked().await;
         drop(lock);
-        result.map_err(|err| StoreError::Migrate {
-            path: display,
-            detail: err.to_string(),
-        })?;
+        applied
+    }
+
+    async fn migrate_unlocked(&self) -> Result<Vec<i64>, StoreError> {
+        let before = self.applied_migrations().await.unwrap_or_default();
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|err| StoreError::Migrate {
+                path: self.path.display().to_string(),
+                detail: err.to_string(),
+            })?;
         let after = self.applied_migrations().await?;
         Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
     }
@@ -235,14 +235,47 @@ impl Store {
     }
 }
 
-fn lock_path(db: &Path) -> PathBuf {
-    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".migrate.lock");
-    db.with_file_name(name)
+fn ensure_folder(url: &str, path: &Path) -> Result<(), StoreError> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) if !parent.is_dir() => Err(StoreError::Url {
+            url: url.to_string(),
+            reason: format!("the folder {} does not exist", parent.display()),
+        }),
+        _ => Ok(()),
+    }
 }
 
-fn lock_path_display(db: &Path) -> String {
-    lock_path(db).display().to_string()
+/// An exclusive advisory lock on `<database>.migrate.lock`, released on drop.
+struct FileLock(#[allow(dead_code)] std::fs::File);
+
+impl FileLock {
+    async fn take(db: &Path) -> Result<FileLock, StoreError> {
+        let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".migrate.lock");
+        let path = db.with_file_name(name);
+        let shown = path.display().to_string();
+        let taken = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await;
+        match taken {
+            Ok(Ok(file)) => Ok(FileLock(file)),
+            Ok(Err(err)) => Err(StoreError::Migrate {
+                path: db.display().to_string(),
+                detail: format!("cannot lock {shown}: {err}"),
+            }),
+            Err(err) => Err(StoreError::Migrate {
+                path: db.display().to_string(),
+                detail: format!("cannot lock {shown}: {err}"),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -251,7 +284,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(sqlite_path("sqlite://herald.db").expect("ok"), PathBuf::from("herald.db"));
+        assert_eq!(
+            sqlite_path("sqlite://herald.db").expect("ok"),
+            PathBuf::from("herald.db")
+        );
         assert_eq!(
             sqlite_path("sqlite:///var/lib/herald.db?mode=rwc").expect("ok"),
             PathBuf::from("/var/lib/herald.db")

@@ -28,7 +28,9 @@ pub struct KnownRelease {
 impl KnownRelease {
     /// Whether a source has recorded evidence of its own (not inherited) for this release.
     pub fn has_own(&self, kind: SourceKind) -> bool {
-        self.evidence.iter().any(|(k, inherited, _)| *k == kind && !inherited)
+        self.evidence
+            .iter()
+            .any(|(k, inherited, _)| *k == kind && !inherited)
     }
 }
 
@@ -140,19 +142,28 @@ pub async fn known_releases(
     conn: &mut SqliteConnection,
     project: &str,
 ) -> Result<Vec<KnownRelease>, StoreError> {
-    const RELEASES: &str =
-        "SELECT id, version, version_key, available_at IS NOT NULL AS available FROM releases WHERE project = ?";
+    const RELEASES: &str = "SELECT id, version, version_key, available_at IS NOT NULL AS available FROM releases WHERE project = ?";
     const EVIDENCE: &str = "SELECT e.release_id, e.source, e.inherited, e.url FROM evidence e \
          JOIN releases r ON r.id = e.release_id WHERE r.project = ?";
-    let rows = sqlx::query(RELEASES).bind(project).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(RELEASES)
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut evidence: HashMap<i64, Vec<(SourceKind, bool, Option<String>)>> = HashMap::new();
-    for row in sqlx::query(EVIDENCE).bind(project).fetch_all(&mut *conn).await? {
+    for row in sqlx::query(EVIDENCE)
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await?
+    {
         let source: String = row.try_get("source")?;
-        evidence.entry(row.try_get("release_id")?).or_default().push((
-            source_kind(&source)?,
-            row.try_get("inherited")?,
-            row.try_get("url")?,
-        ));
+        evidence
+            .entry(row.try_get("release_id")?)
+            .or_default()
+            .push((
+                source_kind(&source)?,
+                row.try_get("inherited")?,
+                row.try_get("url")?,
+            ));
     }
     rows.into_iter()
         .map(|row| {
@@ -264,15 +275,18 @@ impl Store {
         for row in sqlx::query(EVIDENCE).fetch_all(self.pool()).await? {
             let source: String = row.try_get("source")?;
             let published: Option<String> = row.try_get("published_at")?;
-            evidence.entry(row.try_get("release_id")?).or_default().push(EvidenceRow {
-                source: source_kind(&source)?,
-                url: row.try_get("url")?,
-                raw: row.try_get("raw")?,
-                published_at: parse_ts_opt("evidence.published_at", published.as_deref())?,
-                notes: row.try_get("notes")?,
-                prerelease_flag: row.try_get("prerelease_flag")?,
-                inherited: row.try_get("inherited")?,
-            });
+            evidence
+                .entry(row.try_get("release_id")?)
+                .or_default()
+                .push(EvidenceRow {
+                    source: source_kind(&source)?,
+                    url: row.try_get("url")?,
+                    raw: row.try_get("raw")?,
+                    published_at: parse_ts_opt("evidence.published_at", published.as_deref())?,
+                    notes: row.try_get("notes")?,
+                    prerelease_flag: row.try_get("prerelease_flag")?,
+                    inherited: row.try_get("inherited")?,
+                });
         }
         let mut out = Vec::new();
         for row in sqlx::query(RELEASES).fetch_all(self.pool()).await? {
@@ -281,10 +295,11 @@ impl Store {
                 continue;
             }
             let class_text: String = row.try_get("class")?;
-            let class = ReleaseClass::from_str(&class_text).map_err(|detail| StoreError::Corrupt {
-                column: "releases.class",
-                detail,
-            })?;
+            let class =
+                ReleaseClass::from_str(&class_text).map_err(|detail| StoreError::Corrupt {
+                    column: "releases.class",
+                    detail,
+                })?;
             if !filter.classes.is_empty() && !filter.classes.contains(&class) {
                 continue;
             }

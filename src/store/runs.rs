@@ -71,7 +71,11 @@ impl Store {
             let dead_holder = match &current {
                 Some(row) => {
                     let h: String = row.try_get("holder")?;
-                    if holder_is_dead(&h, this_host) { h } else { String::new() }
+                    if holder_is_dead(&h, this_host) {
+                        h
+                    } else {
+                        String::new()
+                    }
                 }
                 None => String::new(),
             };
@@ -104,9 +108,18 @@ impl Store {
     }
 
     /// Extends the lease; false when it is no longer ours.
-    pub async fn renew_lease(&self, holder: &str, now: DateTime<Utc>, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn renew_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE run_lease SET expires_at = ? WHERE id = 1 AND holder = ?";
-        let done = sqlx::query(SQL).bind(ts(now + ttl)).bind(holder).execute(self.pool()).await?;
+        let done = sqlx::query(SQL)
+            .bind(ts(now + ttl))
+            .bind(holder)
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -120,7 +133,11 @@ impl Store {
     /// Records the start of a run.
     pub async fn start_run(&self, trigger: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
         const SQL: &str = "INSERT INTO runs (started_at, trigger) VALUES (?, ?) RETURNING id";
-        Ok(sqlx::query_scalar(SQL).bind(ts(now)).bind(trigger).fetch_one(self.pool()).await?)
+        Ok(sqlx::query_scalar(SQL)
+            .bind(ts(now))
+            .bind(trigger)
+            .fetch_one(self.pool())
+            .await?)
     }
 
     /// Records the end of a run with its summary.
@@ -144,8 +161,7 @@ impl Store {
 
     /// The most recent runs, newest first.
     pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
-        const SQL: &str =
-            "SELECT id, started_at, finished_at, trigger, status, summary FROM runs ORDER BY id DESC LIMIT ?";
+        const SQL: &str = "SELECT id, started_at, finished_at, trigger, status, summary FROM runs ORDER BY id DESC LIMIT ?";
         let mut out = Vec::new();
         for row in sqlx::query(SQL).bind(limit).fetch_all(self.pool()).await? {
             let started: String = row.try_get("started_at")?;

@@ -65,21 +65,36 @@ impl Store {
     }
 
     /// The state of every project x source.
-    pub async fn source_states(&self) -> Result<HashMap<(String, String), SourceState>, StoreError> {
+    pub async fn source_states(
+        &self,
+    ) -> Result<HashMap<(String, String), SourceState>, StoreError> {
         const SQL: &str = "SELECT project, source, baseline_at, last_success_at, last_attempt_at, \
                 consecutive_failures, last_error, deferred_until, resolved_url FROM source_state";
         let mut out = HashMap::new();
         for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
-            let get = |col: &'static str| -> Result<Option<String>, StoreError> { Ok(row.try_get(col)?) };
+            let get =
+                |col: &'static str| -> Result<Option<String>, StoreError> { Ok(row.try_get(col)?) };
             let state = SourceState {
                 project: row.try_get("project")?,
                 source: row.try_get("source")?,
-                baseline_at: parse_ts_opt("source_state.baseline_at", get("baseline_at")?.as_deref())?,
-                last_success_at: parse_ts_opt("source_state.last_success_at", get("last_success_at")?.as_deref())?,
-                last_attempt_at: parse_ts_opt("source_state.last_attempt_at", get("last_attempt_at")?.as_deref())?,
+                baseline_at: parse_ts_opt(
+                    "source_state.baseline_at",
+                    get("baseline_at")?.as_deref(),
+                )?,
+                last_success_at: parse_ts_opt(
+                    "source_state.last_success_at",
+                    get("last_success_at")?.as_deref(),
+                )?,
+                last_attempt_at: parse_ts_opt(
+                    "source_state.last_attempt_at",
+                    get("last_attempt_at")?.as_deref(),
+                )?,
                 consecutive_failures: row.try_get("consecutive_failures")?,
                 last_error: get("last_error")?,
-                deferred_until: parse_ts_opt("source_state.deferred_until", get("deferred_until")?.as_deref())?,
+                deferred_until: parse_ts_opt(
+                    "source_state.deferred_until",
+                    get("deferred_until")?.as_deref(),
+                )?,
                 resolved_url: get("resolved_url")?,
             };
             out.insert((state.project.clone(), state.source.clone()), state);
@@ -165,8 +180,7 @@ pub async fn has_baseline(
     project: &str,
     source: SourceKind,
 ) -> Result<bool, StoreError> {
-    const SQL: &str =
-        "SELECT COUNT(*) FROM source_state WHERE project = ? AND source = ? AND baseline_at IS NOT NULL";
+    const SQL: &str = "SELECT COUNT(*) FROM source_state WHERE project = ? AND source = ? AND baseline_at IS NOT NULL";
     let n: i64 = sqlx::query_scalar(SQL)
         .bind(project)
         .bind(source.as_str())

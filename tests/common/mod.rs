@@ -62,6 +62,8 @@ pub enum Fault {
     RateLimited(u64),
     /// Answer 403 with GitHub's exhausted-limit headers.
     GithubLimit,
+    /// Answer normally, but only after this long.
+    Slow(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -97,9 +99,21 @@ impl Respond for Responder {
             Some(q) => format!("{path}?{q}"),
             None => path.clone(),
         };
-        let doc = state.docs.get(&key).or_else(|| state.docs.get(&path)).cloned();
-        if let Some((_, fault)) = state.faults.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())) {
-            return match fault {
+        let doc = state
+            .docs
+            .get(&key)
+            .or_else(|| state.docs.get(&path))
+            .cloned();
+        let fault = state
+            .faults
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, f)| f.clone());
+        let mut delay = None;
+        if let Some(Fault::Slow(d)) = fault {
+            delay = Some(d);
+        } else if let Some(fault) = fault {
+            return match &fault {
                 Fault::Status(code) => ResponseTemplate::new(*code).set_body_string(format!("upstream says {code}")),
                 Fault::Delay(d) => ResponseTemplate::new(200).set_delay(*d).set_body_string("late"),
                 Fault::Truncated => {
@@ -118,10 +132,12 @@ impl Respond for Responder {
                     .insert_header("x-ratelimit-remaining", "0")
                     .insert_header("x-ratelimit-reset", "4102444800")
                     .set_body_raw(r#"{"message": "API rate limit exceeded"}"#, "application/json"),
+                Fault::Slow(_) => unreachable!("handled above"),
             };
         }
         let Some(doc) = doc else {
-            return ResponseTemplate::new(404).set_body_raw(r#"{"message": "Not Found"}"#, "application/json");
+            return ResponseTemplate::new(404)
+                .set_body_raw(r#"{"message": "Not Found"}"#, "application/json");
         };
         // A recorded ETag (real upstream headers) wins over the computed one.
         let etag = doc
@@ -146,7 +162,10 @@ impl Respond for Responder {
         for (name, value) in &doc.headers {
             template = template.insert_header(name.as_str(), value.as_str());
         }
-        template
+        match delay {
+            Some(d) => template.set_delay(d),
+            None => template,
+        }
     }
 }
 
@@ -183,25 +202,42 @@ impl Upstream {
     }
 
     /// Serves `body` at `path` with extra headers.
-    pub fn put_with_headers(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) {
+    pub fn put_with_headers(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) {
         self.state.lock().expect("state").docs.insert(
             path.to_string(),
             Doc {
                 body: body.into(),
                 content_type: content_type.to_string(),
-                headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+                headers: headers
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect(),
             },
         );
     }
 
     /// Serves a JSON value.
     pub fn put_json(&self, path: &str, content_type: &str, value: &serde_json::Value) {
-        self.put(path, content_type, serde_json::to_vec_pretty(value).expect("json"));
+        self.put(
+            path,
+            content_type,
+            serde_json::to_vec_pretty(value).expect("json"),
+        );
     }
 
     /// Injects a fault for every path starting with `prefix`.
     pub fn fault(&self, prefix: &str, fault: Fault) {
-        self.state.lock().expect("state").faults.push((prefix.to_string(), fault));
+        self.state
+            .lock()
+            .expect("state")
+            .faults
+            .push((prefix.to_string(), fault));
     }
 
     /// Removes every fault.
@@ -287,7 +323,12 @@ impl Sandbox {
     }
 
     /// An app with a manual clock.
-    pub async fn app(&self, upstream: &str, projects: Option<&Path>, now: DateTime<Utc>) -> (App, Arc<ManualClock>) {
+    pub async fn app(
+        &self,
+        upstream: &str,
+        projects: Option<&Path>,
+        now: DateTime<Utc>,
+    ) -> (App, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(now));
         let app = App::build(self.config(upstream, projects))
             .await
@@ -317,5 +358,7 @@ impl Sandbox {
 
 /// `2026-07-08T12:00:00Z` and friends.
 pub fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).expect("timestamp").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .expect("timestamp")
+        .with_timezone(&Utc)
 }

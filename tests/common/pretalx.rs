@@ -34,7 +34,10 @@ pub fn rows(fixtures: &Path) -> Vec<Row> {
     let text = std::fs::read_to_string(fixtures.join("pretalx/pretalx_releases.csv")).expect("csv");
     let mut lines = text.lines();
     let header = lines.next().expect("header");
-    assert!(header.starts_with("version,date,source-of-date,git_tag"), "{header}");
+    assert!(
+        header.starts_with("version,date,source-of-date,git_tag"),
+        "{header}"
+    );
     lines
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
@@ -49,7 +52,9 @@ pub fn rows(fixtures: &Path) -> Vec<Row> {
                 requires_python: Some(f[5].to_string()).filter(|s| !s.is_empty()),
                 files: f[6].split_whitespace().map(str::to_string).collect(),
                 blog: Some(f[7].to_string()).filter(|s| !s.is_empty()),
-                upload: Some(f[8]).filter(|s| !s.is_empty()).map(|t| parse(t).expect("upload time")),
+                upload: Some(f[8])
+                    .filter(|s| !s.is_empty())
+                    .map(|t| parse(t).expect("upload time")),
             }
         })
         .collect()
@@ -117,7 +122,11 @@ pub fn github_releases(rows: &[Row]) -> Vec<Value> {
 pub fn serve_github(upstream: &Upstream, repo: &str, releases: &[Value], per_page: usize) {
     let base = format!("/repos/{repo}/releases");
     let pages: Vec<&[Value]> = releases.chunks(per_page).collect();
-    let pages = if pages.is_empty() { vec![&releases[..0]] } else { pages };
+    let pages = if pages.is_empty() {
+        vec![&releases[..0]]
+    } else {
+        pages
+    };
     for (i, page) in pages.iter().enumerate() {
         let path = if i == 0 {
             format!("{base}?per_page=100")
@@ -126,11 +135,23 @@ pub fn serve_github(upstream: &Upstream, repo: &str, releases: &[Value], per_pag
         };
         let mut links = Vec::new();
         if i + 1 < pages.len() {
-            links.push(format!("<{}{base}?per_page=100&page={}>; rel=\"next\"", upstream.url(), i + 2));
-            links.push(format!("<{}{base}?per_page=100&page={}>; rel=\"last\"", upstream.url(), pages.len()));
+            links.push(format!(
+                "<{}{base}?per_page=100&page={}>; rel=\"next\"",
+                upstream.url(),
+                i + 2
+            ));
+            links.push(format!(
+                "<{}{base}?per_page=100&page={}>; rel=\"last\"",
+                upstream.url(),
+                pages.len()
+            ));
         }
         let link = links.join(", ");
-        let headers: Vec<(&str, &str)> = if link.is_empty() { vec![] } else { vec![("link", link.as_str())] };
+        let headers: Vec<(&str, &str)> = if link.is_empty() {
+            vec![]
+        } else {
+            vec![("link", link.as_str())]
+        };
         upstream.put_with_headers(
             &path,
             "application/json; charset=utf-8",
@@ -150,7 +171,11 @@ pub fn blog_feed(rows: &[Row]) -> String {
             continue;
         }
         let date = NaiveDate::parse_from_str(&r.date, "%Y-%m-%d").expect("date");
-        let pub_date = date.and_hms_opt(12, 0, 0).expect("time").and_utc().to_rfc2822();
+        let pub_date = date
+            .and_hms_opt(12, 0, 0)
+            .expect("time")
+            .and_utc()
+            .to_rfc2822();
         items.push_str(&format!(
             "<item><title>News from the pretalx blog</title><link>{url}</link><guid>{url}</guid><pubDate>{pub_date}</pubDate><description>A post.</description></item>\n"
         ));
@@ -170,14 +195,38 @@ pub fn projects_toml(upstream: &Upstream) -> String {
 
 /// Serves everything for pretalx's history.
 pub fn serve_history(upstream: &Upstream, rows: &[Row], extra: &[(&str, &str)]) {
-    upstream.put_json("/simple/pretalx/", "application/vnd.pypi.simple.v1+json", &simple_page(rows, extra));
+    upstream.put_json(
+        "/simple/pretalx/",
+        "application/vnd.pypi.simple.v1+json",
+        &simple_page(rows, extra),
+    );
     serve_github(upstream, "pretalx/pretalx", &github_releases(rows), 30);
     upstream.put("/p/news/feed/", "application/rss+xml", blog_feed(rows));
 }
 
 /// The features among the 48 versions, by the contract's rule (the rest are bugfixes).
 pub const FEATURES: [&str; 23] = [
-    "0.1.0", "0.2.0.post1", "0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "0.9.0", "1.0.0", "1.1.0",
-    "2.0.0", "2.1.0", "2.2.0", "2.3.0", "2023.1.0", "2024.1.0", "2024.2.0", "2024.3.0", "2025.1.0", "2025.2.0",
-    "2026.1.0", "2026.2.0",
+    "0.1.0",
+    "0.2.0.post1",
+    "0.3.0",
+    "0.4.0",
+    "0.5.0",
+    "0.6.0",
+    "0.7.0",
+    "0.8.0",
+    "0.9.0",
+    "1.0.0",
+    "1.1.0",
+    "2.0.0",
+    "2.1.0",
+    "2.2.0",
+    "2.3.0",
+    "2023.1.0",
+    "2024.1.0",
+    "2024.2.0",
+    "2024.3.0",
+    "2025.1.0",
+    "2025.2.0",
+    "2026.1.0",
+    "2026.2.0",
 ];
