@@ -339,3 +339,68 @@ async fn a_link_to_another_host_is_not_followed() {
         Some("Bearer ghp_secret_token_value")
     );
 }
+
+#[tokio::test]
+async fn limits_retries_compression_and_unreadable_tags() {
+    let upstream = Upstream::start().await;
+    upstream.put(
+        "/simple/big/",
+        "application/vnd.pypi.simple.v1+json",
+        vec![b' '; 10_000],
+    );
+    upstream.put(
+        "/repos/o/r/releases?per_page=100",
+        "application/json",
+        r#"[{"tag_name": "nightly", "name": "", "draft": false, "prerelease": true, "published_at": "2026-01-01T00:00:00Z"},
+            {"tag_name": "v1.0.0", "name": "", "draft": false, "prerelease": false, "published_at": "2026-01-01T00:00:00Z"}]"#,
+    );
+    upstream.fault("/simple/down/", common::Fault::Status(503));
+    let sandbox = Sandbox::new();
+    let projects = sandbox.projects(
+        "[[project]]\nname = \"big\"\npypi = \"big\"\n\n[[project]]\nname = \"r\"\ngithub = \"o/r\"\n\n[[project]]\nname = \"down\"\npypi = \"down\"\n",
+    );
+    let config = sandbox.config_with(
+        &upstream.url(),
+        Some(&projects),
+        &["--max-body-bytes", "2048"],
+    );
+    let app = App::build(config).await.expect("app");
+    let summary = run(&app).await;
+    let report = |name: &str| {
+        summary
+            .projects
+            .iter()
+            .find(|p| p.project == name)
+            .map(|p| p.sources[0].clone())
+            .expect("report")
+    };
+    let big = report("big").error.unwrap_or_default();
+    assert!(big.contains("larger than the 2048-byte limit"), "{big}");
+    let r = report("r");
+    assert_eq!(r.listed, 1);
+    assert_eq!(r.warnings.len(), 1);
+    assert!(
+        r.warnings[0].contains("`nightly` is not a PEP 440 version"),
+        "{:?}",
+        r.warnings
+    );
+    let down = report("down").error.unwrap_or_default();
+    assert!(down.contains("HTTP 503"), "{down}");
+    let requests = upstream.requests().await;
+    let tries = requests
+        .iter()
+        .filter(|q| q.url.path() == "/simple/down/")
+        .count();
+    assert_eq!(
+        tries, 2,
+        "one retry after a 5xx (HERALD_HTTP_RETRIES=1 in tests)"
+    );
+    for q in &requests {
+        let enc = q
+            .headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(enc.contains("gzip"), "{enc}");
+    }
+}

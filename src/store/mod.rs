@@ -15,9 +15,7 @@ pub use releases::{
     write_evidence, write_release,
 };
 pub use runs::{LeaseOutcome, RunRow};
-pub use sources::{
-    SourceState, Validators, has_baseline, put_validators, source_failed, source_succeeded,
-};
+pub use sources::{SourceState, Validators, put_validators, source_failed, source_succeeded};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -173,18 +173,3 @@ pub async fn source_failed(
         .await?;
     Ok(())
 }
-
-/// Whether a source's baseline fetch already happened, inside a transaction.
-pub async fn has_baseline(
-    conn: &mut SqliteConnection,
-    project: &str,
-    source: SourceKind,
-) -> Result<bool, StoreError> {
-    const SQL: &str = "SELECT COUNT(*) FROM source_state WHERE project = ? AND source = ? AND baseline_at IS NOT NULL";
-    let n: i64 = sqlx::query_scalar(SQL)
-        .bind(project)
-        .bind(source.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(n > 0)
-}
