@@ -315,8 +315,14 @@ impl Sandbox {
 
     /// Validated settings for an in-process app.
     pub fn config(&self, upstream: &str, projects: Option<&Path>) -> Config {
+        self.config_with(upstream, projects, &[])
+    }
+
+    /// Validated settings with extra flags.
+    pub fn config_with(&self, upstream: &str, projects: Option<&Path>, extra: &[&str]) -> Config {
         let mut argv = vec!["herald".to_string()];
         argv.extend(self.args(upstream, projects));
+        argv.extend(extra.iter().map(|s| s.to_string()));
         argv.push("migrate".into());
         let cli = herald::cli::Cli::try_parse_from(argv).expect("arguments parse");
         Config::from_settings(cli.settings).expect("config validates")
