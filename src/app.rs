@@ -9,6 +9,10 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::notify::Notifier;
+use crate::notify::mail::{self, Mailer};
+use crate::notify::templates::Templates;
+use crate::tokens::Signer;
 use crate::sources::Sources;
 use crate::sources::http::HttpClient;
 use crate::store::Store;
@@ -74,23 +78,42 @@ pub struct App {
     pub http: HttpClient,
     /// The source adapters.
     pub sources: Arc<Sources>,
+    /// Templates, relay and signer.
+    pub notifier: Arc<Notifier>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
 }
 
 impl App {
-    /// Opens the database (applying migrations) and builds every adapter.
+    /// Checks the mail settings and templates, opens the database (applying migrations) and
+    /// builds every adapter. Anything unusable is refused here, before any work starts.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        let templates = Templates::load(config.templates_dir.as_deref())?;
+        let from = mail::sender(&config.from)?;
+        let mailer = match &config.smtp_url {
+            Some(url) => Some(Mailer::new(url, &config.from, config.smtp_connections)?),
+            None => None,
+        };
         let store = Store::open(&config.database_url)
             .await
             .context("the database is not usable")?;
+        let signer = Signer::load(config.secret.as_ref(), store.path())?;
         let http = HttpClient::new(&config.http).context("cannot set up HTTP")?;
         let sources = Arc::new(Sources::new(&config));
+        let notifier = Arc::new(Notifier {
+            templates,
+            mailer,
+            signer,
+            from,
+            base_url: config.base_url.clone(),
+            connections: config.smtp_connections as usize,
+        });
         Ok(App {
             config: Arc::new(config),
             store,
             http,
             sources,
+            notifier,
             clock: Arc::new(SystemClock),
         })
     }

@@ -16,10 +16,11 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::app::App;
+use crate::decide::{self, Delivery};
 use crate::merge::{self, SourceBatch};
-use crate::model::{Project, ReleaseClass, SourceKind};
+use crate::model::{Project, ReleaseClass, SourceKind, Subscriber};
 use crate::sources::{FetchContext, Fetched, SourceError};
-use crate::store::{self, LeaseOutcome, ReleaseWrite, SourceState};
+use crate::store::{self, LeaseOutcome, NewMessage, ReleaseWrite, SourceState};
 
 /// How long a lease lasts without renewal.
 const LEASE_TTL_SECS: i64 = 120;
@@ -93,6 +94,10 @@ pub struct ProjectReport {
     pub recorded: usize,
     /// True when this run was a source's first fetch.
     pub baseline: bool,
+    /// Messages queued for subscribers (instant delivery).
+    pub queued: usize,
+    /// Releases added to subscribers' digests.
+    pub digest_items: usize,
     /// Per source.
     pub sources: Vec<SourceReport>,
 }
@@ -122,6 +127,11 @@ impl RunSummary {
     /// Every release found new.
     pub fn new_releases(&self) -> impl Iterator<Item = &NewRelease> {
         self.projects.iter().flat_map(|p| p.new.iter())
+    }
+
+    /// Messages queued for instant delivery by this run.
+    pub fn queued(&self) -> usize {
+        self.projects.iter().map(|p| p.queued).sum()
     }
 
     /// (project, report) of every failed or deferred source.
@@ -452,6 +462,7 @@ async fn record_project(
 
     let plan = merge::plan(project, &known, batches);
     let mut new = Vec::new();
+    let mut announced = Vec::new();
     let mut recorded = 0;
     for release in &plan.releases {
         let id = store::write_release(
@@ -485,6 +496,12 @@ async fn record_project(
         }
         recorded += usize::from(release.is_new_row);
         if release.announce {
+            announced.push(decide::NewRelease {
+                release_id: id,
+                project: project.name.clone(),
+                key: release.key.clone(),
+                class: release.class,
+            });
             tracing::info!(project = %project.name, version = %release.version, class = %release.class, run_id, "new release");
             new.push(NewRelease {
                 project: project.name.clone(),
@@ -492,6 +509,44 @@ async fn record_project(
                 class: release.class,
                 line: release.line.clone(),
             });
+        }
+    }
+    // Who hears about it is decided in the same transaction that records it.
+    let (mut queued, mut digest_items) = (0, 0);
+    if !announced.is_empty() {
+        let subscribers = store::subscribers_following(&mut tx, &project.name).await?;
+        let by_id: HashMap<i64, &Subscriber> = subscribers.iter().map(|s| (s.id, s)).collect();
+        for delivery in decide::decide(&announced, &subscribers, now) {
+            match delivery {
+                Delivery::Instant {
+                    subscriber_id,
+                    release_id,
+                    subject_key,
+                } => {
+                    let Some(sub) = by_id.get(&subscriber_id) else { continue };
+                    let message_id = app.notifier.message_id(sub.email.as_str(), &subject_key);
+                    let payload = serde_json::json!({ "release_id": release_id });
+                    let message = NewMessage {
+                        subscriber_id: Some(subscriber_id),
+                        recipient: sub.email.as_str(),
+                        kind: "new_release",
+                        subject_key: &subject_key,
+                        payload: &payload,
+                        message_id: &message_id,
+                    };
+                    queued += usize::from(store::enqueue(&mut tx, &message, now).await?);
+                }
+                Delivery::Digest {
+                    subscriber_id,
+                    release_id,
+                    period,
+                    due_at,
+                } => {
+                    digest_items += usize::from(
+                        store::add_digest_item(&mut tx, subscriber_id, release_id, &period, due_at, now).await?,
+                    );
+                }
+            }
         }
     }
     if dry_run {
@@ -507,6 +562,8 @@ async fn record_project(
         new,
         recorded,
         baseline,
+        queued,
+        digest_items,
         sources: reports,
     })
 }

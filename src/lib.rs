@@ -13,7 +13,10 @@
 //! - [`model`] (pure): projects, sources, classes, observations.
 //! - [`sources`]: PyPI, GitHub and feed adapters behind one trait; the shared HTTP client.
 //! - [`merge`] (pure): which observations are one release and which releases are new.
+//! - [`decide`] (pure): who gets told what, instant or in a digest.
 //! - [`check`]: one run, end to end, and its summary.
+//! - [`notify`]: the outbox dispatcher, templates (minijinja) and SMTP (lettre).
+//! - [`tokens`]: the signing key, signed and random tokens.
 //! - [`store`]: all SQL; SQLite through sqlx with embedded migrations.
 //! - [`logging`]: tracing to stderr.
 
@@ -21,9 +24,12 @@ pub mod app;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod logging;
 pub mod merge;
 pub mod model;
+pub mod notify;
 pub mod sources;
 pub mod store;
+pub mod tokens;
 pub mod version;

@@ -314,6 +314,7 @@ mod tests {
             plugin_of: None,
             module: None,
             tag_prefix: None,
+            upgrade_steps: Vec::new(),
         }
     }
 

@@ -150,6 +150,9 @@ pub struct Project {
     pub module: Option<String>,
     /// Only GitHub tags starting with this prefix belong to the project (monorepos).
     pub tag_prefix: Option<String>,
+    /// How operators upgrade, one step per entry; `{version}` is replaced. Empty: a generic
+    /// `pip install` step.
+    pub upgrade_steps: Vec<String>,
 }
 
 impl Project {
@@ -174,6 +177,19 @@ impl Project {
             SourceKind::Github => self.github.is_some(),
             SourceKind::Feed => self.feed.is_some(),
         }
+    }
+
+    /// The upgrade steps for `version`.
+    pub fn upgrade_steps_for(&self, version: &str) -> Vec<String> {
+        if !self.upgrade_steps.is_empty() {
+            return self.upgrade_steps.iter().map(|s| s.replace("{version}", version)).collect();
+        }
+        let mut steps = vec!["Make a backup before you upgrade.".to_string()];
+        if let Some(dist) = &self.pypi {
+            steps.push(format!("pip install -U {dist}=={version}"));
+        }
+        steps.push("Restart the services that run it.".to_string());
+        steps
     }
 
     /// Names under which the project may appear in titles and URL slugs, lower-case.
@@ -233,4 +249,106 @@ impl Observation {
             line_post: false,
         }
     }
+}
+
+/// A validated email address: RFC 5321 syntax (through lettre), at most 254 bytes, no
+/// control characters, so it can never smuggle a header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for EmailAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("an email address is required".into());
+        }
+        if s.len() > 254 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!("`{}` is not a valid email address", s.escape_default()));
+        }
+        lettre::Address::from_str(s)
+            .map(|_| EmailAddress(s.to_string()))
+            .map_err(|err| format!("`{s}` is not a valid email address ({err})"))
+    }
+}
+
+/// How a subscriber receives release mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestMode {
+    /// One mail per release, as soon as it is found.
+    #[default]
+    Instant,
+    /// One mail a day listing the day's releases (sent after midnight UTC).
+    Daily,
+    /// One mail a week listing the week's releases (sent after Sunday, UTC).
+    Weekly,
+}
+
+impl DigestMode {
+    /// The stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestMode::Instant => "instant",
+            DigestMode::Daily => "daily",
+            DigestMode::Weekly => "weekly",
+        }
+    }
+}
+
+impl FromStr for DigestMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "instant" => Ok(DigestMode::Instant),
+            "daily" => Ok(DigestMode::Daily),
+            "weekly" => Ok(DigestMode::Weekly),
+            other => Err(format!("unknown digest mode `{other}` (expected instant, daily or weekly)")),
+        }
+    }
+}
+
+/// Whether a subscriber confirmed their address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriberStatus {
+    /// Waiting for the confirmation link to be followed.
+    Pending,
+    /// Receives mail.
+    Confirmed,
+}
+
+/// A subscriber and what they follow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subscriber {
+    /// Row id.
+    pub id: i64,
+    /// Address.
+    pub email: EmailAddress,
+    /// Pending or confirmed.
+    pub status: SubscriberStatus,
+    /// Delivery mode.
+    pub digest: DigestMode,
+    /// Classes they want.
+    pub classes: Vec<ReleaseClass>,
+    /// Projects they follow.
+    pub projects: Vec<String>,
+    /// Since when.
+    pub created_at: DateTime<Utc>,
+    /// Confirmed when.
+    pub confirmed_at: Option<DateTime<Utc>>,
 }

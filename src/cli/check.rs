@@ -4,6 +4,7 @@ use clap::Args;
 
 use crate::app::App;
 use crate::check::{self, CheckOptions, CheckOutcome, RunSummary, SourceStatus};
+use crate::notify::{self, DispatchOptions, DispatchReport};
 
 /// Options of `herald check`.
 #[derive(Debug, Args)]
@@ -34,10 +35,25 @@ pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
         CheckOutcome::Completed(summary) => {
+            let mail = if summary.dry_run {
+                None
+            } else {
+                Some(notify::dispatch(&app, &DispatchOptions::default()).await?)
+            };
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                let mut value = serde_json::to_value(&summary)?;
+                value["mail"] = serde_json::to_value(&mail)?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", render(&summary));
+                match &mail {
+                    Some(report) => println!("{}", render_mail(report)),
+                    None => println!(
+                        "Mail: would queue {} message{}.",
+                        summary.queued(),
+                        if summary.queued() == 1 { "" } else { "s" }
+                    ),
+                }
             }
             for (project, source) in summary.failed_sources() {
                 eprintln!(
@@ -118,4 +134,30 @@ pub fn render(summary: &RunSummary) -> String {
         summary.duration_ms
     ));
     out
+}
+
+/// One line about mail delivery.
+pub fn render_mail(report: &DispatchReport) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut line = match &report.relay {
+        None if report.waiting > 0 => format!(
+            "Mail: {} message{} waiting in the outbox; no SMTP relay is configured (set HERALD_SMTP_URL).",
+            report.waiting,
+            plural(report.waiting as usize)
+        ),
+        None => "Mail: nothing to send (no SMTP relay configured).".to_string(),
+        Some(relay) => format!(
+            "Mail via {relay}: {} sent, {} to retry, {} dead-lettered; {} waiting.",
+            report.sent, report.retrying, report.dead, report.waiting
+        ),
+    };
+    if report.digests_queued > 0 {
+        line.push_str(&format!(" {} digest{} queued.", report.digests_queued, plural(report.digests_queued)));
+    }
+    if let Some(err) = &report.last_error
+        && report.relay.is_some()
+    {
+        line.push_str(&format!(" Last failure: {err}"));
+    }
+    line
 }

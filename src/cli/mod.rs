@@ -3,7 +3,9 @@
 
 mod check;
 mod migrate;
+mod outbox;
 mod releases;
+mod subscribers;
 
 use std::process::ExitCode;
 
@@ -43,6 +45,16 @@ pub enum Command {
     Check(check::CheckArgs),
     /// List recorded releases, newest first.
     Releases(releases::ReleasesArgs),
+    /// Add a subscriber or update their preferences (operator-added subscribers are confirmed).
+    Subscribe(subscribers::SubscribeArgs),
+    /// Remove a subscriber and the mail still queued for them.
+    Unsubscribe(subscribers::UnsubscribeArgs),
+    /// List subscribers and their preferences.
+    Subscribers(subscribers::SubscribersArgs),
+    /// Show queued, retrying and dead-lettered messages with the server's last answer.
+    Outbox(outbox::OutboxArgs),
+    /// Send one test message through the configured SMTP relay and print its answer.
+    SendTestEmail(outbox::TestEmailArgs),
     /// Apply pending database migrations and exit.
     Migrate,
 }
@@ -64,5 +76,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate => migrate::run(&config).await,
         Command::Check(args) => check::run(App::build(config).await?, args).await,
         Command::Releases(args) => releases::run(App::build(config).await?, args).await,
+        Command::Subscribe(args) => subscribers::subscribe(App::build(config).await?, args).await,
+        Command::Unsubscribe(args) => subscribers::unsubscribe(App::build(config).await?, args).await,
+        Command::Subscribers(args) => subscribers::list(App::build(config).await?, args).await,
+        Command::Outbox(args) => outbox::list(App::build(config).await?, args).await,
+        Command::SendTestEmail(args) => outbox::send_test(App::build(config).await?, args).await,
     }
 }

@@ -147,6 +147,10 @@ pub struct Settings {
     #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024, global = true, value_name = "BYTES")]
     pub max_body_bytes: usize,
 
+    /// SMTP connections (and messages in flight) the dispatcher uses at once.
+    #[arg(long, env = "HERALD_SMTP_CONNECTIONS", default_value_t = 4, global = true)]
+    pub smtp_connections: u32,
+
     /// How many upstream requests may run at once.
     #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 8, global = true)]
     pub concurrency: usize,
@@ -216,6 +220,8 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     /// HTTP limits.
     pub http: HttpSettings,
+    /// SMTP connections used at once.
+    pub smtp_connections: u32,
 }
 
 fn url_setting(name: &'static str, value: &str) -> Result<Url, ConfigError> {
@@ -266,6 +272,12 @@ impl Config {
                 message: format!("`{}` must be between 1 and 256", s.concurrency),
             });
         }
+        if s.smtp_connections == 0 || s.smtp_connections > 64 {
+            return Err(ConfigError::Invalid {
+                name: "HERALD_SMTP_CONNECTIONS",
+                message: format!("`{}` must be between 1 and 64", s.smtp_connections),
+            });
+        }
         if s.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 name: "HERALD_MAX_BODY_BYTES",
@@ -300,6 +312,7 @@ impl Config {
                 max_body_bytes: s.max_body_bytes,
                 concurrency: s.concurrency,
             },
+            smtp_connections: s.smtp_connections,
         })
     }
 

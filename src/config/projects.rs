@@ -65,6 +65,8 @@ struct RawProject {
     plugin_of: Option<Spanned<String>>,
     module: Option<Spanned<String>>,
     tag_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    upgrade_steps: Vec<String>,
 }
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -206,6 +208,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
                 .as_ref()
                 .map(|v| v.get_ref().to_string())
                 .filter(|v| !v.is_empty()),
+            upgrade_steps: p
+                .upgrade_steps
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
         });
     }
 

@@ -6,15 +6,19 @@
 //! Does not own: deciding what to write (`check`, `merge`) or any network access; no
 //! transaction here ever waits on the network.
 
+mod outbox;
 mod releases;
 mod runs;
 mod sources;
+mod subscribers;
 
 pub use releases::{
     EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, known_releases,
     write_evidence, write_release,
 };
+pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use runs::{LeaseOutcome, RunRow};
+pub use subscribers::{SubscriberWrite, subscribers_following};
 pub use sources::{SourceState, Validators, put_validators, source_failed, source_succeeded};
 
 use std::path::{Path, PathBuf};

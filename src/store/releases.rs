@@ -340,10 +340,68 @@ impl Store {
         Ok(out)
     }
 
+    /// One release with its evidence.
+    pub async fn release(&self, id: i64) -> Result<Option<ReleaseRow>, StoreError> {
+        const RELEASE: &str = "SELECT id, project, version, class, line, published_at, first_seen_at, \
+                available_at, yanked, yanked_reason, baseline, new_in_run FROM releases WHERE id = ?";
+        const EVIDENCE: &str = "SELECT release_id, source, url, raw, published_at, notes, prerelease_flag, \
+                inherited FROM evidence WHERE release_id = ? ORDER BY source";
+        let Some(row) = sqlx::query(RELEASE).bind(id).fetch_optional(self.pool()).await? else {
+            return Ok(None);
+        };
+        let mut release = release_row(&row)?;
+        for row in sqlx::query(EVIDENCE).bind(id).fetch_all(self.pool()).await? {
+            release.sources.push(evidence_row(&row)?);
+        }
+        Ok(Some(release))
+    }
+
     /// Number of recorded releases and evidence rows (for summaries and tests).
     pub async fn counts(&self) -> Result<(i64, i64), StoreError> {
         const SQL: &str = "SELECT (SELECT COUNT(*) FROM releases), (SELECT COUNT(*) FROM evidence)";
         let row = sqlx::query(SQL).fetch_one(self.pool()).await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
+}
+
+fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRow, StoreError> {
+    let class_text: String = row.try_get("class")?;
+    let class = ReleaseClass::from_str(&class_text).map_err(|detail| StoreError::Corrupt {
+        column: "releases.class",
+        detail,
+    })?;
+    let version: String = row.try_get("version")?;
+    let published: Option<String> = row.try_get("published_at")?;
+    let first_seen: String = row.try_get("first_seen_at")?;
+    let available: Option<String> = row.try_get("available_at")?;
+    Ok(ReleaseRow {
+        id: row.try_get("id")?,
+        parsed: Version::from_str(&version).ok(),
+        project: row.try_get("project")?,
+        version,
+        class,
+        line: row.try_get("line")?,
+        published_at: parse_ts_opt("releases.published_at", published.as_deref())?,
+        first_seen_at: parse_ts("releases.first_seen_at", &first_seen)?,
+        available_at: parse_ts_opt("releases.available_at", available.as_deref())?,
+        yanked: row.try_get("yanked")?,
+        yanked_reason: row.try_get("yanked_reason")?,
+        baseline: row.try_get("baseline")?,
+        new_in_run: row.try_get("new_in_run")?,
+        sources: Vec::new(),
+    })
+}
+
+fn evidence_row(row: &sqlx::sqlite::SqliteRow) -> Result<EvidenceRow, StoreError> {
+    let source: String = row.try_get("source")?;
+    let published: Option<String> = row.try_get("published_at")?;
+    Ok(EvidenceRow {
+        source: source_kind(&source)?,
+        url: row.try_get("url")?,
+        raw: row.try_get("raw")?,
+        published_at: parse_ts_opt("evidence.published_at", published.as_deref())?,
+        notes: row.try_get("notes")?,
+        prerelease_flag: row.try_get("prerelease_flag")?,
+        inherited: row.try_get("inherited")?,
+    })
 }

@@ -1,0 +1,265 @@
+//! What a message says: the typed contexts every template renders from, built from recorded
+//! releases and the project configuration. Release notes (GitHub Markdown) become sanitised
+//! HTML (pulldown-cmark, then ammonia) for the HTML part and stay readable Markdown in the
+//! text part.
+
+use serde::Serialize;
+
+use crate::model::{Project, ReleaseClass, SourceKind};
+use crate::store::ReleaseRow;
+
+/// Longest release notes included in a mail, in characters.
+const MAX_NOTES: usize = 12_000;
+
+/// Links about a release.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Links {
+    /// The package index page.
+    pub package: Option<String>,
+    /// The GitHub release.
+    pub github: Option<String>,
+    /// The blog post.
+    pub blog: Option<String>,
+}
+
+/// One release, as mails show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseView {
+    /// Project.
+    pub project: String,
+    /// Version.
+    pub version: String,
+    /// `feature`, `bugfix` or `prerelease`.
+    pub class: ReleaseClass,
+    /// The class in words.
+    pub class_label: &'static str,
+    /// What to do about it.
+    pub advice: &'static str,
+    /// Publication date (`YYYY-MM-DD`).
+    pub published: Option<String>,
+    /// Release line.
+    pub line: String,
+    /// Where to read more.
+    pub links: Links,
+    /// Release notes as sanitised HTML.
+    pub notes_html: Option<String>,
+    /// Release notes as text (Markdown).
+    pub notes_text: Option<String>,
+    /// How to upgrade.
+    pub upgrade_steps: Vec<String>,
+    /// Withdrawn from the index.
+    pub yanked: bool,
+    /// Why.
+    pub yanked_reason: Option<String>,
+}
+
+/// The footer of mails sent to a subscriber.
+#[derive(Debug, Clone, Serialize)]
+pub struct Footer {
+    /// Why they get this mail.
+    pub reason: String,
+    /// One-click unsubscribe link.
+    pub unsubscribe_url: String,
+}
+
+/// Context of `new_release`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewReleaseMail {
+    /// The release.
+    pub release: ReleaseView,
+    /// Footer.
+    pub footer: Footer,
+}
+
+/// A digest period, for display.
+#[derive(Debug, Clone, Serialize)]
+pub struct Period {
+    /// `daily` or `weekly`.
+    pub kind: String,
+    /// e.g. `Daily digest for 2026-11-22`.
+    pub label: String,
+}
+
+/// Context of `digest`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestMail {
+    /// The period.
+    pub period: Period,
+    /// Its releases, oldest first.
+    pub releases: Vec<ReleaseView>,
+    /// Footer.
+    pub footer: Footer,
+}
+
+/// Context of `confirm_subscription`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ConfirmMail {
+    /// The confirmation link.
+    pub confirm_url: String,
+    /// Until when it works (UTC, human-readable).
+    pub expires_at: String,
+    /// Projects asked for.
+    pub projects: Vec<String>,
+}
+
+/// Context of `test_message`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestMail {
+    /// Sender address.
+    pub from: String,
+    /// When (UTC, human-readable).
+    pub sent_at: String,
+    /// The web service.
+    pub base_url: String,
+}
+
+/// The class in words and the advice that goes with it.
+pub fn class_words(class: ReleaseClass) -> (&'static str, &'static str) {
+    match class {
+        ReleaseClass::Feature => (
+            "feature release",
+            "Read the release notes and check that your plugins are compatible before you upgrade.",
+        ),
+        ReleaseClass::Bugfix => ("bugfix release", "It may carry security fixes: upgrade soon."),
+        ReleaseClass::Prerelease => (
+            "pre-release",
+            "It is meant for testing: do not run it in production.",
+        ),
+    }
+}
+
+/// Markdown to sanitised HTML: no scripts, no event handlers, no foreign styles.
+pub fn markdown_html(markdown: &str) -> String {
+    use pulldown_cmark::{Options, Parser, html};
+    let mut options = Options::empty();
+    options.insert(Options::ENABLE_TABLES);
+    options.insert(Options::ENABLE_STRIKETHROUGH);
+    options.insert(Options::ENABLE_TASKLISTS);
+    let mut out = String::new();
+    html::push_html(&mut out, Parser::new_ext(markdown, options));
+    ammonia::clean(&out)
+}
+
+fn clip(text: &str) -> String {
+    if text.chars().count() <= MAX_NOTES {
+        return text.trim().to_string();
+    }
+    let head: String = text.chars().take(MAX_NOTES).collect();
+    format!("{}\n\n[...] (shortened: read the full notes on the release page)", head.trim_end())
+}
+
+/// Builds the view of a recorded release.
+pub fn release_view(release: &ReleaseRow, project: Option<&Project>) -> ReleaseView {
+    let source = |kind: SourceKind| release.sources.iter().find(|s| s.source == kind);
+    let notes = source(SourceKind::Github)
+        .and_then(|s| s.notes.as_deref())
+        .filter(|n| !n.trim().is_empty())
+        .map(clip);
+    let (class_label, advice) = class_words(release.class);
+    ReleaseView {
+        project: release.project.clone(),
+        version: release.version.clone(),
+        class: release.class,
+        class_label,
+        advice,
+        published: release.published_at.map(|d| d.format("%Y-%m-%d").to_string()),
+        line: release.line.clone(),
+        links: Links {
+            package: source(SourceKind::Pypi).and_then(|s| s.url.clone()),
+            github: source(SourceKind::Github).and_then(|s| s.url.clone()),
+            blog: source(SourceKind::Feed).and_then(|s| s.url.clone()),
+        },
+        notes_html: notes.as_deref().map(markdown_html),
+        notes_text: notes,
+        upgrade_steps: project.map(|p| p.upgrade_steps_for(&release.version)).unwrap_or_default(),
+        yanked: release.yanked,
+        yanked_reason: release.yanked_reason.clone(),
+    }
+}
+
+/// Sample contexts: every template is rendered with these at start, and snapshot-tested.
+pub mod samples {
+    use super::*;
+
+    /// A pretalx bugfix release with notes that try to smuggle markup.
+    pub fn release() -> ReleaseView {
+        let notes = "## Fixes\n\n- Fixed the schedule export <script>alert('x')</script>\n- <b onclick=\"steal()\">Bold</b> and [a link](https://example.org/notes)\n".to_string();
+        let (class_label, advice) = class_words(ReleaseClass::Bugfix);
+        ReleaseView {
+            project: "pretalx".into(),
+            version: "2026.2.1".into(),
+            class: ReleaseClass::Bugfix,
+            class_label,
+            advice,
+            published: Some("2026-07-08".into()),
+            line: "2026.2".into(),
+            links: Links {
+                package: Some("https://pypi.org/project/pretalx/2026.2.1/".into()),
+                github: Some("https://github.com/pretalx/pretalx/releases/tag/v2026.2.1".into()),
+                blog: Some("https://pretalx.com/p/news/releasing-pretalx-2026-2-0/".into()),
+            },
+            notes_html: Some(markdown_html(&notes)),
+            notes_text: Some(notes.trim().to_string()),
+            upgrade_steps: vec![
+                "Make a backup of your database and your data directory first.".into(),
+                "pip install --upgrade-strategy eager -U pretalx==2026.2.1".into(),
+                "python -m pretalx migrate".into(),
+                "python -m pretalx rebuild".into(),
+                "Restart the pretalx web and worker services.".into(),
+            ],
+            yanked: false,
+            yanked_reason: None,
+        }
+    }
+
+    fn footer() -> Footer {
+        Footer {
+            reason: "You receive this because you subscribed to release mail for pretalx.".into(),
+            unsubscribe_url: "https://herald.example.org/unsubscribe/1.SIGNATURE".into(),
+        }
+    }
+
+    /// `new_release` sample.
+    pub fn new_release() -> NewReleaseMail {
+        NewReleaseMail {
+            release: release(),
+            footer: footer(),
+        }
+    }
+
+    /// `digest` sample.
+    pub fn digest() -> DigestMail {
+        let mut feature = release();
+        feature.version = "2026.2.0".into();
+        feature.class = ReleaseClass::Feature;
+        (feature.class_label, feature.advice) = class_words(ReleaseClass::Feature);
+        feature.notes_html = None;
+        feature.notes_text = None;
+        DigestMail {
+            period: Period {
+                kind: "daily".into(),
+                label: "Daily digest for 2026-07-08".into(),
+            },
+            releases: vec![feature, release()],
+            footer: footer(),
+        }
+    }
+
+    /// `confirm_subscription` sample.
+    pub fn confirm() -> ConfirmMail {
+        ConfirmMail {
+            confirm_url: "https://herald.example.org/confirm/TOKEN".into(),
+            expires_at: "2026-07-10 08:00 UTC".into(),
+            projects: vec!["pretalx".into(), "pretalx-pages".into()],
+        }
+    }
+
+    /// `test_message` sample.
+    pub fn test_message() -> TestMail {
+        TestMail {
+            from: "herald@example.org".into(),
+            sent_at: "2026-07-08 08:00 UTC".into(),
+            base_url: "https://herald.example.org/".into(),
+        }
+    }
+}

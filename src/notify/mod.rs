@@ -1,0 +1,341 @@
+//! Mail: the outbox dispatcher, templates and SMTP delivery.
+//!
+//! Messages are written to the outbox in the transaction that decided them (see `check`).
+//! [`dispatch`] queues the digests whose period ended, then claims due messages, renders
+//! them, sends them through the pooled relay and records each server answer right after it
+//! arrives: a transient failure (connection refused or dropped, 4xx) is retried with
+//! exponential backoff up to [`MAX_ATTEMPTS`], a permanent one (5xx) is dead-lettered with the
+//! server's answer. A crash between the server's acceptance and that record resends at most
+//! the messages in flight, once their claim expires; nothing is lost.
+//!
+//! Owns: everything SMTP. Does not own: who gets what (`decide`).
+
+pub mod content;
+pub mod mail;
+pub mod templates;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use lettre::Message;
+use lettre::message::Mailbox;
+use serde::Serialize;
+use url::Url;
+
+use crate::app::App;
+use crate::model::EmailAddress;
+use crate::store::{DueDigest, NewMessage, OutboxRow, ReleaseRow};
+use crate::tokens::Signer;
+use content::{DigestMail, Footer, NewReleaseMail, Period, TestMail};
+use mail::{ListHeaders, Mailer, SendError};
+use templates::Templates;
+
+/// Attempts before a transiently failing message is dead-lettered.
+pub const MAX_ATTEMPTS: i64 = 10;
+/// Delay before the first retry; it doubles with each attempt.
+pub const RETRY_BASE_SECS: i64 = 60;
+/// Longest delay between two attempts.
+pub const RETRY_MAX_SECS: i64 = 6 * 3600;
+/// How long a dispatcher may hold a claimed message before another may take it.
+pub const CLAIM_SECS: i64 = 600;
+/// Messages claimed at once.
+const BATCH: i64 = 200;
+
+/// Everything the dispatcher needs, built once by `App::build`.
+#[derive(Debug)]
+pub struct Notifier {
+    /// Compiled templates.
+    pub templates: Templates,
+    /// The relay, when configured.
+    pub mailer: Option<Mailer>,
+    /// Token signer.
+    pub signer: Signer,
+    /// Sender.
+    pub from: Mailbox,
+    /// Public base URL (links in mails).
+    pub base_url: Url,
+    /// Messages sent at once.
+    pub connections: usize,
+}
+
+/// What a dispatch did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DispatchReport {
+    /// Accepted by the relay.
+    pub sent: usize,
+    /// Failed transiently; will be retried.
+    pub retrying: usize,
+    /// Dead-lettered.
+    pub dead: usize,
+    /// Digests queued because their period ended.
+    pub digests_queued: usize,
+    /// Messages still waiting (queued or retrying) afterwards.
+    pub waiting: i64,
+    /// The relay (no credentials); `None` when no relay is configured.
+    pub relay: Option<String>,
+    /// The last failure, for the summary.
+    pub last_error: Option<String>,
+}
+
+/// Knobs for a dispatch.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchOptions {
+    /// Only this outbox message.
+    pub only: Option<i64>,
+    /// Fault injection for crash tests: stop as a crash would, after the relay accepted this
+    /// many messages and before recording the last acceptance.
+    pub crash_after_accepting: Option<usize>,
+}
+
+/// The delay before attempt `attempts + 1`.
+pub fn retry_delay(attempts: i64) -> Duration {
+    let exp = attempts.clamp(0, 20) as u32;
+    Duration::seconds((RETRY_BASE_SECS.saturating_mul(1_i64 << exp)).min(RETRY_MAX_SECS))
+}
+
+impl Notifier {
+    /// The signed one-click unsubscribe link of a subscriber.
+    pub fn unsubscribe_url(&self, subscriber_id: i64) -> String {
+        let token = self.signer.sign("unsubscribe", subscriber_id);
+        self.base_url
+            .join(&format!("unsubscribe/{token}"))
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| format!("{}unsubscribe/{token}", self.base_url))
+    }
+
+    /// A stable `Message-ID`.
+    pub fn message_id(&self, recipient: &str, subject_key: &str) -> String {
+        mail::message_id(recipient, subject_key, &self.from)
+    }
+}
+
+fn period_label(period: &str) -> Period {
+    let (kind, value) = period.split_once(':').unwrap_or(("daily", period));
+    let label = match kind {
+        "weekly" => format!("Weekly digest for {value}"),
+        _ => format!("Daily digest for {value}"),
+    };
+    Period {
+        kind: kind.to_string(),
+        label,
+    }
+}
+
+fn ids_in(payload: &serde_json::Value) -> Vec<i64> {
+    let mut ids: Vec<i64> = payload["release_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+        .unwrap_or_default();
+    ids.extend(payload["release_id"].as_i64());
+    ids
+}
+
+/// Data the batch's messages refer to, loaded before sending.
+struct Batch {
+    releases: HashMap<i64, ReleaseRow>,
+    projects_of: HashMap<i64, Vec<String>>,
+}
+
+fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String> {
+    let n = &app.notifier;
+    let to: EmailAddress = row.recipient.parse()?;
+    let footer = |subscriber_id: i64| Footer {
+        reason: format!(
+            "You receive this because {} subscribed to release mail for {}.",
+            row.recipient,
+            batch.projects_of.get(&subscriber_id).map(|p| p.join(", ")).unwrap_or_default()
+        ),
+        unsubscribe_url: n.unsubscribe_url(subscriber_id),
+    };
+    let view = |id: i64| {
+        batch
+            .releases
+            .get(&id)
+            .map(|r| content::release_view(r, app.config.project(&r.project)))
+            .ok_or_else(|| format!("release {id} is no longer recorded"))
+    };
+    let (rendered, list) = match row.kind.as_str() {
+        "new_release" | "digest" => {
+            let subscriber_id = row.subscriber_id.ok_or("the subscriber no longer exists")?;
+            let footer = footer(subscriber_id);
+            let list = ListHeaders {
+                unsubscribe_url: footer.unsubscribe_url.clone(),
+            };
+            let rendered = if row.kind == "new_release" {
+                let release_id = row.payload["release_id"].as_i64().ok_or("payload without release_id")?;
+                n.templates.render(
+                    "new_release",
+                    &NewReleaseMail {
+                        release: view(release_id)?,
+                        footer,
+                    },
+                )
+            } else {
+                let releases = ids_in(&row.payload).into_iter().map(view).collect::<Result<Vec<_>, _>>()?;
+                n.templates.render(
+                    "digest",
+                    &DigestMail {
+                        period: period_label(row.payload["period"].as_str().unwrap_or_default()),
+                        releases,
+                        footer,
+                    },
+                )
+            };
+            (rendered.map_err(|e| e.to_string())?, Some(list))
+        }
+        "test_message" => (
+            n.templates
+                .render(
+                    "test_message",
+                    &TestMail {
+                        from: n.from.email.to_string(),
+                        sent_at: row.payload["sent_at"].as_str().unwrap_or_default().to_string(),
+                        base_url: n.base_url.to_string(),
+                    },
+                )
+                .map_err(|e| e.to_string())?,
+            None,
+        ),
+        "confirm_subscription" => {
+            let ctx: content::ConfirmMail = serde_json::from_value(row.payload.clone())
+                .map_err(|e| format!("confirmation payload: {e}"))?;
+            (n.templates.render("confirm_subscription", &ctx).map_err(|e| e.to_string())?, None)
+        }
+        other => return Err(format!("unknown message kind `{other}`")),
+    };
+    mail::build(&n.from, &to, &row.message_id, &rendered, list.as_ref())
+}
+
+/// Queues every digest whose period has ended.
+pub async fn queue_due_digests(app: &App, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let due: Vec<DueDigest> = app.store.due_digests(now).await?;
+    for digest in &due {
+        let subject_key = crate::decide::digest_subject(&digest.period);
+        let payload = serde_json::json!({"period": digest.period, "release_ids": digest.release_ids});
+        let message_id = app.notifier.message_id(&digest.recipient, &subject_key);
+        app.store
+            .queue_digest(
+                digest,
+                &NewMessage {
+                    subscriber_id: Some(digest.subscriber_id),
+                    recipient: &digest.recipient,
+                    kind: "digest",
+                    subject_key: &subject_key,
+                    payload: &payload,
+                    message_id: &message_id,
+                },
+                now,
+            )
+            .await?;
+    }
+    Ok(due.len())
+}
+
+/// Queues due digests and sends every due message.
+pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<DispatchReport> {
+    let now = app.clock.now();
+    let mut report = DispatchReport {
+        digests_queued: queue_due_digests(app, now).await.context("cannot queue due digests")?,
+        ..DispatchReport::default()
+    };
+    let Some(mailer) = app.notifier.mailer.clone() else {
+        report.waiting = waiting(app).await?;
+        return Ok(report);
+    };
+    report.relay = Some(mailer.relay().to_string());
+    let mailer = Arc::new(mailer);
+    let mut accepted = 0usize;
+    loop {
+        let now = app.clock.now();
+        let rows = app
+            .store
+            .claim_due(now, BATCH, now + Duration::seconds(CLAIM_SECS), opts.only)
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let batch = load_batch(app, &rows).await?;
+        let mut results = futures::stream::iter(rows.iter())
+            .map(|row| {
+                let mailer = mailer.clone();
+                let composed = compose(app, &batch, row);
+                async move {
+                    match composed {
+                        Ok(message) => (row, Ok(mailer.send(message).await)),
+                        Err(why) => (row, Err(why)),
+                    }
+                }
+            })
+            .buffer_unordered(app.notifier.connections.max(1));
+        while let Some((row, outcome)) = results.next().await {
+            let now = app.clock.now();
+            match outcome {
+                Err(why) => {
+                    tracing::error!(outbox_id = row.id, kind = %row.kind, "cannot compose: {why}");
+                    app.store.mark_dead(row.id, &format!("not sent: {why}"), now).await?;
+                    report.dead += 1;
+                    report.last_error = Some(why);
+                }
+                Ok(Ok(answer)) => {
+                    accepted += 1;
+                    if opts.crash_after_accepting == Some(accepted) {
+                        anyhow::bail!("simulated crash after the relay accepted message {}", row.id);
+                    }
+                    app.store.mark_sent(row.id, &answer, now).await?;
+                    report.sent += 1;
+                }
+                Ok(Err(SendError::Permanent(answer))) => {
+                    tracing::warn!(outbox_id = row.id, recipient = %row.recipient, "refused: {answer}");
+                    app.store.mark_dead(row.id, &answer, now).await?;
+                    report.dead += 1;
+                    report.last_error = Some(answer);
+                }
+                Ok(Err(SendError::Transient(answer))) => {
+                    if row.attempts + 1 >= MAX_ATTEMPTS {
+                        let why = format!("gave up after {MAX_ATTEMPTS} attempts: {answer}");
+                        tracing::warn!(outbox_id = row.id, recipient = %row.recipient, "{why}");
+                        app.store.mark_dead(row.id, &why, now).await?;
+                        report.dead += 1;
+                    } else {
+                        let next = now + retry_delay(row.attempts);
+                        tracing::info!(outbox_id = row.id, %next, "will retry: {answer}");
+                        app.store.mark_retry(row.id, &answer, next, now).await?;
+                        report.retrying += 1;
+                    }
+                    report.last_error = Some(answer);
+                }
+            }
+        }
+    }
+    report.waiting = waiting(app).await?;
+    Ok(report)
+}
+
+async fn waiting(app: &App) -> anyhow::Result<i64> {
+    let counts = app.store.outbox_counts().await?;
+    Ok(["queued", "retrying", "sending"].iter().filter_map(|s| counts.get(*s)).sum())
+}
+
+async fn load_batch(app: &App, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
+    let mut releases = HashMap::new();
+    let mut projects_of = HashMap::new();
+    for row in rows {
+        for id in ids_in(&row.payload) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = releases.entry(id)
+                && let Some(release) = app.store.release(id).await?
+            {
+                slot.insert(release);
+            }
+        }
+        if let Some(sid) = row.subscriber_id
+            && !projects_of.contains_key(&sid)
+            && let Some(sub) = app.store.subscriber(sid).await?
+        {
+            projects_of.insert(sid, sub.projects);
+        }
+    }
+    Ok(Batch { releases, projects_of })
+}

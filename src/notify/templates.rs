@@ -1,0 +1,208 @@
+//! Email templates: the built-in files of `templates/` (embedded at compile time), overridden
+//! file by file from `HERALD_TEMPLATES_DIR`, rendered with minijinja from typed `Serialize`
+//! contexts. `.html.j2` files are HTML-escaped, `.txt.j2` files are not; undefined variables
+//! are errors. Every message kind is rendered once with sample data when Herald starts, so a
+//! broken override is refused then, never discovered at send time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use super::content;
+
+macro_rules! builtin {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
+/// Every built-in template file, by name.
+pub const BUILTIN: &[(&str, &str)] = builtin![
+    "base.html.j2",
+    "release.html.j2",
+    "release.txt.j2",
+    "new_release/subject.txt.j2",
+    "new_release/body.txt.j2",
+    "new_release/body.html.j2",
+    "digest/subject.txt.j2",
+    "digest/body.txt.j2",
+    "digest/body.html.j2",
+    "confirm_subscription/subject.txt.j2",
+    "confirm_subscription/body.txt.j2",
+    "confirm_subscription/body.html.j2",
+    "test_message/subject.txt.j2",
+    "test_message/body.txt.j2",
+    "test_message/body.html.j2",
+];
+
+/// The message kinds, one template folder each.
+pub const KINDS: [&str; 4] = ["new_release", "digest", "confirm_subscription", "test_message"];
+
+/// A template Herald refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// An override could not be read.
+    #[error("template override {path}: {detail}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        detail: String,
+    },
+    /// A template does not compile or render.
+    #[error("template {name}{origin}: {detail}")]
+    Invalid {
+        /// Template name (e.g. `new_release/body.html.j2`).
+        name: String,
+        /// ` (override in DIR)` when an override is at fault.
+        origin: String,
+        /// minijinja's message, with the line.
+        detail: String,
+    },
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// One-line subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+}
+
+/// The compiled templates.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+    overridden: BTreeMap<String, String>,
+}
+
+fn describe(err: &minijinja::Error) -> String {
+    let mut text = err.to_string();
+    if let (Some(name), Some(line)) = (err.name(), err.line())
+        && !text.contains(&format!("{name}:{line}"))
+    {
+        text.push_str(&format!(" (at {name}, line {line})"));
+    }
+    text
+}
+
+impl Templates {
+    /// The built-in templates only.
+    pub fn builtin() -> Result<Templates, TemplateError> {
+        Templates::load(None)
+    }
+
+    /// Built-in templates with overrides from `dir`, checked by rendering every kind with
+    /// sample data.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
+        let mut sources: BTreeMap<String, String> =
+            BUILTIN.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+        let mut overridden = BTreeMap::new();
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                return Err(TemplateError::Read {
+                    path: dir.display().to_string(),
+                    detail: "not a folder (HERALD_TEMPLATES_DIR)".into(),
+                });
+            }
+            for name in BUILTIN.iter().map(|(n, _)| *n) {
+                let path = dir.join(name);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        sources.insert(name.to_string(), text);
+                        overridden.insert(name.to_string(), path.display().to_string());
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        return Err(TemplateError::Read {
+                            path: path.display().to_string(),
+                            detail: err.to_string(),
+                        });
+                    }
+                }
+            }
+            check_unknown_files(dir, dir)?;
+        }
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html.j2") { AutoEscape::Html } else { AutoEscape::None }
+        });
+        for (name, source) in sources {
+            let origin = overridden.get(&name).map(|p| format!(" (override {p})")).unwrap_or_default();
+            env.add_template_owned(name.clone(), source).map_err(|err| TemplateError::Invalid {
+                name: name.clone(),
+                origin,
+                detail: describe(&err),
+            })?;
+        }
+        let templates = Templates { env, overridden };
+        templates.check()?;
+        Ok(templates)
+    }
+
+    /// Renders every kind with sample data.
+    fn check(&self) -> Result<(), TemplateError> {
+        self.render("new_release", &content::samples::new_release())?;
+        self.render("digest", &content::samples::digest())?;
+        self.render("confirm_subscription", &content::samples::confirm())?;
+        self.render("test_message", &content::samples::test_message())?;
+        Ok(())
+    }
+
+    /// Renders the three parts of a message kind.
+    pub fn render<C: Serialize>(&self, kind: &str, ctx: &C) -> Result<Rendered, TemplateError> {
+        let part = |file: &str| -> Result<String, TemplateError> {
+            let name = format!("{kind}/{file}");
+            let fail = |err: minijinja::Error| TemplateError::Invalid {
+                origin: self.origin_of(&err, &name),
+                name: name.clone(),
+                detail: describe(&err),
+            };
+            self.env.get_template(&name).map_err(fail)?.render(minijinja::value::Serde(ctx)).map_err(fail)
+        };
+        let subject = part("subject.txt.j2")?;
+        Ok(Rendered {
+            // A subject is one line, whatever a template or a value did.
+            subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
+            text: part("body.txt.j2")?,
+            html: part("body.html.j2")?,
+        })
+    }
+
+    fn origin_of(&self, err: &minijinja::Error, fallback: &str) -> String {
+        let name = err.name().unwrap_or(fallback);
+        self.overridden.get(name).map(|p| format!(" (override {p})")).unwrap_or_default()
+    }
+}
+
+fn check_unknown_files(root: &Path, dir: &Path) -> Result<(), TemplateError> {
+    let entries = std::fs::read_dir(dir).map_err(|err| TemplateError::Read {
+        path: dir.display().to_string(),
+        detail: err.to_string(),
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            check_unknown_files(root, &path)?;
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(root) else { continue };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if rel.ends_with(".j2") && !BUILTIN.iter().any(|(n, _)| *n == rel) {
+            return Err(TemplateError::Read {
+                path: path.display().to_string(),
+                detail: format!(
+                    "overrides no template (expected one of: {})",
+                    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}

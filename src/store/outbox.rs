@@ -1,0 +1,309 @@
+//! The outbox: every message, from the transaction that decided it to the server's answer,
+//! and the digest items waiting for their period to end.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Store, StoreError, parse_ts, parse_ts_opt, ts};
+
+/// A message to queue.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    /// The subscriber it is for, if any (test messages have none).
+    pub subscriber_id: Option<i64>,
+    /// The recipient address (validated).
+    pub recipient: &'a str,
+    /// Template folder.
+    pub kind: &'a str,
+    /// One message per recipient and subject key.
+    pub subject_key: &'a str,
+    /// What to render.
+    pub payload: &'a serde_json::Value,
+    /// Stable `Message-ID`.
+    pub message_id: &'a str,
+}
+
+/// A queued, sending, retrying, sent or dead message.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// Subscriber.
+    pub subscriber_id: Option<i64>,
+    /// Recipient.
+    pub recipient: String,
+    /// Template folder.
+    pub kind: String,
+    /// Subject key.
+    pub subject_key: String,
+    /// What to render.
+    pub payload: serde_json::Value,
+    /// `Message-ID`.
+    pub message_id: String,
+    /// `queued`, `sending`, `retrying`, `sent` or `dead`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When the next attempt is due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The server's last answer.
+    pub last_response: Option<String>,
+    /// Queued when.
+    pub created_at: DateTime<Utc>,
+    /// Sent when.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+fn outbox_row(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
+    let payload: String = row.try_get("payload")?;
+    let next: String = row.try_get("next_attempt_at")?;
+    let created: String = row.try_get("created_at")?;
+    let sent: Option<String> = row.try_get("sent_at")?;
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        subscriber_id: row.try_get("subscriber_id")?,
+        recipient: row.try_get("recipient")?,
+        kind: row.try_get("kind")?,
+        subject_key: row.try_get("subject_key")?,
+        payload: serde_json::from_str(&payload).map_err(|err| StoreError::Corrupt {
+            column: "outbox.payload",
+            detail: err.to_string(),
+        })?,
+        message_id: row.try_get("message_id")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: parse_ts("outbox.next_attempt_at", &next)?,
+        last_response: row.try_get("last_response")?,
+        created_at: parse_ts("outbox.created_at", &created)?,
+        sent_at: parse_ts_opt("outbox.sent_at", sent.as_deref())?,
+    })
+}
+
+/// Queues a message unless one with the same recipient and subject exists; true when queued.
+pub async fn enqueue(conn: &mut SqliteConnection, m: &NewMessage<'_>, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, kind, subject_key, payload, message_id, \
+            next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7) \
+         ON CONFLICT (recipient, subject_key) DO NOTHING";
+    let done = sqlx::query(SQL)
+        .bind(m.subscriber_id)
+        .bind(m.recipient)
+        .bind(m.kind)
+        .bind(m.subject_key)
+        .bind(m.payload.to_string())
+        .bind(m.message_id)
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Adds a release to a subscriber's digest period (once).
+pub async fn add_digest_item(
+    conn: &mut SqliteConnection,
+    subscriber_id: i64,
+    release_id: i64,
+    period: &str,
+    due_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    const SQL: &str = "INSERT INTO digest_items (subscriber_id, release_id, period, due_at, created_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+    let done = sqlx::query(SQL)
+        .bind(subscriber_id)
+        .bind(release_id)
+        .bind(period)
+        .bind(ts(due_at))
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A digest whose period has ended.
+#[derive(Debug, Clone)]
+pub struct DueDigest {
+    /// Subscriber.
+    pub subscriber_id: i64,
+    /// Their address.
+    pub recipient: String,
+    /// Period key.
+    pub period: String,
+    /// The releases it lists.
+    pub release_ids: Vec<i64>,
+}
+
+/// Outbox states and how many messages are in each.
+pub type OutboxCounts = BTreeMap<String, i64>;
+
+impl Store {
+    /// Digests whose period ended by `now` and that have items not yet queued.
+    pub async fn due_digests(&self, now: DateTime<Utc>) -> Result<Vec<DueDigest>, StoreError> {
+        const SQL: &str = "SELECT d.subscriber_id, s.email, d.period, d.release_id FROM digest_items d \
+             JOIN subscribers s ON s.id = d.subscriber_id \
+             WHERE d.outbox_id IS NULL AND d.due_at <= ? AND s.status = 'confirmed' \
+             ORDER BY d.subscriber_id, d.period, d.release_id";
+        let mut out: Vec<DueDigest> = Vec::new();
+        for row in sqlx::query(SQL).bind(ts(now)).fetch_all(self.pool()).await? {
+            let subscriber_id: i64 = row.try_get("subscriber_id")?;
+            let period: String = row.try_get("period")?;
+            let release_id: i64 = row.try_get("release_id")?;
+            match out.last_mut() {
+                Some(last) if last.subscriber_id == subscriber_id && last.period == period => {
+                    last.release_ids.push(release_id)
+                }
+                _ => out.push(DueDigest {
+                    subscriber_id,
+                    recipient: row.try_get("email")?,
+                    period,
+                    release_ids: vec![release_id],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues a due digest and marks its items, in one transaction.
+    pub async fn queue_digest(&self, digest: &DueDigest, m: &NewMessage<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
+        const MARK: &str = "UPDATE digest_items SET outbox_id = ? WHERE subscriber_id = ? AND period = ? AND outbox_id IS NULL";
+        let mut tx = self.begin().await?;
+        enqueue(&mut tx, m, now).await?;
+        let id: i64 = sqlx::query_scalar(FIND)
+            .bind(m.recipient)
+            .bind(m.subject_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(MARK)
+            .bind(id)
+            .bind(digest.subscriber_id)
+            .bind(&digest.period)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queues one message in its own transaction (test messages, confirmations).
+    pub async fn enqueue(&self, m: &NewMessage<'_>, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
+        let mut tx = self.begin().await?;
+        let queued = enqueue(&mut tx, m, now).await?;
+        let id = sqlx::query_scalar(FIND)
+            .bind(m.recipient)
+            .bind(m.subject_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(if queued { id } else { None })
+    }
+
+    /// Claims up to `limit` due messages (queued or retrying and due, or abandoned by a
+    /// dispatcher whose claim expired) until `claim_until`.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        claim_until: DateTime<Utc>,
+        only: Option<i64>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, updated_at = ?1 \
+             WHERE id IN (SELECT id FROM outbox \
+                WHERE ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
+                    OR (status = 'sending' AND claimed_until < ?1)) \
+                  AND (?4 IS NULL OR id = ?4) \
+                ORDER BY next_attempt_at, id LIMIT ?3) \
+             RETURNING id";
+        let mut tx = self.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(SQL)
+            .bind(ts(now))
+            .bind(ts(claim_until))
+            .bind(limit)
+            .bind(only)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = self.outbox_message(id).await? {
+                rows.push(row);
+            }
+        }
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    /// One message.
+    pub async fn outbox_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
+             attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox WHERE id = ?";
+        let row = sqlx::query(SQL).bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(outbox_row).transpose()
+    }
+
+    /// Records the server's acceptance.
+    pub async fn mark_sent(&self, id: i64, response: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2, \
+             updated_at = ?2, last_response = ?3, claimed_until = NULL WHERE id = ?1";
+        sqlx::query(SQL).bind(id).bind(ts(now)).bind(response).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Records a transient failure and when to try again.
+    pub async fn mark_retry(&self, id: i64, response: &str, next: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = 'retrying', attempts = attempts + 1, next_attempt_at = ?2, \
+             updated_at = ?3, last_response = ?4, claimed_until = NULL WHERE id = ?1";
+        sqlx::query(SQL)
+            .bind(id)
+            .bind(ts(next))
+            .bind(ts(now))
+            .bind(response)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Dead-letters a message with the server's answer.
+    pub async fn mark_dead(&self, id: i64, response: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = 'dead', attempts = attempts + 1, updated_at = ?2, \
+             last_response = ?3, claimed_until = NULL WHERE id = ?1";
+        sqlx::query(SQL).bind(id).bind(ts(now)).bind(response).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Gives a claimed message back without counting an attempt (no relay configured).
+    pub async fn unclaim(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
+             claimed_until = NULL, updated_at = ? WHERE id = ? AND status = 'sending'";
+        sqlx::query(SQL).bind(ts(now)).bind(id).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Messages in the given states (all when empty), oldest first, at most `limit`.
+    pub async fn outbox(&self, statuses: &[&str], limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
+             attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox ORDER BY id";
+        let mut out = Vec::new();
+        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+            let status: String = row.try_get("status")?;
+            if statuses.is_empty() || statuses.contains(&status.as_str()) {
+                out.push(outbox_row(&row)?);
+            }
+            if out.len() as i64 >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many messages are in each state.
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        const SQL: &str = "SELECT status, COUNT(*) AS n FROM outbox GROUP BY status";
+        let mut out = OutboxCounts::new();
+        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+            out.insert(row.try_get("status")?, row.try_get("n")?);
+        }
+        Ok(out)
+    }
+}

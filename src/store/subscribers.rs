@@ -1,0 +1,159 @@
+//! Subscribers and the projects they follow.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Store, StoreError, parse_ts, parse_ts_opt, ts};
+use crate::model::{DigestMode, EmailAddress, ReleaseClass, Subscriber, SubscriberStatus};
+
+/// What to store for a subscriber.
+#[derive(Debug, Clone)]
+pub struct SubscriberWrite<'a> {
+    /// Address.
+    pub email: &'a EmailAddress,
+    /// Projects followed.
+    pub projects: &'a [String],
+    /// Classes wanted.
+    pub classes: &'a [ReleaseClass],
+    /// Delivery mode.
+    pub digest: DigestMode,
+    /// Confirmed (operator-added) or pending with a token hash and its expiry.
+    pub status: SubscriberStatus,
+    /// Hash of the confirmation token, for pending subscribers.
+    pub token_hash: Option<&'a str>,
+    /// When the token expires.
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+fn corrupt(column: &'static str) -> impl Fn(String) -> StoreError {
+    move |detail| StoreError::Corrupt { column, detail }
+}
+
+fn classes_text(classes: &[ReleaseClass]) -> String {
+    classes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn subscriber_row(row: &sqlx::sqlite::SqliteRow, projects: Vec<String>) -> Result<Subscriber, StoreError> {
+    let email: String = row.try_get("email")?;
+    let status: String = row.try_get("status")?;
+    let digest: String = row.try_get("digest")?;
+    let classes: String = row.try_get("classes")?;
+    let created: String = row.try_get("created_at")?;
+    let confirmed: Option<String> = row.try_get("confirmed_at")?;
+    Ok(Subscriber {
+        id: row.try_get("id")?,
+        email: EmailAddress::from_str(&email).map_err(corrupt("subscribers.email"))?,
+        status: match status.as_str() {
+            "confirmed" => SubscriberStatus::Confirmed,
+            _ => SubscriberStatus::Pending,
+        },
+        digest: DigestMode::from_str(&digest).map_err(corrupt("subscribers.digest"))?,
+        classes: classes
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(ReleaseClass::from_str)
+            .collect::<Result<_, _>>()
+            .map_err(corrupt("subscribers.classes"))?,
+        projects,
+        created_at: parse_ts("subscribers.created_at", &created)?,
+        confirmed_at: parse_ts_opt("subscribers.confirmed_at", confirmed.as_deref())?,
+    })
+}
+
+/// Confirmed subscribers following `project`, inside a transaction.
+pub async fn subscribers_following(
+    conn: &mut SqliteConnection,
+    project: &str,
+) -> Result<Vec<Subscriber>, StoreError> {
+    const SQL: &str = "SELECT s.id, s.email, s.status, s.digest, s.classes, s.created_at, s.confirmed_at \
+         FROM subscribers s JOIN subscriber_projects p ON p.subscriber_id = s.id \
+         WHERE p.project = ? AND s.status = 'confirmed' ORDER BY s.id";
+    let rows = sqlx::query(SQL).bind(project).fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| subscriber_row(row, vec![project.to_string()]))
+        .collect()
+}
+
+impl Store {
+    /// Adds a subscriber or updates their preferences; returns the id and whether it is new.
+    /// A confirmed subscriber stays confirmed.
+    pub async fn upsert_subscriber(&self, w: &SubscriberWrite<'_>, now: DateTime<Utc>) -> Result<(i64, bool), StoreError> {
+        const UPSERT: &str = "INSERT INTO subscribers (email, status, token_hash, token_expires_at, digest, classes, \
+                created_at, confirmed_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7) \
+             ON CONFLICT (email) DO UPDATE SET \
+                status = CASE WHEN subscribers.status = 'confirmed' THEN 'confirmed' ELSE excluded.status END, \
+                token_hash = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_hash END, \
+                token_expires_at = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_expires_at END, \
+                confirmed_at = COALESCE(subscribers.confirmed_at, excluded.confirmed_at), \
+                digest = excluded.digest, classes = excluded.classes, updated_at = excluded.updated_at \
+             RETURNING id, created_at = ?7 AS created";
+        const CLEAR: &str = "DELETE FROM subscriber_projects WHERE subscriber_id = ?";
+        const ADD: &str = "INSERT INTO subscriber_projects (subscriber_id, project) VALUES (?, ?) ON CONFLICT DO NOTHING";
+        let confirmed = w.status == SubscriberStatus::Confirmed;
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(UPSERT)
+            .bind(w.email.as_str())
+            .bind(if confirmed { "confirmed" } else { "pending" })
+            .bind(w.token_hash)
+            .bind(w.token_expires_at.map(ts))
+            .bind(w.digest.as_str())
+            .bind(classes_text(w.classes))
+            .bind(ts(now))
+            .bind(confirmed.then(|| ts(now)))
+            .fetch_one(&mut *tx)
+            .await?;
+        let id: i64 = row.try_get("id")?;
+        let created: bool = row.try_get("created")?;
+        sqlx::query(CLEAR).bind(id).execute(&mut *tx).await?;
+        for project in w.projects {
+            sqlx::query(ADD).bind(id).bind(project).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok((id, created))
+    }
+
+    /// Removes a subscriber and everything queued for them; false when unknown.
+    pub async fn remove_subscriber(&self, email: &EmailAddress) -> Result<bool, StoreError> {
+        const DROP_QUEUED: &str = "DELETE FROM outbox WHERE status IN ('queued', 'retrying') \
+             AND subscriber_id = (SELECT id FROM subscribers WHERE email = ?)";
+        const SQL: &str = "DELETE FROM subscribers WHERE email = ?";
+        let mut tx = self.begin().await?;
+        sqlx::query(DROP_QUEUED).bind(email.as_str()).execute(&mut *tx).await?;
+        let done = sqlx::query(SQL).bind(email.as_str()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every subscriber with the projects they follow, by address.
+    pub async fn subscribers(&self) -> Result<Vec<Subscriber>, StoreError> {
+        const SQL: &str =
+            "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers ORDER BY email";
+        const PROJECTS: &str = "SELECT subscriber_id, project FROM subscriber_projects ORDER BY project";
+        let mut projects: HashMap<i64, Vec<String>> = HashMap::new();
+        for row in sqlx::query(PROJECTS).fetch_all(self.pool()).await? {
+            projects.entry(row.try_get("subscriber_id")?).or_default().push(row.try_get("project")?);
+        }
+        let rows = sqlx::query(SQL).fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                subscriber_row(row, projects.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// One subscriber by id.
+    pub async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
+        const SQL: &str =
+            "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers WHERE id = ?";
+        const PROJECTS: &str = "SELECT project FROM subscriber_projects WHERE subscriber_id = ? ORDER BY project";
+        let Some(row) = sqlx::query(SQL).bind(id).fetch_optional(self.pool()).await? else {
+            return Ok(None);
+        };
+        let projects = sqlx::query_scalar(PROJECTS).bind(id).fetch_all(self.pool()).await?;
+        Ok(Some(subscriber_row(&row, projects)?))
+    }
+}
