@@ -48,6 +48,7 @@ CREATE TABLE outbox (
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT    NOT NULL,
     claimed_until   TEXT,                      -- a dispatcher is sending it until then
+    claimed_by      TEXT,                      -- which dispatch run claimed it
     last_response   TEXT,                      -- the SMTP server's last answer
     created_at      TEXT    NOT NULL,
     updated_at      TEXT    NOT NULL,

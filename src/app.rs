@@ -12,10 +12,10 @@ use crate::config::Config;
 use crate::notify::Notifier;
 use crate::notify::mail::{self, Mailer};
 use crate::notify::templates::Templates;
-use crate::tokens::Signer;
 use crate::sources::Sources;
 use crate::sources::http::HttpClient;
 use crate::store::Store;
+use crate::tokens::Signer;
 
 /// Where "now" comes from; tests substitute a [`ManualClock`].
 pub trait Clock: Send + Sync + Debug {

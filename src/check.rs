@@ -523,7 +523,9 @@ async fn record_project(
                     release_id,
                     subject_key,
                 } => {
-                    let Some(sub) = by_id.get(&subscriber_id) else { continue };
+                    let Some(sub) = by_id.get(&subscriber_id) else {
+                        continue;
+                    };
                     let message_id = app.notifier.message_id(sub.email.as_str(), &subject_key);
                     let payload = serde_json::json!({ "release_id": release_id });
                     let message = NewMessage {
@@ -543,7 +545,15 @@ async fn record_project(
                     due_at,
                 } => {
                     digest_items += usize::from(
-                        store::add_digest_item(&mut tx, subscriber_id, release_id, &period, due_at, now).await?,
+                        store::add_digest_item(
+                            &mut tx,
+                            subscriber_id,
+                            release_id,
+                            &period,
+                            due_at,
+                            now,
+                        )
+                        .await?,
                     );
                 }
             }

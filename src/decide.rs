@@ -69,7 +69,9 @@ pub fn digest_period(mode: DigestMode, now: DateTime<Utc>) -> Option<(String, Da
         DigestMode::Weekly => {
             let week = day.iso_week();
             let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
-            let end = (monday + Duration::days(7)).and_time(NaiveTime::MIN).and_utc();
+            let end = (monday + Duration::days(7))
+                .and_time(NaiveTime::MIN)
+                .and_utc();
             Some((format!("weekly:{}-W{:02}", week.year(), week.week()), end))
         }
     }
@@ -77,12 +79,16 @@ pub fn digest_period(mode: DigestMode, now: DateTime<Utc>) -> Option<(String, Da
 
 /// Decides the deliveries for `releases`. Only confirmed subscribers following the project
 /// and wanting the class get anything.
-pub fn decide(releases: &[NewRelease], subscribers: &[Subscriber], now: DateTime<Utc>) -> Vec<Delivery> {
+pub fn decide(
+    releases: &[NewRelease],
+    subscribers: &[Subscriber],
+    now: DateTime<Utc>,
+) -> Vec<Delivery> {
     let mut out = Vec::new();
     for release in releases {
         for sub in subscribers {
             if sub.status != SubscriberStatus::Confirmed
-                || !sub.projects.iter().any(|p| *p == release.project)
+                || !sub.projects.contains(&release.project)
                 || !sub.classes.contains(&release.class)
             {
                 continue;
@@ -111,14 +117,28 @@ mod tests {
     use crate::model::EmailAddress;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("ts").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("ts")
+            .with_timezone(&Utc)
     }
 
-    fn sub(id: i64, digest: DigestMode, classes: &[ReleaseClass], projects: &[&str], confirmed: bool) -> Subscriber {
+    fn sub(
+        id: i64,
+        digest: DigestMode,
+        classes: &[ReleaseClass],
+        projects: &[&str],
+        confirmed: bool,
+    ) -> Subscriber {
         Subscriber {
             id,
-            email: format!("s{id}@example.org").parse::<EmailAddress>().expect("email"),
-            status: if confirmed { SubscriberStatus::Confirmed } else { SubscriberStatus::Pending },
+            email: format!("s{id}@example.org")
+                .parse::<EmailAddress>()
+                .expect("email"),
+            status: if confirmed {
+                SubscriberStatus::Confirmed
+            } else {
+                SubscriberStatus::Pending
+            },
             digest,
             classes: classes.to_vec(),
             projects: projects.iter().map(|p| p.to_string()).collect(),
@@ -140,18 +160,53 @@ mod tests {
     fn filters_by_project_class_and_status() {
         use ReleaseClass::*;
         let subs = [
-            sub(1, DigestMode::Instant, &[Feature, Bugfix], &["pretalx"], true),
-            sub(2, DigestMode::Instant, &[Feature, Bugfix, Prerelease], &["pretalx"], true),
-            sub(3, DigestMode::Instant, &[Feature, Bugfix], &["pretalx-pages"], true),
-            sub(4, DigestMode::Instant, &[Feature, Bugfix], &["pretalx"], false),
+            sub(
+                1,
+                DigestMode::Instant,
+                &[Feature, Bugfix],
+                &["pretalx"],
+                true,
+            ),
+            sub(
+                2,
+                DigestMode::Instant,
+                &[Feature, Bugfix, Prerelease],
+                &["pretalx"],
+                true,
+            ),
+            sub(
+                3,
+                DigestMode::Instant,
+                &[Feature, Bugfix],
+                &["pretalx-pages"],
+                true,
+            ),
+            sub(
+                4,
+                DigestMode::Instant,
+                &[Feature, Bugfix],
+                &["pretalx"],
+                false,
+            ),
             sub(5, DigestMode::Instant, &[Feature], &["pretalx"], true),
         ];
         let now = at("2026-11-22T06:00:00Z");
-        let got = decide(&[release(10, "pretalx", Bugfix), release(11, "pretalx", Prerelease)], &subs, now);
+        let got = decide(
+            &[
+                release(10, "pretalx", Bugfix),
+                release(11, "pretalx", Prerelease),
+            ],
+            &subs,
+            now,
+        );
         let pairs: Vec<(i64, i64)> = got
             .iter()
             .map(|d| match d {
-                Delivery::Instant { subscriber_id, release_id, .. } => (*subscriber_id, *release_id),
+                Delivery::Instant {
+                    subscriber_id,
+                    release_id,
+                    ..
+                } => (*subscriber_id, *release_id),
                 Delivery::Digest { .. } => panic!("no digests here"),
             })
             .collect();
@@ -174,7 +229,13 @@ mod tests {
             Some(("weekly:2026-W48".to_string(), at("2026-11-30T00:00:00Z")))
         );
         assert_eq!(digest_period(DigestMode::Instant, now), None);
-        let subs = [sub(1, DigestMode::Daily, &[ReleaseClass::Bugfix], &["pretalx"], true)];
+        let subs = [sub(
+            1,
+            DigestMode::Daily,
+            &[ReleaseClass::Bugfix],
+            &["pretalx"],
+            true,
+        )];
         let got = decide(&[release(10, "pretalx", ReleaseClass::Bugfix)], &subs, now);
         assert_eq!(
             got,
@@ -185,6 +246,9 @@ mod tests {
                 due_at: at("2026-11-23T00:00:00Z"),
             }]
         );
-        assert!(decide(&[], &subs, now).is_empty(), "no release, no digest item");
+        assert!(
+            decide(&[], &subs, now).is_empty(),
+            "no release, no digest item"
+        );
     }
 }

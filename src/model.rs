@@ -182,7 +182,11 @@ impl Project {
     /// The upgrade steps for `version`.
     pub fn upgrade_steps_for(&self, version: &str) -> Vec<String> {
         if !self.upgrade_steps.is_empty() {
-            return self.upgrade_steps.iter().map(|s| s.replace("{version}", version)).collect();
+            return self
+                .upgrade_steps
+                .iter()
+                .map(|s| s.replace("{version}", version))
+                .collect();
         }
         let mut steps = vec!["Make a backup before you upgrade.".to_string()];
         if let Some(dist) = &self.pypi {
@@ -278,7 +282,10 @@ impl FromStr for EmailAddress {
             return Err("an email address is required".into());
         }
         if s.len() > 254 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(format!("`{}` is not a valid email address", s.escape_default()));
+            return Err(format!(
+                "`{}` is not a valid email address",
+                s.escape_default()
+            ));
         }
         lettre::Address::from_str(s)
             .map(|_| EmailAddress(s.to_string()))
@@ -287,7 +294,9 @@ impl FromStr for EmailAddress {
 }
 
 /// How a subscriber receives release mail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestMode {
     /// One mail per release, as soon as it is found.
@@ -317,7 +326,9 @@ impl FromStr for DigestMode {
             "instant" => Ok(DigestMode::Instant),
             "daily" => Ok(DigestMode::Daily),
             "weekly" => Ok(DigestMode::Weekly),
-            other => Err(format!("unknown digest mode `{other}` (expected instant, daily or weekly)")),
+            other => Err(format!(
+                "unknown digest mode `{other}` (expected instant, daily or weekly)"
+            )),
         }
     }
 }

@@ -78,9 +78,17 @@ impl Signer {
             detail,
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) if text.trim().len() >= 32 => return Ok(Signer::new(SecretString::from(text.trim().to_string()))),
-            Ok(_) => return Err(fail("the file is too short to be a key (delete it to generate a new one)".into())),
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(fail(err.to_string())),
+            Ok(text) if text.trim().len() >= 32 => {
+                return Ok(Signer::new(SecretString::from(text.trim().to_string())));
+            }
+            Ok(_) => {
+                return Err(fail(
+                    "the file is too short to be a key (delete it to generate a new one)".into(),
+                ));
+            }
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(fail(err.to_string()));
+            }
             Err(_) => {}
         }
         let key = random_token();
@@ -90,11 +98,14 @@ impl Signer {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         match options.open(&path) {
             Ok(mut file) => {
-                file.write_all(key.as_bytes()).map_err(|e| fail(e.to_string()))?;
+                file.write_all(key.as_bytes())
+                    .map_err(|e| fail(e.to_string()))?;
                 Ok(Signer::new(SecretString::from(key)))
             }
             // Another process created it first: use theirs.
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Signer::load(None, database),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                Signer::load(None, database)
+            }
             Err(err) => Err(fail(format!("cannot create it: {err}"))),
         }
     }
@@ -117,7 +128,9 @@ impl Signer {
         let (id, signature) = token.split_once('.')?;
         let id: i64 = id.parse().ok()?;
         let tag = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        self.mac(&format!("{purpose}:{id}")).verify_slice(&tag).ok()?;
+        self.mac(&format!("{purpose}:{id}"))
+            .verify_slice(&tag)
+            .ok()?;
         Some(id)
     }
 }
@@ -149,7 +162,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(secret_path(&db)).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(secret_path(&db))
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(hash_token("abc").len(), 64);

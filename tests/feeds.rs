@@ -22,6 +22,7 @@ fn project(name: &str) -> herald::model::Project {
         plugin_of: None,
         module: None,
         tag_prefix: None,
+        upgrade_steps: Vec::new(),
     }
 }
 

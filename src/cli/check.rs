@@ -152,7 +152,11 @@ pub fn render_mail(report: &DispatchReport) -> String {
         ),
     };
     if report.digests_queued > 0 {
-        line.push_str(&format!(" {} digest{} queued.", report.digests_queued, plural(report.digests_queued)));
+        line.push_str(&format!(
+            " {} digest{} queued.",
+            report.digests_queued,
+            plural(report.digests_queued)
+        ));
     }
     if let Some(err) = &report.last_error
         && report.relay.is_some()

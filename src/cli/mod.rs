@@ -77,7 +77,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(App::build(config).await?, args).await,
         Command::Releases(args) => releases::run(App::build(config).await?, args).await,
         Command::Subscribe(args) => subscribers::subscribe(App::build(config).await?, args).await,
-        Command::Unsubscribe(args) => subscribers::unsubscribe(App::build(config).await?, args).await,
+        Command::Unsubscribe(args) => {
+            subscribers::unsubscribe(App::build(config).await?, args).await
+        }
         Command::Subscribers(args) => subscribers::list(App::build(config).await?, args).await,
         Command::Outbox(args) => outbox::list(App::build(config).await?, args).await,
         Command::SendTestEmail(args) => outbox::send_test(App::build(config).await?, args).await,

@@ -26,7 +26,11 @@ pub struct TestEmailArgs {
 }
 
 pub(super) async fn list(app: App, args: OutboxArgs) -> anyhow::Result<u8> {
-    let states: &[&str] = if args.all { &[] } else { &["queued", "sending", "retrying", "dead"] };
+    let states: &[&str] = if args.all {
+        &[]
+    } else {
+        &["queued", "sending", "retrying", "dead"]
+    };
     let rows = app.store.outbox(states, 10_000).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -36,12 +40,19 @@ pub(super) async fn list(app: App, args: OutboxArgs) -> anyhow::Result<u8> {
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(
         "Outbox: {}.",
-        if summary.is_empty() { "empty".to_string() } else { summary.join(", ") }
+        if summary.is_empty() {
+            "empty".to_string()
+        } else {
+            summary.join(", ")
+        }
     );
     if rows.is_empty() {
         return Ok(0);
     }
-    println!("{:>6}  {:8}  {:>3}  {:20}  {:30}  {:34}  LAST ANSWER", "ID", "STATUS", "TRY", "NEXT ATTEMPT", "RECIPIENT", "SUBJECT");
+    println!(
+        "{:>6}  {:8}  {:>3}  {:20}  {:30}  {:34}  LAST ANSWER",
+        "ID", "STATUS", "TRY", "NEXT ATTEMPT", "RECIPIENT", "SUBJECT"
+    );
     for r in rows {
         let next = if matches!(r.status.as_str(), "queued" | "retrying") {
             r.next_attempt_at.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -85,21 +96,39 @@ pub(super) async fn send_test(app: App, args: TestEmailArgs) -> anyhow::Result<u
             now,
         )
         .await?
-        .ok_or_else(|| anyhow::anyhow!("a test message was already queued this very microsecond"))?;
-    notify::dispatch(&app, &DispatchOptions { only: Some(id), ..DispatchOptions::default() }).await?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("a test message was already queued this very microsecond")
+        })?;
+    notify::dispatch(
+        &app,
+        &DispatchOptions {
+            only: Some(id),
+            ..DispatchOptions::default()
+        },
+    )
+    .await?;
     let row = app
         .store
         .outbox_message(id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the test message disappeared from the outbox"))?;
-    let answer = row.last_response.clone().unwrap_or_else(|| "no answer".into());
+    let answer = row
+        .last_response
+        .clone()
+        .unwrap_or_else(|| "no answer".into());
     if row.status == "sent" {
-        println!("Sent a test message to {to} through {}. The relay answered: {answer}", mailer.relay());
+        println!(
+            "Sent a test message to {to} through {}. The relay answered: {answer}",
+            mailer.relay()
+        );
         Ok(0)
     } else {
         // A test is not worth retrying later: record the failure and stop.
         app.store.mark_dead(id, &answer, app.clock.now()).await?;
-        eprintln!("herald: the test message to {to} was not sent through {}: {answer}", mailer.relay());
+        eprintln!(
+            "herald: the test message to {to} was not sent through {}: {answer}",
+            mailer.relay()
+        );
         Ok(1)
     }
 }

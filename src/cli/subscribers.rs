@@ -40,11 +40,21 @@ pub struct SubscribersArgs {
 pub(super) async fn subscribe(app: App, args: SubscribeArgs) -> anyhow::Result<u8> {
     let email: EmailAddress = args.email.parse().map_err(anyhow::Error::msg)?;
     let projects: Vec<String> = if args.project.is_empty() {
-        app.config.projects.iter().filter(|p| p.plugin_of.is_none()).map(|p| p.name.clone()).collect()
+        app.config
+            .projects
+            .iter()
+            .filter(|p| p.plugin_of.is_none())
+            .map(|p| p.name.clone())
+            .collect()
     } else {
         for name in &args.project {
             if app.config.project(name).is_none() {
-                let tracked: Vec<&str> = app.config.projects.iter().map(|p| p.name.as_str()).collect();
+                let tracked: Vec<&str> = app
+                    .config
+                    .projects
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
                 anyhow::bail!("unknown project `{name}` (tracked: {})", tracked.join(", "));
             }
         }
@@ -75,7 +85,11 @@ pub(super) async fn subscribe(app: App, args: SubscribeArgs) -> anyhow::Result<u
         "{} {email} (confirmed): {}; {}; {}.",
         if created { "Subscribed" } else { "Updated" },
         projects.join(", "),
-        classes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+        classes
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         args.digest.as_str()
     );
     Ok(0)
@@ -102,8 +116,16 @@ pub(super) async fn list(app: App, args: SubscribersArgs) -> anyhow::Result<u8> 
         println!("No subscribers yet. Add one with `herald subscribe EMAIL`.");
         return Ok(0);
     }
-    let width = subscribers.iter().map(|s| s.email.as_str().len()).max().unwrap_or(5).max(5);
-    println!("{:width$}  {:9}  {:7}  {:30}  PROJECTS", "EMAIL", "STATUS", "DIGEST", "CLASSES");
+    let width = subscribers
+        .iter()
+        .map(|s| s.email.as_str().len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:width$}  {:9}  {:7}  {:30}  PROJECTS",
+        "EMAIL", "STATUS", "DIGEST", "CLASSES"
+    );
     for s in subscribers {
         println!(
             "{:width$}  {:9}  {:7}  {:30}  {}",
@@ -113,7 +135,11 @@ pub(super) async fn list(app: App, args: SubscribersArgs) -> anyhow::Result<u8> 
                 SubscriberStatus::Pending => "pending",
             },
             s.digest.as_str(),
-            s.classes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","),
+            s.classes
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             s.projects.join(", ")
         );
     }

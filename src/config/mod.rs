@@ -148,7 +148,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
 
     /// SMTP connections (and messages in flight) the dispatcher uses at once.
-    #[arg(long, env = "HERALD_SMTP_CONNECTIONS", default_value_t = 4, global = true)]
+    #[arg(
+        long,
+        env = "HERALD_SMTP_CONNECTIONS",
+        default_value_t = 4,
+        global = true
+    )]
     pub smtp_connections: u32,
 
     /// How many upstream requests may run at once.

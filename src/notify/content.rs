@@ -120,7 +120,10 @@ pub fn class_words(class: ReleaseClass) -> (&'static str, &'static str) {
             "feature release",
             "Read the release notes and check that your plugins are compatible before you upgrade.",
         ),
-        ReleaseClass::Bugfix => ("bugfix release", "It may carry security fixes: upgrade soon."),
+        ReleaseClass::Bugfix => (
+            "bugfix release",
+            "It may carry security fixes: upgrade soon.",
+        ),
         ReleaseClass::Prerelease => (
             "pre-release",
             "It is meant for testing: do not run it in production.",
@@ -145,7 +148,10 @@ fn clip(text: &str) -> String {
         return text.trim().to_string();
     }
     let head: String = text.chars().take(MAX_NOTES).collect();
-    format!("{}\n\n[...] (shortened: read the full notes on the release page)", head.trim_end())
+    format!(
+        "{}\n\n[...] (shortened: read the full notes on the release page)",
+        head.trim_end()
+    )
 }
 
 /// Builds the view of a recorded release.
@@ -162,7 +168,9 @@ pub fn release_view(release: &ReleaseRow, project: Option<&Project>) -> ReleaseV
         class: release.class,
         class_label,
         advice,
-        published: release.published_at.map(|d| d.format("%Y-%m-%d").to_string()),
+        published: release
+            .published_at
+            .map(|d| d.format("%Y-%m-%d").to_string()),
         line: release.line.clone(),
         links: Links {
             package: source(SourceKind::Pypi).and_then(|s| s.url.clone()),
@@ -171,7 +179,9 @@ pub fn release_view(release: &ReleaseRow, project: Option<&Project>) -> ReleaseV
         },
         notes_html: notes.as_deref().map(markdown_html),
         notes_text: notes,
-        upgrade_steps: project.map(|p| p.upgrade_steps_for(&release.version)).unwrap_or_default(),
+        upgrade_steps: project
+            .map(|p| p.upgrade_steps_for(&release.version))
+            .unwrap_or_default(),
         yanked: release.yanked,
         yanked_reason: release.yanked_reason.clone(),
     }
@@ -235,6 +245,12 @@ pub mod samples {
         (feature.class_label, feature.advice) = class_words(ReleaseClass::Feature);
         feature.notes_html = None;
         feature.notes_text = None;
+        feature.links.package = Some("https://pypi.org/project/pretalx/2026.2.0/".into());
+        feature.links.github =
+            Some("https://github.com/pretalx/pretalx/releases/tag/v2026.2.0".into());
+        for step in &mut feature.upgrade_steps {
+            *step = step.replace("2026.2.1", "2026.2.0");
+        }
         DigestMail {
             period: Period {
                 kind: "daily".into(),

@@ -73,7 +73,9 @@ pub fn redacted(url: &str) -> String {
             "{}://{}:{}",
             u.scheme(),
             u.host_str().unwrap_or("?"),
-            u.port().map(|p| p.to_string()).unwrap_or_else(|| "default".into())
+            u.port()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "default".into())
         ),
         Err(_) => "an unparsable URL".into(),
     }
@@ -81,7 +83,11 @@ pub fn redacted(url: &str) -> String {
 
 impl Mailer {
     /// Builds the transport from the relay URL, with `connections` pooled connections.
-    pub fn new(url: &SecretString, from: &str, connections: u32) -> Result<Mailer, MailConfigError> {
+    pub fn new(
+        url: &SecretString,
+        from: &str,
+        connections: u32,
+    ) -> Result<Mailer, MailConfigError> {
         let raw = url.expose_secret();
         let shown = redacted(raw);
         let fail = |message: String| MailConfigError {
@@ -101,7 +107,11 @@ impl Mailer {
             .map_err(|err| fail(format!("{shown}: {err}")))?;
         let transport = builder
             .timeout(Some(Duration::from_secs(30)))
-            .pool_config(PoolConfig::new().max_size(connections.max(1)).idle_timeout(Duration::from_secs(30)))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(connections.max(1))
+                    .idle_timeout(Duration::from_secs(30)),
+            )
             .build();
         Ok(Mailer {
             transport,
@@ -172,7 +182,10 @@ pub fn build(
     rendered: &Rendered,
     list: Option<&ListHeaders>,
 ) -> Result<Message, String> {
-    let to: Mailbox = to.as_str().parse().map_err(|err| format!("recipient `{to}`: {err}"))?;
+    let to: Mailbox = to
+        .as_str()
+        .parse()
+        .map_err(|err| format!("recipient `{to}`: {err}"))?;
     let mut builder = Message::builder()
         .from(from.clone())
         .to(to)
@@ -182,14 +195,26 @@ pub fn build(
     if let Some(list) = list {
         let domain = from.email.domain();
         builder = builder
-            .raw_header(header("List-Id", format!("Herald release mail <releases.{domain}>")))
+            .raw_header(header(
+                "List-Id",
+                format!("Herald release mail <releases.{domain}>"),
+            ))
             .raw_header(header(
                 "List-Unsubscribe",
-                format!("<{}>, <mailto:{}?subject=unsubscribe>", list.unsubscribe_url, from.email),
+                format!(
+                    "<{}>, <mailto:{}?subject=unsubscribe>",
+                    list.unsubscribe_url, from.email
+                ),
             ))
-            .raw_header(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
+            .raw_header(header(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            ));
     }
     builder
-        .multipart(MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html.clone()))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text.clone(),
+            rendered.html.clone(),
+        ))
         .map_err(|err| format!("cannot build the message: {err}"))
 }

@@ -146,7 +146,11 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
         reason: format!(
             "You receive this because {} subscribed to release mail for {}.",
             row.recipient,
-            batch.projects_of.get(&subscriber_id).map(|p| p.join(", ")).unwrap_or_default()
+            batch
+                .projects_of
+                .get(&subscriber_id)
+                .map(|p| p.join(", "))
+                .unwrap_or_default()
         ),
         unsubscribe_url: n.unsubscribe_url(subscriber_id),
     };
@@ -165,7 +169,9 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
                 unsubscribe_url: footer.unsubscribe_url.clone(),
             };
             let rendered = if row.kind == "new_release" {
-                let release_id = row.payload["release_id"].as_i64().ok_or("payload without release_id")?;
+                let release_id = row.payload["release_id"]
+                    .as_i64()
+                    .ok_or("payload without release_id")?;
                 n.templates.render(
                     "new_release",
                     &NewReleaseMail {
@@ -174,7 +180,10 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
                     },
                 )
             } else {
-                let releases = ids_in(&row.payload).into_iter().map(view).collect::<Result<Vec<_>, _>>()?;
+                let releases = ids_in(&row.payload)
+                    .into_iter()
+                    .map(view)
+                    .collect::<Result<Vec<_>, _>>()?;
                 n.templates.render(
                     "digest",
                     &DigestMail {
@@ -192,7 +201,10 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
                     "test_message",
                     &TestMail {
                         from: n.from.email.to_string(),
-                        sent_at: row.payload["sent_at"].as_str().unwrap_or_default().to_string(),
+                        sent_at: row.payload["sent_at"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
                         base_url: n.base_url.to_string(),
                     },
                 )
@@ -202,7 +214,12 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
         "confirm_subscription" => {
             let ctx: content::ConfirmMail = serde_json::from_value(row.payload.clone())
                 .map_err(|e| format!("confirmation payload: {e}"))?;
-            (n.templates.render("confirm_subscription", &ctx).map_err(|e| e.to_string())?, None)
+            (
+                n.templates
+                    .render("confirm_subscription", &ctx)
+                    .map_err(|e| e.to_string())?,
+                None,
+            )
         }
         other => return Err(format!("unknown message kind `{other}`")),
     };
@@ -214,7 +231,8 @@ pub async fn queue_due_digests(app: &App, now: DateTime<Utc>) -> anyhow::Result<
     let due: Vec<DueDigest> = app.store.due_digests(now).await?;
     for digest in &due {
         let subject_key = crate::decide::digest_subject(&digest.period);
-        let payload = serde_json::json!({"period": digest.period, "release_ids": digest.release_ids});
+        let payload =
+            serde_json::json!({"period": digest.period, "release_ids": digest.release_ids});
         let message_id = app.notifier.message_id(&digest.recipient, &subject_key);
         app.store
             .queue_digest(
@@ -238,7 +256,9 @@ pub async fn queue_due_digests(app: &App, now: DateTime<Utc>) -> anyhow::Result<
 pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<DispatchReport> {
     let now = app.clock.now();
     let mut report = DispatchReport {
-        digests_queued: queue_due_digests(app, now).await.context("cannot queue due digests")?,
+        digests_queued: queue_due_digests(app, now)
+            .await
+            .context("cannot queue due digests")?,
         ..DispatchReport::default()
     };
     let Some(mailer) = app.notifier.mailer.clone() else {
@@ -248,11 +268,18 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
     report.relay = Some(mailer.relay().to_string());
     let mailer = Arc::new(mailer);
     let mut accepted = 0usize;
+    let claimer = format!("{}:{}", std::process::id(), crate::tokens::random_token());
     loop {
         let now = app.clock.now();
         let rows = app
             .store
-            .claim_due(now, BATCH, now + Duration::seconds(CLAIM_SECS), opts.only)
+            .claim_due(
+                &claimer,
+                now,
+                BATCH,
+                now + Duration::seconds(CLAIM_SECS),
+                opts.only,
+            )
             .await?;
         if rows.is_empty() {
             break;
@@ -275,14 +302,19 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
             match outcome {
                 Err(why) => {
                     tracing::error!(outbox_id = row.id, kind = %row.kind, "cannot compose: {why}");
-                    app.store.mark_dead(row.id, &format!("not sent: {why}"), now).await?;
+                    app.store
+                        .mark_dead(row.id, &format!("not sent: {why}"), now)
+                        .await?;
                     report.dead += 1;
                     report.last_error = Some(why);
                 }
                 Ok(Ok(answer)) => {
                     accepted += 1;
                     if opts.crash_after_accepting == Some(accepted) {
-                        anyhow::bail!("simulated crash after the relay accepted message {}", row.id);
+                        anyhow::bail!(
+                            "simulated crash after the relay accepted message {}",
+                            row.id
+                        );
                     }
                     app.store.mark_sent(row.id, &answer, now).await?;
                     report.sent += 1;
@@ -316,7 +348,10 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
 
 async fn waiting(app: &App) -> anyhow::Result<i64> {
     let counts = app.store.outbox_counts().await?;
-    Ok(["queued", "retrying", "sending"].iter().filter_map(|s| counts.get(*s)).sum())
+    Ok(["queued", "retrying", "sending"]
+        .iter()
+        .filter_map(|s| counts.get(*s))
+        .sum())
 }
 
 async fn load_batch(app: &App, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
@@ -337,5 +372,8 @@ async fn load_batch(app: &App, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
             projects_of.insert(sid, sub.projects);
         }
     }
-    Ok(Batch { releases, projects_of })
+    Ok(Batch {
+        releases,
+        projects_of,
+    })
 }

@@ -38,7 +38,12 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
 ];
 
 /// The message kinds, one template folder each.
-pub const KINDS: [&str; 4] = ["new_release", "digest", "confirm_subscription", "test_message"];
+pub const KINDS: [&str; 4] = [
+    "new_release",
+    "digest",
+    "confirm_subscription",
+    "test_message",
+];
 
 /// A template Herald refuses.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +105,10 @@ impl Templates {
     /// Built-in templates with overrides from `dir`, checked by rendering every kind with
     /// sample data.
     pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
-        let mut sources: BTreeMap<String, String> =
-            BUILTIN.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+        let mut sources: BTreeMap<String, String> = BUILTIN
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
         let mut overridden = BTreeMap::new();
         if let Some(dir) = dir {
             if !dir.is_dir() {
@@ -131,15 +138,23 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|name| {
-            if name.ends_with(".html.j2") { AutoEscape::Html } else { AutoEscape::None }
+            if name.ends_with(".html.j2") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
         });
         for (name, source) in sources {
-            let origin = overridden.get(&name).map(|p| format!(" (override {p})")).unwrap_or_default();
-            env.add_template_owned(name.clone(), source).map_err(|err| TemplateError::Invalid {
-                name: name.clone(),
-                origin,
-                detail: describe(&err),
-            })?;
+            let origin = overridden
+                .get(&name)
+                .map(|p| format!(" (override {p})"))
+                .unwrap_or_default();
+            env.add_template_owned(name.clone(), source)
+                .map_err(|err| TemplateError::Invalid {
+                    name: name.clone(),
+                    origin,
+                    detail: describe(&err),
+                })?;
         }
         let templates = Templates { env, overridden };
         templates.check()?;
@@ -164,7 +179,11 @@ impl Templates {
                 name: name.clone(),
                 detail: describe(&err),
             };
-            self.env.get_template(&name).map_err(fail)?.render(minijinja::value::Serde(ctx)).map_err(fail)
+            self.env
+                .get_template(&name)
+                .map_err(fail)?
+                .render(minijinja::value::Serde(ctx))
+                .map_err(fail)
         };
         let subject = part("subject.txt.j2")?;
         Ok(Rendered {
@@ -177,7 +196,10 @@ impl Templates {
 
     fn origin_of(&self, err: &minijinja::Error, fallback: &str) -> String {
         let name = err.name().unwrap_or(fallback);
-        self.overridden.get(name).map(|p| format!(" (override {p})")).unwrap_or_default()
+        self.overridden
+            .get(name)
+            .map(|p| format!(" (override {p})"))
+            .unwrap_or_default()
     }
 }
 
@@ -192,14 +214,20 @@ fn check_unknown_files(root: &Path, dir: &Path) -> Result<(), TemplateError> {
             check_unknown_files(root, &path)?;
             continue;
         }
-        let Ok(rel) = path.strip_prefix(root) else { continue };
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
         let rel = rel.to_string_lossy().replace('\\', "/");
         if rel.ends_with(".j2") && !BUILTIN.iter().any(|(n, _)| *n == rel) {
             return Err(TemplateError::Read {
                 path: path.display().to_string(),
                 detail: format!(
                     "overrides no template (expected one of: {})",
-                    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    BUILTIN
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }

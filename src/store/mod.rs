@@ -12,14 +12,14 @@ mod runs;
 mod sources;
 mod subscribers;
 
+pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use releases::{
     EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, known_releases,
     write_evidence, write_release,
 };
-pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use runs::{LeaseOutcome, RunRow};
-pub use subscribers::{SubscriberWrite, subscribers_following};
 pub use sources::{SourceState, Validators, put_validators, source_failed, source_succeeded};
+pub use subscribers::{SubscriberWrite, subscribers_following};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -82,7 +82,11 @@ fn outbox_row(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
 }
 
 /// Queues a message unless one with the same recipient and subject exists; true when queued.
-pub async fn enqueue(conn: &mut SqliteConnection, m: &NewMessage<'_>, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn enqueue(
+    conn: &mut SqliteConnection,
+    m: &NewMessage<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
     const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, kind, subject_key, payload, message_id, \
             next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7) \
          ON CONFLICT (recipient, subject_key) DO NOTHING";
@@ -145,7 +149,11 @@ impl Store {
              WHERE d.outbox_id IS NULL AND d.due_at <= ? AND s.status = 'confirmed' \
              ORDER BY d.subscriber_id, d.period, d.release_id";
         let mut out: Vec<DueDigest> = Vec::new();
-        for row in sqlx::query(SQL).bind(ts(now)).fetch_all(self.pool()).await? {
+        for row in sqlx::query(SQL)
+            .bind(ts(now))
+            .fetch_all(self.pool())
+            .await?
+        {
             let subscriber_id: i64 = row.try_get("subscriber_id")?;
             let period: String = row.try_get("period")?;
             let release_id: i64 = row.try_get("release_id")?;
@@ -165,7 +173,12 @@ impl Store {
     }
 
     /// Queues a due digest and marks its items, in one transaction.
-    pub async fn queue_digest(&self, digest: &DueDigest, m: &NewMessage<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn queue_digest(
+        &self,
+        digest: &DueDigest,
+        m: &NewMessage<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
         const MARK: &str = "UPDATE digest_items SET outbox_id = ? WHERE subscriber_id = ? AND period = ? AND outbox_id IS NULL";
         let mut tx = self.begin().await?;
@@ -186,7 +199,11 @@ impl Store {
     }
 
     /// Queues one message in its own transaction (test messages, confirmations).
-    pub async fn enqueue(&self, m: &NewMessage<'_>, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+    pub async fn enqueue(
+        &self,
+        m: &NewMessage<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
         const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
         let mut tx = self.begin().await?;
         let queued = enqueue(&mut tx, m, now).await?;
@@ -200,60 +217,80 @@ impl Store {
     }
 
     /// Claims up to `limit` due messages (queued or retrying and due, or abandoned by a
-    /// dispatcher whose claim expired) until `claim_until`.
+    /// dispatcher whose claim expired) for `claimer` until `claim_until`.
     pub async fn claim_due(
         &self,
+        claimer: &str,
         now: DateTime<Utc>,
         limit: i64,
         claim_until: DateTime<Utc>,
         only: Option<i64>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        const SQL: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, updated_at = ?1 \
+        const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
              WHERE id IN (SELECT id FROM outbox \
                 WHERE ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
                     OR (status = 'sending' AND claimed_until < ?1)) \
                   AND (?4 IS NULL OR id = ?4) \
-                ORDER BY next_attempt_at, id LIMIT ?3) \
-             RETURNING id";
+                ORDER BY next_attempt_at, id LIMIT ?3)";
+        const CLAIMED: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
+             attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox \
+             WHERE claimed_by = ? AND status = 'sending' ORDER BY id";
         let mut tx = self.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(SQL)
+        sqlx::query(CLAIM)
             .bind(ts(now))
             .bind(ts(claim_until))
             .bind(limit)
             .bind(only)
+            .bind(claimer)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(CLAIMED)
+            .bind(claimer)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(row) = self.outbox_message(id).await? {
-                rows.push(row);
-            }
-        }
-        rows.sort_by_key(|r| r.id);
-        Ok(rows)
+        rows.iter().map(outbox_row).collect()
     }
 
     /// One message.
     pub async fn outbox_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
         const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox WHERE id = ?";
-        let row = sqlx::query(SQL).bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(SQL)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(outbox_row).transpose()
     }
 
     /// Records the server's acceptance.
-    pub async fn mark_sent(&self, id: i64, response: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn mark_sent(
+        &self,
+        id: i64,
+        response: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2, \
-             updated_at = ?2, last_response = ?3, claimed_until = NULL WHERE id = ?1";
-        sqlx::query(SQL).bind(id).bind(ts(now)).bind(response).execute(self.pool()).await?;
+             updated_at = ?2, last_response = ?3, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
+        sqlx::query(SQL)
+            .bind(id)
+            .bind(ts(now))
+            .bind(response)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
     /// Records a transient failure and when to try again.
-    pub async fn mark_retry(&self, id: i64, response: &str, next: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn mark_retry(
+        &self,
+        id: i64,
+        response: &str,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'retrying', attempts = attempts + 1, next_attempt_at = ?2, \
-             updated_at = ?3, last_response = ?4, claimed_until = NULL WHERE id = ?1";
+             updated_at = ?3, last_response = ?4, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
         sqlx::query(SQL)
             .bind(id)
             .bind(ts(next))
@@ -265,23 +302,41 @@ impl Store {
     }
 
     /// Dead-letters a message with the server's answer.
-    pub async fn mark_dead(&self, id: i64, response: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn mark_dead(
+        &self,
+        id: i64,
+        response: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'dead', attempts = attempts + 1, updated_at = ?2, \
-             last_response = ?3, claimed_until = NULL WHERE id = ?1";
-        sqlx::query(SQL).bind(id).bind(ts(now)).bind(response).execute(self.pool()).await?;
+             last_response = ?3, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
+        sqlx::query(SQL)
+            .bind(id)
+            .bind(ts(now))
+            .bind(response)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
     /// Gives a claimed message back without counting an attempt (no relay configured).
     pub async fn unclaim(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
-             claimed_until = NULL, updated_at = ? WHERE id = ? AND status = 'sending'";
-        sqlx::query(SQL).bind(ts(now)).bind(id).execute(self.pool()).await?;
+             claimed_until = NULL, claimed_by = NULL, updated_at = ? WHERE id = ? AND status = 'sending'";
+        sqlx::query(SQL)
+            .bind(ts(now))
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
     /// Messages in the given states (all when empty), oldest first, at most `limit`.
-    pub async fn outbox(&self, statuses: &[&str], limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    pub async fn outbox(
+        &self,
+        statuses: &[&str],
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox ORDER BY id";
         let mut out = Vec::new();

@@ -346,11 +346,19 @@ impl Store {
                 available_at, yanked, yanked_reason, baseline, new_in_run FROM releases WHERE id = ?";
         const EVIDENCE: &str = "SELECT release_id, source, url, raw, published_at, notes, prerelease_flag, \
                 inherited FROM evidence WHERE release_id = ? ORDER BY source";
-        let Some(row) = sqlx::query(RELEASE).bind(id).fetch_optional(self.pool()).await? else {
+        let Some(row) = sqlx::query(RELEASE)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+        else {
             return Ok(None);
         };
         let mut release = release_row(&row)?;
-        for row in sqlx::query(EVIDENCE).bind(id).fetch_all(self.pool()).await? {
+        for row in sqlx::query(EVIDENCE)
+            .bind(id)
+            .fetch_all(self.pool())
+            .await?
+        {
             release.sources.push(evidence_row(&row)?);
         }
         Ok(Some(release))

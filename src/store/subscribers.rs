@@ -33,10 +33,17 @@ fn corrupt(column: &'static str) -> impl Fn(String) -> StoreError {
 }
 
 fn classes_text(classes: &[ReleaseClass]) -> String {
-    classes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
+    classes
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-fn subscriber_row(row: &sqlx::sqlite::SqliteRow, projects: Vec<String>) -> Result<Subscriber, StoreError> {
+fn subscriber_row(
+    row: &sqlx::sqlite::SqliteRow,
+    projects: Vec<String>,
+) -> Result<Subscriber, StoreError> {
     let email: String = row.try_get("email")?;
     let status: String = row.try_get("status")?;
     let digest: String = row.try_get("digest")?;
@@ -80,7 +87,11 @@ pub async fn subscribers_following(
 impl Store {
     /// Adds a subscriber or updates their preferences; returns the id and whether it is new.
     /// A confirmed subscriber stays confirmed.
-    pub async fn upsert_subscriber(&self, w: &SubscriberWrite<'_>, now: DateTime<Utc>) -> Result<(i64, bool), StoreError> {
+    pub async fn upsert_subscriber(
+        &self,
+        w: &SubscriberWrite<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, bool), StoreError> {
         const UPSERT: &str = "INSERT INTO subscribers (email, status, token_hash, token_expires_at, digest, classes, \
                 created_at, confirmed_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7) \
              ON CONFLICT (email) DO UPDATE SET \
@@ -109,7 +120,11 @@ impl Store {
         let created: bool = row.try_get("created")?;
         sqlx::query(CLEAR).bind(id).execute(&mut *tx).await?;
         for project in w.projects {
-            sqlx::query(ADD).bind(id).bind(project).execute(&mut *tx).await?;
+            sqlx::query(ADD)
+                .bind(id)
+                .bind(project)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok((id, created))
@@ -121,20 +136,29 @@ impl Store {
              AND subscriber_id = (SELECT id FROM subscribers WHERE email = ?)";
         const SQL: &str = "DELETE FROM subscribers WHERE email = ?";
         let mut tx = self.begin().await?;
-        sqlx::query(DROP_QUEUED).bind(email.as_str()).execute(&mut *tx).await?;
-        let done = sqlx::query(SQL).bind(email.as_str()).execute(&mut *tx).await?;
+        sqlx::query(DROP_QUEUED)
+            .bind(email.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(SQL)
+            .bind(email.as_str())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Every subscriber with the projects they follow, by address.
     pub async fn subscribers(&self) -> Result<Vec<Subscriber>, StoreError> {
-        const SQL: &str =
-            "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers ORDER BY email";
-        const PROJECTS: &str = "SELECT subscriber_id, project FROM subscriber_projects ORDER BY project";
+        const SQL: &str = "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers ORDER BY email";
+        const PROJECTS: &str =
+            "SELECT subscriber_id, project FROM subscriber_projects ORDER BY project";
         let mut projects: HashMap<i64, Vec<String>> = HashMap::new();
         for row in sqlx::query(PROJECTS).fetch_all(self.pool()).await? {
-            projects.entry(row.try_get("subscriber_id")?).or_default().push(row.try_get("project")?);
+            projects
+                .entry(row.try_get("subscriber_id")?)
+                .or_default()
+                .push(row.try_get("project")?);
         }
         let rows = sqlx::query(SQL).fetch_all(self.pool()).await?;
         rows.iter()
@@ -147,13 +171,20 @@ impl Store {
 
     /// One subscriber by id.
     pub async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
-        const SQL: &str =
-            "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers WHERE id = ?";
-        const PROJECTS: &str = "SELECT project FROM subscriber_projects WHERE subscriber_id = ? ORDER BY project";
-        let Some(row) = sqlx::query(SQL).bind(id).fetch_optional(self.pool()).await? else {
+        const SQL: &str = "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers WHERE id = ?";
+        const PROJECTS: &str =
+            "SELECT project FROM subscriber_projects WHERE subscriber_id = ? ORDER BY project";
+        let Some(row) = sqlx::query(SQL)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+        else {
             return Ok(None);
         };
-        let projects = sqlx::query_scalar(PROJECTS).bind(id).fetch_all(self.pool()).await?;
+        let projects = sqlx::query_scalar(PROJECTS)
+            .bind(id)
+            .fetch_all(self.pool())
+            .await?;
         Ok(Some(subscriber_row(&row, projects)?))
     }
 }

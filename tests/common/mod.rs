@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pretalx;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -335,8 +336,19 @@ impl Sandbox {
         projects: Option<&Path>,
         now: DateTime<Utc>,
     ) -> (App, Arc<ManualClock>) {
+        self.app_with(upstream, projects, now, &[]).await
+    }
+
+    /// An app with a manual clock and extra flags.
+    pub async fn app_with(
+        &self,
+        upstream: &str,
+        projects: Option<&Path>,
+        now: DateTime<Utc>,
+        extra: &[&str],
+    ) -> (App, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(now));
-        let app = App::build(self.config(upstream, projects))
+        let app = App::build(self.config_with(upstream, projects, extra))
             .await
             .expect("app builds")
             .with_clock(clock.clone());

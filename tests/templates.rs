@@ -1,0 +1,77 @@
+//! Snapshots of every built-in template, and an escaping case: text from upstreams and
+//! operators is escaped or sanitised in HTML and stays readable in text.
+
+use herald::notify::content::{self, samples};
+use herald::notify::templates::{KINDS, Rendered, Templates};
+
+fn snapshot(name: &str, rendered: &Rendered) {
+    insta::assert_snapshot!(format!("{name}__subject"), rendered.subject);
+    insta::assert_snapshot!(format!("{name}__text"), rendered.text);
+    insta::assert_snapshot!(format!("{name}__html"), rendered.html);
+}
+
+#[test]
+fn every_built_in_template() {
+    let t = Templates::builtin().expect("built-in templates compile");
+    snapshot(
+        "new_release",
+        &t.render("new_release", &samples::new_release())
+            .expect("renders"),
+    );
+    snapshot(
+        "digest",
+        &t.render("digest", &samples::digest()).expect("renders"),
+    );
+    snapshot(
+        "confirm_subscription",
+        &t.render("confirm_subscription", &samples::confirm())
+            .expect("renders"),
+    );
+    snapshot(
+        "test_message",
+        &t.render("test_message", &samples::test_message())
+            .expect("renders"),
+    );
+    assert_eq!(KINDS.len(), 4);
+}
+
+#[test]
+fn hostile_text_is_escaped_in_html_and_readable_in_text() {
+    let t = Templates::builtin().expect("templates");
+    let mut mail = samples::new_release();
+    mail.release.project = "evil<b>\"&'".into();
+    mail.release.yanked = true;
+    mail.release.yanked_reason = Some("<img src=x onerror=alert(1)> broken".into());
+    let notes = "Hello <script>alert(1)</script> <iframe src=\"https://evil.example\"></iframe>\n\n<a href=\"javascript:alert(1)\">click</a> **bold**";
+    mail.release.notes_html = Some(content::markdown_html(notes));
+    mail.release.notes_text = Some(notes.into());
+    let r = t.render("new_release", &mail).expect("renders");
+    for needle in ["<script", "<iframe", "javascript:", "<img", "<b>\""] {
+        assert!(!r.html.contains(needle), "{needle} in {}", r.html);
+    }
+    assert!(
+        r.html.contains("evil&lt;b&gt;&quot;&amp;&#x27;"),
+        "{}",
+        r.html
+    );
+    assert!(r.html.contains("<strong>bold</strong>"), "{}", r.html);
+    assert!(
+        r.text.contains("<script>alert(1)</script>"),
+        "text keeps the notes as written"
+    );
+    assert_eq!(r.subject, "evil<b>\"&' 2026.2.1 released (bugfix release)");
+    snapshot("new_release_hostile", &r);
+}
+
+#[test]
+fn subjects_are_one_line() {
+    let t = Templates::builtin().expect("templates");
+    let mut mail = samples::new_release();
+    mail.release.version = "1.0\r\nBcc: victim@example.org".into();
+    let r = t.render("new_release", &mail).expect("renders");
+    assert!(
+        !r.subject.contains('\n') && !r.subject.contains('\r'),
+        "{:?}",
+        r.subject
+    );
+}
