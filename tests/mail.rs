@@ -842,3 +842,50 @@ async fn operator_commands_and_the_test_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is not subscribed"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_relay_mail_stays_queued_and_the_run_says_so() {
+    let Some(world) = World::new().await else {
+        return;
+    };
+    let projects = world.projects();
+    let mut base = world.sandbox.args(&world.upstream.url(), Some(&projects));
+    base.extend(["--from".to_string(), "herald@example.org".to_string()]);
+    let run = |extra: &[&str]| {
+        let mut all: Vec<&str> = extra.to_vec();
+        all.extend(base.iter().map(String::as_str));
+        world.sandbox.herald(&all)
+    };
+    assert!(run(&["subscribe", "ops@example.org"]).status.success());
+    let first = run(&["check"]);
+    assert!(
+        String::from_utf8_lossy(&first.stdout)
+            .contains("Mail: nothing to send (no SMTP relay configured).")
+    );
+    world.release_2026_2_1(None);
+    let dry = run(&["check", "--dry-run"]);
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("Mail: would queue 1 message."),
+        "{}",
+        String::from_utf8_lossy(&dry.stdout)
+    );
+    let second = run(&["check"]);
+    let text = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(second.status.code(), Some(0), "{text}");
+    assert!(text.contains("Mail: 1 message waiting in the outbox; no SMTP relay is configured (set HERALD_SMTP_URL)."), "{text}");
+    let outbox = run(&["outbox"]);
+    let text = String::from_utf8_lossy(&outbox.stdout);
+    assert!(
+        text.contains("Outbox: 1 queued.") && text.contains("release:pretalx:2026.2.1"),
+        "{text}"
+    );
+    // Configured later: the next run delivers it.
+    let url = world.sink.url();
+    let third = run(&["check", "--smtp-url", &url]);
+    assert!(
+        String::from_utf8_lossy(&third.stdout).contains("1 sent"),
+        "{}",
+        String::from_utf8_lossy(&third.stdout)
+    );
+    assert_eq!(world.sink.count_for("ops@example.org"), 1);
+}
