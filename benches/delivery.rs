@@ -7,7 +7,7 @@
 //! pre-built messages over one connection.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_macros, unused_imports)]
+#[allow(unused_macros, unused_imports)]
 mod common;
 
 use std::time::{Duration, Instant};
