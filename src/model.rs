@@ -363,3 +363,22 @@ pub struct Subscriber {
     /// Confirmed when.
     pub confirmed_at: Option<DateTime<Utc>>,
 }
+
+/// PEP 503 normalisation of a distribution name: lower-case, runs of `-`, `_` and `.` become
+/// one `-` (`Pretalx_Pages` is `pretalx-pages`).
+pub fn normalize_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut dash = false;
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            dash = true;
+        } else {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}

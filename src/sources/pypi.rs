@@ -27,23 +27,7 @@ pub struct PypiSource {
     base: Url,
 }
 
-/// PEP 503 normalisation: lower-case, runs of `-`, `_` and `.` become one `-`.
-pub fn normalize_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut dash = false;
-    for c in name.trim().chars() {
-        if matches!(c, '-' | '_' | '.') {
-            dash = true;
-        } else {
-            if dash && !out.is_empty() {
-                out.push('-');
-            }
-            dash = false;
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
+pub use crate::model::normalize_name;
 
 #[derive(Deserialize)]
 struct SimplePage {
