@@ -14,17 +14,24 @@
 //! - [`sources`]: PyPI, GitHub and feed adapters behind one trait; the shared HTTP client.
 //! - [`merge`] (pure): which observations are one release and which releases are new.
 //! - [`decide`] (pure): who gets told what, instant or in a digest.
+//! - [`inventory`] (pure): what an operator runs, from `NAME==VERSION` or `pip freeze`.
+//! - [`compat`] (pure): plugin readiness for a core feature release, with evidence.
 //! - [`check`]: one run, end to end, and its summary.
+//! - [`alerts`]: operator reports (compatibility, upgrade advice, vulnerabilities) and the
+//!   update-check answer.
 //! - [`notify`]: the outbox dispatcher, templates (minijinja) and SMTP (lettre).
 //! - [`tokens`]: the signing key, signed and random tokens.
 //! - [`store`]: all SQL; SQLite through sqlx with embedded migrations.
 //! - [`logging`]: tracing to stderr.
 
+pub mod alerts;
 pub mod app;
 pub mod check;
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod decide;
+pub mod inventory;
 pub mod logging;
 pub mod merge;
 pub mod model;

@@ -315,6 +315,7 @@ mod tests {
             module: None,
             tag_prefix: None,
             upgrade_steps: Vec::new(),
+            compat: Vec::new(),
         }
     }
 

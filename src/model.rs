@@ -153,6 +153,8 @@ pub struct Project {
     /// How operators upgrade, one step per entry; `{version}` is replaced. Empty: a generic
     /// `pip install` step.
     pub upgrade_steps: Vec<String>,
+    /// Operator overrides of plugin compatibility verdicts (`[[project.compat]]`).
+    pub compat: Vec<crate::compat::Override>,
 }
 
 impl Project {

@@ -23,6 +23,7 @@ fn project(name: &str) -> herald::model::Project {
         module: None,
         tag_prefix: None,
         upgrade_steps: Vec::new(),
+        compat: Vec::new(),
     }
 }
 

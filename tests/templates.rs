@@ -32,7 +32,10 @@ fn every_built_in_template() {
         &t.render("test_message", &samples::test_message())
             .expect("renders"),
     );
-    assert_eq!(KINDS.len(), 4);
+    for kind in ["compat_report", "compat_followup", "bugfix_advice"] {
+        snapshot(kind, &t.render(kind, &samples::alert()).expect("renders"));
+    }
+    assert_eq!(KINDS.len(), 7);
 }
 
 #[test]

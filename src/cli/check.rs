@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use crate::alerts;
 use crate::app::App;
 use crate::check::{self, CheckOptions, CheckOutcome, RunSummary, SourceStatus};
 use crate::notify::{self, DispatchOptions, DispatchReport};
@@ -35,17 +36,31 @@ pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
         CheckOutcome::Completed(summary) => {
-            let mail = if summary.dry_run {
-                None
+            let (alerts, mail) = if summary.dry_run {
+                (None, None)
             } else {
-                Some(notify::dispatch(&app, &DispatchOptions::default()).await?)
+                let alerts = alerts::process(&app).await?;
+                (
+                    Some(alerts),
+                    Some(notify::dispatch(&app, &DispatchOptions::default()).await?),
+                )
             };
             if args.json {
                 let mut value = serde_json::to_value(&summary)?;
                 value["mail"] = serde_json::to_value(&mail)?;
+                value["alerts"] = serde_json::to_value(&alerts)?;
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", render(&summary));
+                if let Some(a) = alerts
+                    .as_ref()
+                    .filter(|a| a.compat_reports + a.followups + a.bugfix_advice > 0)
+                {
+                    println!(
+                        "Operator alerts queued: {} compatibility report(s), {} follow-up(s), {} bugfix advice.",
+                        a.compat_reports, a.followups, a.bugfix_advice
+                    );
+                }
                 match &mail {
                     Some(report) => println!("{}", render_mail(report)),
                     None => println!(

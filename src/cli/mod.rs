@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each printing reports to stdout and leaving
 //! logs to stderr. [`run`] maps every outcome to the contract's exit codes.
 
+mod advise;
 mod check;
 mod migrate;
 mod outbox;
@@ -55,6 +56,12 @@ pub enum Command {
     Outbox(outbox::OutboxArgs),
     /// Send one test message through the configured SMTP relay and print its answer.
     SendTestEmail(outbox::TestEmailArgs),
+    /// Upgrade and plugin-compatibility report for an inventory, now, without mail.
+    ///
+    /// Each plugin gets a verdict for the latest core feature release: ready (a release
+    /// declares compatibility), likely (released alongside or after it), unknown (no sign)
+    /// or blocked (its release declares it incompatible), with the evidence behind it.
+    Advise(advise::AdviseArgs),
     /// Apply pending database migrations and exit.
     Migrate,
 }
@@ -76,6 +83,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate => migrate::run(&config).await,
         Command::Check(args) => check::run(App::build(config).await?, args).await,
         Command::Releases(args) => releases::run(App::build(config).await?, args).await,
+        Command::Advise(args) => advise::run(App::build(config).await?, args).await,
         Command::Subscribe(args) => subscribers::subscribe(App::build(config).await?, args).await,
         Command::Unsubscribe(args) => {
             subscribers::unsubscribe(App::build(config).await?, args).await

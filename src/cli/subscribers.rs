@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use super::advise::InventoryArgs;
+use crate::alerts;
 use crate::app::App;
 use crate::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use crate::store::SubscriberWrite;
@@ -20,6 +22,9 @@ pub struct SubscribeArgs {
     /// One mail per release, or a daily or weekly digest.
     #[arg(long, value_name = "MODE", default_value = "instant")]
     digest: DigestMode,
+    /// What the operator runs, for compatibility reports and upgrade advice.
+    #[command(flatten)]
+    inventory: InventoryArgs,
 }
 
 /// Options of `herald unsubscribe`.
@@ -66,7 +71,12 @@ pub(super) async fn subscribe(app: App, args: SubscribeArgs) -> anyhow::Result<u
         args.class.clone()
     };
     classes.dedup();
-    let (_, created) = app
+    let inventory = if args.inventory.is_empty() {
+        None
+    } else {
+        Some(alerts::tracked_inventory(&app, &args.inventory.read()?))
+    };
+    let (id, created) = app
         .store
         .upsert_subscriber(
             &SubscriberWrite {
@@ -92,6 +102,23 @@ pub(super) async fn subscribe(app: App, args: SubscribeArgs) -> anyhow::Result<u
             .join(", "),
         args.digest.as_str()
     );
+    if let Some((tracked, untracked)) = inventory {
+        app.store
+            .set_inventory(id, &tracked, app.clock.now())
+            .await?;
+        let listed: Vec<String> = tracked.iter().map(|(p, v)| format!("{p}=={v}")).collect();
+        println!(
+            "Inventory: {}.",
+            if listed.is_empty() {
+                "nothing Herald tracks".to_string()
+            } else {
+                listed.join(", ")
+            }
+        );
+        if !untracked.is_empty() {
+            println!("Not tracked by Herald (ignored): {}.", untracked.join(", "));
+        }
+    }
     Ok(0)
 }
 

@@ -67,6 +67,8 @@ struct RawProject {
     tag_prefix: Option<Spanned<String>>,
     #[serde(default)]
     upgrade_steps: Vec<String>,
+    #[serde(default)]
+    compat: Vec<crate::compat::Override>,
 }
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -214,6 +216,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            compat: p.compat.clone(),
         });
     }
 
@@ -294,6 +297,24 @@ mod tests {
             );
             assert!(plugin.github.is_some());
         }
+    }
+
+    #[test]
+    fn operators_can_override_compatibility_verdicts() {
+        let projects = parse(
+            "[[project]]\nname = \"pretalx\"\npypi = \"pretalx\"\n\n[[project]]\nname = \"pretalx-pages\"\nplugin_of = \"pretalx\"\npypi = \"pretalx-pages\"\n\n[[project.compat]]\ncore = \"2026.2\"\nverdict = \"ready\"\ninstall = \"1.9.0\"\nnote = \"tested on our staging instance\"\n",
+            "projects.toml",
+        )
+        .expect("parses");
+        assert_eq!(projects[1].compat.len(), 1);
+        assert_eq!(projects[1].compat[0].verdict, crate::compat::Verdict::Ready);
+        let e = err(
+            "[[project]]\nname = \"p\"\npypi = \"p\"\n[[project.compat]]\ncore = \"1.0\"\nverdict = \"maybe\"\n",
+        );
+        assert!(
+            e.starts_with("projects.toml:6: ") && e.contains("maybe"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -102,6 +102,56 @@ pub struct ConfirmMail {
     pub projects: Vec<String>,
 }
 
+/// Context of the operator alerts (`compat_report`, `compat_followup`, `bugfix_advice`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertMail {
+    /// The report (`alerts::Advice`, as queued).
+    pub advice: serde_json::Value,
+    /// Plugins with a `ready` or `likely` verdict.
+    pub compatible: usize,
+    /// Plugins in the report.
+    pub total: usize,
+    /// Plugins still `unknown` or `blocked`.
+    pub waiting: Vec<String>,
+    /// The plugin release behind a follow-up.
+    pub trigger: serde_json::Value,
+    /// Plugins whose verdict changed (follow-ups).
+    pub changed: Vec<String>,
+    /// Footer.
+    pub footer: Footer,
+}
+
+impl AlertMail {
+    /// Builds the context from a queued payload.
+    pub fn new(payload: &serde_json::Value, footer: Footer) -> AlertMail {
+        let plugins = payload["plugins"].as_array().cloned().unwrap_or_default();
+        let ok = |p: &serde_json::Value| matches!(p["verdict"].as_str(), Some("ready" | "likely"));
+        AlertMail {
+            compatible: plugins.iter().filter(|p| ok(p)).count(),
+            total: plugins.len(),
+            waiting: plugins
+                .iter()
+                .filter(|p| !ok(p))
+                .filter_map(|p| p["plugin"].as_str().map(str::to_string))
+                .collect(),
+            trigger: payload
+                .get("trigger")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+            changed: payload["changed"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            advice: payload.clone(),
+            footer,
+        }
+    }
+}
+
 /// Context of `test_message`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestMail {
@@ -268,6 +318,33 @@ pub mod samples {
             expires_at: "2026-07-10 08:00 UTC".into(),
             projects: vec!["pretalx".into(), "pretalx-pages".into()],
         }
+    }
+
+    /// An operator report: pretalx 2026.1.2 with four plugins, as it stood on 2026-07-08.
+    pub fn advice() -> serde_json::Value {
+        serde_json::json!({
+            "core": {
+                "project": "pretalx", "installed": "2026.1.2", "latest": "2026.2.1", "latest_feature": "2026.2.0",
+                "status": "line-unsupported",
+                "summary": "Your 2026.1 line (2026.1.2) no longer gets bugfix releases: they are only issued for the latest feature release, 2026.2.0. Read the notes of each feature release in between, back up, and upgrade.",
+                "feature_releases_between": [{"version": "2026.2.0", "published": "2026-07-07", "url": "https://github.com/pretalx/pretalx/releases/tag/v2026.2.0"}],
+                "vulnerabilities_fixed": [{"id": "GHSA-0000-1111-2222", "aliases": ["CVE-2026-0001"], "summary": "<script> in a talk title", "fixed_in": ["2026.2.0"], "link": "https://osv.dev/vulnerability/GHSA-0000-1111-2222"}]
+            },
+            "target": "2026.2.0",
+            "plugins": [
+                {"plugin": "pretalx-venueless", "installed": "1.8.0", "verdict": "likely", "install": "1.9.0", "evidence": "pretalx-venueless 1.9.0 was released 2026-07-08, the day after pretalx 2026.2.0.", "hints": ["pretalx 2026.2.0 needs Python >=3.13; pretalx-venueless 1.9.0 declares >=3.11"]},
+                {"plugin": "pretalx-pages", "installed": "1.9.0", "verdict": "unknown", "install": null, "evidence": "No release of pretalx-pages since pretalx 2026.2.0; the latest is 1.9.0 from 2026-04-17.", "hints": []}
+            ],
+            "recommendation": "Wait: pretalx-pages shows no compatible release yet.",
+            "untracked": ["django"],
+            "trigger": {"project": "pretalx-pages", "version": "1.10.0"},
+            "changed": ["pretalx-pages"]
+        })
+    }
+
+    /// An alert sample.
+    pub fn alert() -> AlertMail {
+        AlertMail::new(&advice(), footer())
     }
 
     /// `test_message` sample.

@@ -195,6 +195,20 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
             };
             (rendered.map_err(|e| e.to_string())?, Some(list))
         }
+        "compat_report" | "compat_followup" | "bugfix_advice" => {
+            let subscriber_id = row.subscriber_id.ok_or("the subscriber no longer exists")?;
+            let footer = footer(subscriber_id);
+            let list = ListHeaders {
+                unsubscribe_url: footer.unsubscribe_url.clone(),
+            };
+            let ctx = content::AlertMail::new(&row.payload, footer);
+            (
+                n.templates
+                    .render(&row.kind, &ctx)
+                    .map_err(|e| e.to_string())?,
+                Some(list),
+            )
+        }
         "test_message" => (
             n.templates
                 .render(

@@ -35,14 +35,28 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "test_message/subject.txt.j2",
     "test_message/body.txt.j2",
     "test_message/body.html.j2",
+    "advice.txt.j2",
+    "advice.html.j2",
+    "compat_report/subject.txt.j2",
+    "compat_report/body.txt.j2",
+    "compat_report/body.html.j2",
+    "compat_followup/subject.txt.j2",
+    "compat_followup/body.txt.j2",
+    "compat_followup/body.html.j2",
+    "bugfix_advice/subject.txt.j2",
+    "bugfix_advice/body.txt.j2",
+    "bugfix_advice/body.html.j2",
 ];
 
 /// The message kinds, one template folder each.
-pub const KINDS: [&str; 4] = [
+pub const KINDS: [&str; 7] = [
     "new_release",
     "digest",
     "confirm_subscription",
     "test_message",
+    "compat_report",
+    "compat_followup",
+    "bugfix_advice",
 ];
 
 /// A template Herald refuses.
@@ -167,6 +181,9 @@ impl Templates {
         self.render("digest", &content::samples::digest())?;
         self.render("confirm_subscription", &content::samples::confirm())?;
         self.render("test_message", &content::samples::test_message())?;
+        for kind in ["compat_report", "compat_followup", "bugfix_advice"] {
+            self.render(kind, &content::samples::alert())?;
+        }
         Ok(())
     }
 

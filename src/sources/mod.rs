@@ -122,6 +122,11 @@ impl Sources {
         }
     }
 
+    /// The PyPI adapter (per-version documents).
+    pub fn pypi(&self) -> &pypi::PypiSource {
+        &self.pypi
+    }
+
     /// The adapter for `kind`.
     pub fn get(&self, kind: SourceKind) -> &dyn Source {
         match kind {

@@ -377,3 +377,103 @@ mod tests {
         assert!(parse_time("yesterday").is_none());
     }
 }
+
+/// One vulnerability the index records for a release (from OSV).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct Vulnerability {
+    /// `GHSA-...` or `PYSEC-...`.
+    pub id: String,
+    /// CVE ids and others.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// One line, when given.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// Versions that fix it.
+    #[serde(default)]
+    pub fixed_in: Vec<String>,
+    /// Where to read about it.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Set when the report was retracted.
+    #[serde(default)]
+    pub withdrawn: Option<String>,
+}
+
+/// What alerts need from a per-version document (`/pypi/NAME/VERSION/json`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ReleaseDoc {
+    /// `Requires-Dist`, when the index has it.
+    pub requires_dist: Option<Vec<String>>,
+    /// `Requires-Python`, when declared.
+    pub requires_python: Option<String>,
+    /// Known vulnerabilities of this version (withdrawn reports left out).
+    pub vulnerabilities: Vec<Vulnerability>,
+}
+
+#[derive(Deserialize)]
+struct VersionDocument {
+    info: VersionInfo,
+    #[serde(default)]
+    vulnerabilities: Vec<Vulnerability>,
+}
+
+#[derive(Deserialize)]
+struct VersionInfo {
+    #[serde(default)]
+    requires_dist: Option<Vec<String>>,
+    #[serde(default)]
+    requires_python: Option<String>,
+}
+
+/// Reads a per-version JSON document.
+pub fn parse_release_doc(body: &Body) -> Result<ReleaseDoc, SourceError> {
+    let doc: VersionDocument = json_body(body)?;
+    Ok(ReleaseDoc {
+        requires_dist: doc.info.requires_dist,
+        requires_python: doc.info.requires_python.filter(|s| !s.trim().is_empty()),
+        vulnerabilities: doc
+            .vulnerabilities
+            .into_iter()
+            .filter(|v| v.withdrawn.is_none())
+            .collect(),
+    })
+}
+
+impl PypiSource {
+    /// Fetches `/pypi/NAME/VERSION/json` (conditionally); `Ok(None)` when unchanged since the
+    /// validators were issued. The second value is the URL and its new validators.
+    pub async fn release_doc(
+        &self,
+        cx: FetchContext<'_>,
+        dist: &str,
+        version: &str,
+    ) -> Result<
+        (
+            Option<ReleaseDoc>,
+            Option<(String, crate::store::Validators)>,
+        ),
+        SourceError,
+    > {
+        let url = self.join(&format!("pypi/{}/{version}/json", normalize_name(dist)))?;
+        let answer = cx
+            .http
+            .get(
+                &Request {
+                    url: &url,
+                    accept: "application/json",
+                    headers: Vec::new(),
+                    validators: cx.validators_for(url.as_str()),
+                },
+                cx.now,
+            )
+            .await?;
+        match answer {
+            Fetch::NotModified => Ok((None, None)),
+            Fetch::Modified(body) => {
+                let doc = parse_release_doc(&body)?;
+                Ok((Some(doc), Some((body.url.clone(), body.validators.clone()))))
+            }
+        }
+    }
+}

@@ -6,12 +6,14 @@
 //! Does not own: deciding what to write (`check`, `merge`) or any network access; no
 //! transaction here ever waits on the network.
 
+mod alerts;
 mod outbox;
 mod releases;
 mod runs;
 mod sources;
 mod subscribers;
 
+pub use alerts::{InventoryMap, mark_alerts_done, put_compat_state, put_release_doc};
 pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use releases::{
     EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, known_releases,

@@ -2,6 +2,7 @@
 //! with ETags and injected faults, temporary databases and apps built through `App::build`.
 #![allow(dead_code)]
 
+pub mod plugins;
 pub mod pretalx;
 pub mod smtp;
 

@@ -1,0 +1,184 @@
+//! Operator inventories, per-version metadata and the compatibility verdicts last sent.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Store, StoreError, ts};
+use crate::sources::pypi::{ReleaseDoc, Vulnerability};
+
+/// One operator's inventory: project -> installed version.
+pub type InventoryMap = BTreeMap<String, String>;
+
+fn corrupt(column: &'static str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        column,
+        detail: err.to_string(),
+    }
+}
+
+impl Store {
+    /// Replaces a subscriber's inventory.
+    pub async fn set_inventory(
+        &self,
+        subscriber_id: i64,
+        items: &InventoryMap,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const CLEAR: &str = "DELETE FROM inventory WHERE subscriber_id = ?";
+        const ADD: &str = "INSERT INTO inventory (subscriber_id, project, version, updated_at) VALUES (?, ?, ?, ?)";
+        let mut tx = self.begin().await?;
+        sqlx::query(CLEAR)
+            .bind(subscriber_id)
+            .execute(&mut *tx)
+            .await?;
+        for (project, version) in items {
+            sqlx::query(ADD)
+                .bind(subscriber_id)
+                .bind(project)
+                .bind(version)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every confirmed subscriber's inventory, by subscriber id.
+    pub async fn inventories(&self) -> Result<BTreeMap<i64, InventoryMap>, StoreError> {
+        const SQL: &str = "SELECT i.subscriber_id, i.project, i.version FROM inventory i \
+             JOIN subscribers s ON s.id = i.subscriber_id WHERE s.status = 'confirmed' ORDER BY i.subscriber_id";
+        let mut out: BTreeMap<i64, InventoryMap> = BTreeMap::new();
+        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+            out.entry(row.try_get("subscriber_id")?)
+                .or_default()
+                .insert(row.try_get("project")?, row.try_get("version")?);
+        }
+        Ok(out)
+    }
+
+    /// Stored per-version metadata, if fetched.
+    pub async fn release_doc(
+        &self,
+        project: &str,
+        version_key: &str,
+    ) -> Result<Option<ReleaseDoc>, StoreError> {
+        const SQL: &str = "SELECT requires_dist, requires_python, vulnerabilities FROM release_metadata \
+             WHERE project = ? AND version_key = ?";
+        let Some(row) = sqlx::query(SQL)
+            .bind(project)
+            .bind(version_key)
+            .fetch_optional(self.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let dist: Option<String> = row.try_get("requires_dist")?;
+        let vulns: String = row.try_get("vulnerabilities")?;
+        Ok(Some(ReleaseDoc {
+            requires_dist: dist
+                .map(|d| serde_json::from_str(&d))
+                .transpose()
+                .map_err(|e| corrupt("release_metadata.requires_dist", e))?,
+            requires_python: row.try_get("requires_python")?,
+            vulnerabilities: serde_json::from_str::<Vec<Vulnerability>>(&vulns)
+                .map_err(|e| corrupt("release_metadata.vulnerabilities", e))?,
+        }))
+    }
+
+    /// Releases found new whose operator alerts are not decided yet.
+    pub async fn releases_pending_alerts(&self) -> Result<Vec<i64>, StoreError> {
+        const SQL: &str = "SELECT id FROM releases WHERE new_in_run IS NOT NULL AND alerts_done_at IS NULL ORDER BY id";
+        Ok(sqlx::query_scalar(SQL).fetch_all(self.pool()).await?)
+    }
+
+    /// The verdicts each operator was last sent, by (subscriber, core release).
+    pub async fn compat_states(
+        &self,
+    ) -> Result<BTreeMap<(i64, i64), BTreeMap<String, String>>, StoreError> {
+        const SQL: &str = "SELECT subscriber_id, core_release_id, verdicts FROM compat_state";
+        let mut out = BTreeMap::new();
+        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+            let text: String = row.try_get("verdicts")?;
+            out.insert(
+                (
+                    row.try_get("subscriber_id")?,
+                    row.try_get("core_release_id")?,
+                ),
+                serde_json::from_str(&text).map_err(|e| corrupt("compat_state.verdicts", e))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Stores per-version metadata, inside a transaction.
+pub async fn put_release_doc(
+    conn: &mut SqliteConnection,
+    project: &str,
+    version_key: &str,
+    doc: &ReleaseDoc,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO release_metadata (project, version_key, requires_dist, requires_python, \
+            vulnerabilities, fetched_at) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (project, version_key) DO UPDATE SET requires_dist = excluded.requires_dist, \
+            requires_python = excluded.requires_python, vulnerabilities = excluded.vulnerabilities, \
+            fetched_at = excluded.fetched_at";
+    let dist = doc
+        .requires_dist
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| corrupt("release_metadata.requires_dist", e))?;
+    let vulns = serde_json::to_string(&doc.vulnerabilities)
+        .map_err(|e| corrupt("release_metadata.vulnerabilities", e))?;
+    sqlx::query(SQL)
+        .bind(project)
+        .bind(version_key)
+        .bind(dist)
+        .bind(&doc.requires_python)
+        .bind(vulns)
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records the verdicts sent to an operator for a core release.
+pub async fn put_compat_state(
+    conn: &mut SqliteConnection,
+    subscriber_id: i64,
+    core_release_id: i64,
+    verdicts: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO compat_state (subscriber_id, core_release_id, verdicts, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (subscriber_id, core_release_id) DO UPDATE SET verdicts = excluded.verdicts, updated_at = excluded.updated_at";
+    let text = serde_json::to_string(verdicts).map_err(|e| corrupt("compat_state.verdicts", e))?;
+    sqlx::query(SQL)
+        .bind(subscriber_id)
+        .bind(core_release_id)
+        .bind(text)
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks a release's alerts as decided.
+pub async fn mark_alerts_done(
+    conn: &mut SqliteConnection,
+    release_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE releases SET alerts_done_at = ? WHERE id = ?";
+    sqlx::query(SQL)
+        .bind(ts(now))
+        .bind(release_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,598 @@
+//! Operator alerts on pretalx's and its plugins' real history: verdicts on the day 2026.2.0
+//! came out, one compatibility report, one follow-up when a plugin release changes a
+//! verdict, bugfix advice, the vulnerabilities an upgrade fixes, inventories from `pip
+//! freeze`, and the update-check answer for module names.
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use common::pretalx::{self, Row};
+use common::smtp::SmtpSink;
+use common::{Sandbox, Upstream, at, plugins};
+use herald::alerts::{self, CheckedPlugin, UpdateCheckRequest};
+use herald::app::App;
+use herald::check::{self, CheckOptions, CheckOutcome};
+use herald::compat::Verdict;
+use herald::inventory;
+use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
+use herald::notify::{self, DispatchOptions};
+use herald::store::{InventoryMap, SubscriberWrite};
+use mail_parser::MessageParser;
+use serde_json::json;
+
+const PLUGINS: [(&str, &str); 4] = [
+    ("pretalx-pages", "pretalx/pretalx-pages"),
+    ("pretalx-venueless", "pretalx/pretalx-venueless"),
+    ("pretalx-public-voting", "pretalx/pretalx-public-voting"),
+    ("pretalx-media-ccc-de", "pretalx/pretalx-media-ccc-de"),
+];
+
+struct World {
+    fixtures: std::path::PathBuf,
+    upstream: Upstream,
+    sandbox: Sandbox,
+    rows: Vec<Row>,
+    sink: SmtpSink,
+}
+
+fn projects_toml() -> String {
+    let mut toml =
+        "[[project]]\nname = \"pretalx\"\nscheme = \"calver\"\npypi = \"pretalx\"\n\n".to_string();
+    for (dist, _) in PLUGINS {
+        toml.push_str(&format!(
+            "[[project]]\nname = \"{dist}\"\nplugin_of = \"pretalx\"\nmodule = \"{}\"\nscheme = \"semver\"\npypi = \"{dist}\"\n\n",
+            dist.replace('-', "_")
+        ));
+    }
+    toml.push_str("[[project]]\nname = \"pretalx-synthetic\"\nplugin_of = \"pretalx\"\nmodule = \"pretalx_synthetic\"\npypi = \"pretalx-synthetic\"\n");
+    toml
+}
+
+impl World {
+    async fn new() -> Option<World> {
+        let fixtures = common::fixtures()?;
+        let rows = pretalx::rows(&fixtures);
+        Some(World {
+            fixtures,
+            upstream: Upstream::start().await,
+            sandbox: Sandbox::new(),
+            rows,
+            sink: SmtpSink::start().await,
+        })
+    }
+
+    /// Serves everything published before `cutoff`, plus `extra` plugin releases.
+    fn serve_until(&self, cutoff: DateTime<Utc>, extra: &[(&str, &str, &str)]) {
+        let core: Vec<Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.published() < cutoff)
+            .cloned()
+            .collect();
+        self.upstream.put_json(
+            "/simple/pretalx/",
+            "application/vnd.pypi.simple.v1+json",
+            &pretalx::simple_page(&core, &[]),
+        );
+        for row in &core {
+            let doc = plugins::version_doc(&self.fixtures, "pretalx", &row.version);
+            self.upstream.put_json(
+                &format!("/pypi/pretalx/{}/json", row.version),
+                "application/json",
+                &doc,
+            );
+        }
+        self.upstream.put(
+            "/pypi/pretalx/2.3.1/json",
+            "application/json",
+            common::read(&self.fixtures, "pretalx/pypi-json/2.3.1.json"),
+        );
+        for (dist, repo) in PLUGINS {
+            let mut releases: Vec<(String, DateTime<Utc>)> =
+                plugins::history(&self.fixtures, dist, repo)
+                    .into_iter()
+                    .filter(|(_, d)| *d < cutoff)
+                    .collect();
+            for (name, version, date) in extra {
+                if *name == dist {
+                    releases.push((version.to_string(), at(date)));
+                }
+            }
+            plugins::serve(&self.upstream, &self.fixtures, dist, &releases);
+        }
+        // A plugin that declares its compatibility, released alongside 2026.1.0.
+        plugins::serve_with_docs(
+            &self.upstream,
+            "pretalx-synthetic",
+            &[
+                ("1.0.0".to_string(), at("2026-04-17T22:00:00Z")),
+                ("2.0.0".to_string(), at("2026-04-18T10:00:00Z")),
+            ],
+            |v| json!({"info": {"requires_dist": [if v == "2.0.0" { "pretalx>=2026.2" } else { "pretalx<2026.2" }, "pytest; extra == \"dev\""], "requires_python": ">=3.11"}, "vulnerabilities": []}),
+        );
+    }
+
+    async fn app(&self, now: &str) -> (App, std::sync::Arc<herald::app::ManualClock>) {
+        let projects = self.sandbox.projects(&projects_toml());
+        let url = self.sink.url();
+        self.sandbox
+            .app_with(
+                &self.upstream.url(),
+                Some(&projects),
+                at(now),
+                &["--smtp-url", &url, "--from", "herald@example.org"],
+            )
+            .await
+    }
+}
+
+async fn run(app: &App) -> (usize, herald::alerts::AlertsReport, usize) {
+    let queued = match check::run(app, &CheckOptions::default())
+        .await
+        .expect("check")
+    {
+        CheckOutcome::Completed(s) => s.queued(),
+        CheckOutcome::Busy { .. } => panic!("busy"),
+    };
+    let alerts = alerts::process(app).await.expect("alerts");
+    let mail = notify::dispatch(app, &DispatchOptions::default())
+        .await
+        .expect("dispatch");
+    (queued, alerts, mail.sent)
+}
+
+fn inventory(items: &[(&str, &str)]) -> Vec<inventory::Installed> {
+    items
+        .iter()
+        .map(|(n, v)| inventory::parse_installed(&format!("{n}=={v}")).expect("spec"))
+        .collect()
+}
+
+const OPERATOR: [(&str, &str); 5] = [
+    ("pretalx", "2026.1.2"),
+    ("pretalx-pages", "1.9.0"),
+    ("pretalx-venueless", "1.8.0"),
+    ("pretalx-public-voting", "1.10.0"),
+    ("pretalx-media-ccc-de", "1.7.0"),
+];
+
+#[tokio::test]
+async fn verdicts_on_the_day_2026_2_0_came_out_match_what_happened() {
+    let Some(world) = World::new().await else {
+        return;
+    };
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let (app, _) = world.app("2026-07-09T06:00:00Z").await;
+    run(&app).await;
+    let advice = alerts::advise(&app, &inventory(&OPERATOR))
+        .await
+        .expect("advice");
+    assert_eq!(advice.target.as_deref(), Some("2026.2.0"));
+    let verdict = |name: &str| {
+        advice
+            .plugins
+            .iter()
+            .find(|p| p.plugin == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    for (name, install) in [
+        ("pretalx-venueless", "1.9.0"),
+        ("pretalx-media-ccc-de", "1.8.0"),
+    ] {
+        let v = verdict(name);
+        assert_eq!(v.verdict, Verdict::Likely, "{v:?}");
+        assert_eq!(v.install.as_deref(), Some(install), "{v:?}");
+        assert!(
+            v.evidence.contains(install) && v.evidence.contains("2026-07-08"),
+            "{v:?}"
+        );
+    }
+    for (name, latest) in [
+        ("pretalx-pages", "1.9.0"),
+        ("pretalx-public-voting", "1.10.0"),
+    ] {
+        let v = verdict(name);
+        assert_eq!(v.verdict, Verdict::Unknown, "{v:?}");
+        assert!(
+            v.evidence.contains(latest) && v.evidence.contains("2026-04-17"),
+            "names the last release: {v:?}"
+        );
+    }
+    // Requires-Python is a hint, never decisive.
+    assert!(
+        verdict("pretalx-venueless")
+            .hints
+            .iter()
+            .any(|h| h.contains(">=3.13") && h.contains(">=3.11")),
+        "{:?}",
+        verdict("pretalx-venueless")
+    );
+    assert!(
+        advice.recommendation.contains("pretalx-pages")
+            && advice.recommendation.contains("pretalx-public-voting"),
+        "{}",
+        advice.recommendation
+    );
+    assert_eq!(advice.core.status, "line-unsupported");
+    assert_eq!(advice.core.latest.as_deref(), Some("2026.2.1"));
+    let between: Vec<&str> = advice
+        .core
+        .feature_releases_between
+        .iter()
+        .map(|r| r.version.as_str())
+        .collect();
+    assert_eq!(between, ["2026.2.0"]);
+
+    // An operator already on the 2026.2 line is told to take the bugfix release soon.
+    let same_line = alerts::advise(&app, &inventory(&[("pretalx", "2026.2.0")]))
+        .await
+        .expect("advice");
+    assert_eq!(same_line.core.status, "bugfix-available");
+    assert!(
+        same_line.core.summary.contains("upgrade soon"),
+        "{}",
+        same_line.core.summary
+    );
+    assert!(same_line.core.feature_releases_between.is_empty());
+
+    // The same report through the binary, as JSON and as text.
+    let projects = world.sandbox.path("projects.toml");
+    let mut args: Vec<String> = vec!["advise".into(), "--json".into()];
+    for (n, v) in OPERATOR {
+        args.push("--installed".into());
+        args.push(format!("{n}=={v}"));
+    }
+    args.extend(world.sandbox.args(&world.upstream.url(), Some(&projects)));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = world.sandbox.herald(&refs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let pages = json["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .find(|p| p["plugin"] == "pretalx-pages")
+        .expect("pages");
+    assert_eq!(pages["verdict"], "unknown");
+}
+
+#[tokio::test]
+async fn declared_requirements_make_a_plugin_ready_or_blocked() {
+    let Some(world) = World::new().await else {
+        return;
+    };
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let (app, _) = world.app("2026-07-09T06:00:00Z").await;
+    run(&app).await;
+    let advice = alerts::advise(
+        &app,
+        &inventory(&[("pretalx", "2026.1.2"), ("pretalx-synthetic", "1.0.0")]),
+    )
+    .await
+    .expect("advice");
+    let synthetic = &advice.plugins[0];
+    assert_eq!(synthetic.verdict, Verdict::Ready, "{synthetic:?}");
+    assert_eq!(synthetic.install.as_deref(), Some("2.0.0"));
+    assert!(
+        synthetic.evidence.contains("pretalx>=2026.2"),
+        "{synthetic:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_report_one_follow_up_and_silence_after() {
+    let Some(world) = World::new().await else {
+        return;
+    };
+    world.serve_until(at("2026-07-07T00:00:00Z"), &[]);
+    let (app, clock) = world.app("2026-07-07T06:00:00Z").await;
+    let email: EmailAddress = "ops@example.org".parse().expect("email");
+    let (id, _) = app
+        .store
+        .upsert_subscriber(
+            &SubscriberWrite {
+                email: &email,
+                projects: &["pretalx".to_string()],
+                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
+                digest: DigestMode::Instant,
+                status: SubscriberStatus::Confirmed,
+                token_hash: None,
+                token_expires_at: None,
+            },
+            app.clock.now(),
+        )
+        .await
+        .expect("subscribe");
+    let map: InventoryMap = OPERATOR
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    app.store
+        .set_inventory(id, &map, app.clock.now())
+        .await
+        .expect("inventory");
+    let (_, alerts, sent) = run(&app).await;
+    assert_eq!(
+        (alerts.compat_reports, sent),
+        (0, 0),
+        "the baseline alerts nobody"
+    );
+
+    // 2026.2.0 and 2026.2.1 come out, with some plugin releases.
+    clock.set(at("2026-07-09T06:00:00Z"));
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let (_, alerts, sent) = run(&app).await;
+    assert_eq!(
+        (
+            alerts.compat_reports,
+            alerts.bugfix_advice,
+            alerts.followups
+        ),
+        (1, 1, 0),
+        "{alerts:?}"
+    );
+    assert_eq!(
+        sent, 4,
+        "two release announcements, one compatibility report, one bugfix advice"
+    );
+    let msgs = world.sink.messages();
+    let parsed: Vec<_> = msgs
+        .iter()
+        .map(|m| MessageParser::default().parse(&m.data).expect("parses"))
+        .collect();
+    let subjects: Vec<String> = parsed
+        .iter()
+        .map(|p| p.subject().unwrap_or_default().to_string())
+        .collect();
+    let report = parsed
+        .iter()
+        .find(|p| {
+            p.subject()
+                .is_some_and(|s| s.starts_with("pretalx 2026.2.0 is out:"))
+        })
+        .unwrap_or_else(|| panic!("no compatibility report in {subjects:?}"));
+    assert_eq!(
+        report.subject(),
+        Some(
+            "pretalx 2026.2.0 is out: 2 of your 4 plugins have compatible releases, pretalx-pages, pretalx-public-voting have none yet"
+        )
+    );
+    let text = report.body_text(0).expect("text");
+    assert!(
+        text.contains("pretalx-venueless (installed 1.8.0): LIKELY, install 1.9.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pretalx-pages (installed 1.9.0): UNKNOWN"),
+        "{text}"
+    );
+    let html = report.body_html(0).expect("html");
+    assert!(
+        html.contains("<table") && html.contains("pretalx-media-ccc-de"),
+        "{html}"
+    );
+    let advice = parsed
+        .iter()
+        .find(|p| {
+            p.subject().is_some_and(|s| {
+                s.starts_with("pretalx 2026.2.1 is out: your 2026.1.2 no longer gets fixes")
+            })
+        })
+        .unwrap_or_else(|| panic!("no bugfix advice in {subjects:?}"));
+    let text = advice.body_text(0).expect("text");
+    assert!(
+        text.contains("Feature releases since your version") && text.contains("pretalx 2026.2.0"),
+        "{text}"
+    );
+
+    // A pretalx-pages release twelve days later flips its verdict: exactly one follow-up.
+    clock.set(at("2026-07-21T06:00:00Z"));
+    world.serve_until(
+        at("2026-07-09T00:00:00Z"),
+        &[("pretalx-pages", "1.10.0", "2026-07-20T10:00:00Z")],
+    );
+    let (_, alerts, sent) = run(&app).await;
+    assert_eq!((alerts.followups, sent), (1, 1), "{alerts:?}");
+    let all = world.sink.messages();
+    let follow = MessageParser::default()
+        .parse(&all[4].data)
+        .expect("parses");
+    assert_eq!(
+        follow.subject(),
+        Some(
+            "pretalx-pages 1.10.0 is out: 3 of your 4 plugins now have compatible releases for pretalx 2026.2.0"
+        )
+    );
+    assert!(
+        follow
+            .body_text(0)
+            .expect("text")
+            .contains("(changed: pretalx-pages)")
+    );
+
+    // However often check runs now, nothing more.
+    for _ in 0..3 {
+        clock.advance(chrono::Duration::hours(6));
+        let (_, alerts, sent) = run(&app).await;
+        assert_eq!(
+            (
+                alerts.compat_reports + alerts.followups + alerts.bugfix_advice,
+                sent
+            ),
+            (0, 0)
+        );
+    }
+    // A plugin release that changes no verdict sends nothing either.
+    world.serve_until(
+        at("2026-07-09T00:00:00Z"),
+        &[
+            ("pretalx-pages", "1.10.0", "2026-07-20T10:00:00Z"),
+            ("pretalx-venueless", "1.9.1", "2026-07-22T10:00:00Z"),
+        ],
+    );
+    clock.set(at("2026-07-23T06:00:00Z"));
+    let (_, alerts, sent) = run(&app).await;
+    assert_eq!((alerts.followups, sent), (0, 0));
+    assert_eq!(world.sink.count_for("ops@example.org"), 5);
+}
+
+#[tokio::test]
+async fn the_vulnerabilities_an_upgrade_fixes_are_listed() {
+    let Some(world) = World::new().await else {
+        return;
+    };
+    let doc = herald::sources::pypi::parse_release_doc(&herald::sources::http::Body {
+        url: "https://pypi-mirror.test/pypi/pretalx/2.3.1/json".into(),
+        final_url: url::Url::parse("https://pypi-mirror.test/pypi/pretalx/2.3.1/json")
+            .expect("url"),
+        content_type: Some("application/json".into()),
+        bytes: common::read(&world.fixtures, "pretalx/pypi-json/2.3.1.json"),
+        validators: Default::default(),
+        next_link: None,
+    })
+    .expect("parses");
+    assert_eq!(doc.vulnerabilities.len(), 4);
+    assert!(
+        doc.vulnerabilities.iter().all(|v| v.fixed_in == ["2.3.2"]),
+        "{:?}",
+        doc.vulnerabilities
+    );
+
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let (app, _) = world.app("2026-07-09T06:00:00Z").await;
+    run(&app).await;
+    let advice = alerts::advise(&app, &inventory(&[("pretalx", "2.3.1")]))
+        .await
+        .expect("advice");
+    let ids: Vec<&str> = advice
+        .core
+        .vulnerabilities_fixed
+        .iter()
+        .map(|v| v.id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    for id in [
+        "GHSA-23fx-92m6-4f2g",
+        "GHSA-wh3w-jcc7-mhmf",
+        "PYSEC-2023-41",
+        "PYSEC-2023-40",
+    ] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    assert!(
+        advice
+            .core
+            .vulnerabilities_fixed
+            .iter()
+            .all(|v| v.fixed_in == ["2.3.2"])
+    );
+    let between: Vec<&str> = advice
+        .core
+        .feature_releases_between
+        .iter()
+        .map(|r| r.version.as_str())
+        .collect();
+    assert_eq!(between.first(), Some(&"2023.1.0"));
+    assert_eq!(between.last(), Some(&"2026.2.0"));
+}
+
+#[tokio::test]
+async fn a_pip_freeze_file_becomes_an_inventory() {
+    let Some(world) = World::new().await else {
+        return;
+    };
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let freeze = "# This file was generated by pip freeze\r\n\
+        amqp==5.3.1\n\
+        Django==5.2.4\n\
+        -e git+https://github.com/pretalx/pretalx-youtube.git@abc123#egg=pretalx_youtube\n\
+        pretalx[postgres,redis]==2026.1.2 \\\n    --hash=sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n\
+        Pretalx_Pages==1.9.0  # pinned for the theme\n\
+        pretalx.venueless==1.8.0 ; python_version >= \"3.11\"\n\
+        pretalx-media-ccc-de==1.7.0\n";
+    let path = world.sandbox.path("freeze.txt");
+    std::fs::write(&path, freeze).expect("write");
+    let projects = world.sandbox.path("projects.toml");
+    std::fs::write(&projects, projects_toml()).expect("projects");
+    let mut args: Vec<String> = vec![
+        "subscribe".into(),
+        "ops@example.org".into(),
+        "--freeze".into(),
+        path.display().to_string(),
+    ];
+    args.extend(world.sandbox.args(&world.upstream.url(), Some(&projects)));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = world.sandbox.herald(&refs);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Inventory: pretalx==2026.1.2, pretalx-media-ccc-de==1.7.0, pretalx-pages==1.9.0, pretalx-venueless==1.8.0."),
+        "{text}"
+    );
+    assert!(
+        text.contains("Not tracked by Herald (ignored): amqp, django."),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("editable install of pretalx-youtube skipped"),
+        "the editable line is reported: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_update_check_answers_for_module_names() {
+    let Some(world) = World::new().await else {
+        return;
+    };
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let (app, _) = world.app("2026-07-09T06:00:00Z").await;
+    run(&app).await;
+    // The exact shape pretalx sends.
+    let payload = json!({
+        "id": "1c6e0d2a9f0b4c0e8b5f3f5d6e7a8b9c",
+        "version": "2026.1.2",
+        "python_version": "3.13.5",
+        "database": "postgresql",
+        "events": 4,
+        "plugins": [{"name": "pretalx_pages", "version": "1.9.0"}, {"name": "pretalx_venueless", "version": "1.8.0"}, {"name": "pretalx_unknown", "version": "0.1"}]
+    });
+    let req: UpdateCheckRequest = serde_json::from_value(payload).expect("accepted");
+    assert_eq!(req.plugins.len(), 3);
+    let _: &CheckedPlugin = &req.plugins[0];
+    let answer = alerts::update_check(&app, &req).await.expect("answer");
+    let value = serde_json::to_value(&answer).expect("json");
+    assert_eq!(
+        value["version"],
+        json!({"latest": "2026.2.1", "updatable": true})
+    );
+    assert_eq!(
+        value["plugins"]["pretalx_pages"],
+        json!({"latest": "1.9.0", "updatable": false})
+    );
+    assert_eq!(
+        value["plugins"]["pretalx_venueless"],
+        json!({"latest": "1.9.0", "updatable": true})
+    );
+    assert!(value["plugins"].get("pretalx_unknown").is_none());
+    assert_eq!(value["herald"]["untracked"], json!(["pretalx_unknown"]));
+    assert_eq!(
+        value["herald"]["verdicts"]["pretalx_pages"]["verdict"],
+        "unknown"
+    );
+    assert_eq!(
+        value["herald"]["verdicts"]["pretalx_venueless"]["verdict"],
+        "likely"
+    );
+    assert_eq!(value["herald"]["target"], "2026.2.0");
+}
