@@ -36,6 +36,7 @@ pub mod logging;
 pub mod merge;
 pub mod model;
 pub mod notify;
+pub mod schedule;
 pub mod sources;
 pub mod store;
 pub mod tokens;

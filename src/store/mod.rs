@@ -21,7 +21,7 @@ pub use releases::{
 };
 pub use runs::{LeaseOutcome, RunRow};
 pub use sources::{SourceState, Validators, put_validators, source_failed, source_succeeded};
-pub use subscribers::{SubscriberWrite, subscribers_following};
+pub use subscribers::{PendingOutcome, SubscriberWrite, subscribers_following};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

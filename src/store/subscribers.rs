@@ -188,3 +188,115 @@ impl Store {
         Ok(Some(subscriber_row(&row, projects)?))
     }
 }
+
+/// What a self-service subscription did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingOutcome {
+    /// A pending subscriber (new, or still unconfirmed) now waits for this token.
+    Pending(i64),
+    /// The address is already confirmed: nothing changed.
+    AlreadyConfirmed(i64),
+}
+
+impl Store {
+    /// Records a self-service subscription awaiting confirmation; a confirmed address is left
+    /// as it is (the caller answers the same either way).
+    pub async fn subscribe_pending(
+        &self,
+        w: &SubscriberWrite<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<PendingOutcome, StoreError> {
+        const FIND: &str = "SELECT id, status FROM subscribers WHERE email = ?";
+        if let Some(row) = sqlx::query(FIND)
+            .bind(w.email.as_str())
+            .fetch_optional(self.pool())
+            .await?
+        {
+            let status: String = row.try_get("status")?;
+            if status == "confirmed" {
+                return Ok(PendingOutcome::AlreadyConfirmed(row.try_get("id")?));
+            }
+        }
+        let (id, _) = self.upsert_subscriber(w, now).await?;
+        Ok(PendingOutcome::Pending(id))
+    }
+
+    /// Confirms the pending subscriber holding this token hash, if it has not expired.
+    pub async fn confirm_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?1, updated_at = ?1, \
+                token_hash = NULL, token_expires_at = NULL \
+             WHERE token_hash = ?2 AND status = 'pending' AND token_expires_at > ?1 RETURNING id";
+        Ok(sqlx::query_scalar(SQL)
+            .bind(ts(now))
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Whether a pending subscriber holds this (unexpired) token hash.
+    pub async fn pending_token_valid(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT COUNT(*) FROM subscribers WHERE token_hash = ? AND status = 'pending' AND token_expires_at > ?";
+        let n: i64 = sqlx::query_scalar(SQL)
+            .bind(token_hash)
+            .bind(ts(now))
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Changes a subscriber's projects, classes and delivery mode.
+    pub async fn set_preferences(
+        &self,
+        id: i64,
+        projects: &[String],
+        classes: &[ReleaseClass],
+        digest: DigestMode,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const UPDATE: &str =
+            "UPDATE subscribers SET classes = ?, digest = ?, updated_at = ? WHERE id = ?";
+        const CLEAR: &str = "DELETE FROM subscriber_projects WHERE subscriber_id = ?";
+        const ADD: &str = "INSERT INTO subscriber_projects (subscriber_id, project) VALUES (?, ?) ON CONFLICT DO NOTHING";
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(UPDATE)
+            .bind(classes_text(classes))
+            .bind(digest.as_str())
+            .bind(ts(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(CLEAR).bind(id).execute(&mut *tx).await?;
+        for project in projects {
+            sqlx::query(ADD)
+                .bind(id)
+                .bind(project)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Removes a subscriber by id (and their queued mail); false when unknown.
+    pub async fn remove_subscriber_id(&self, id: i64) -> Result<bool, StoreError> {
+        const DROP_QUEUED: &str =
+            "DELETE FROM outbox WHERE status IN ('queued', 'retrying') AND subscriber_id = ?";
+        const SQL: &str = "DELETE FROM subscribers WHERE id = ?";
+        let mut tx = self.begin().await?;
+        sqlx::query(DROP_QUEUED).bind(id).execute(&mut *tx).await?;
+        let done = sqlx::query(SQL).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
