@@ -573,6 +573,23 @@ fn fingerprint(verdicts: &BTreeMap<String, String>) -> String {
         .collect()
 }
 
+/// A message the alerts phase will queue.
+struct Queued {
+    subscriber_id: i64,
+    email: String,
+    kind: &'static str,
+    subject_key: String,
+    payload: serde_json::Value,
+}
+
+fn uses_core(app: &App, installed: &InventoryMap, core: &str) -> bool {
+    installed.contains_key(core)
+        || installed
+            .keys()
+            .filter_map(|k| app.config.project(k))
+            .any(|p| p.plugin_of.as_deref() == Some(core))
+}
+
 /// Decides and queues the operator alerts of every release found new and not handled yet.
 pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     let now = app.clock.now();
@@ -581,9 +598,9 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     if pending.is_empty() {
         return Ok(report);
     }
-    let inventories = app.store.inventories().await?;
+    let inventories: Vec<(i64, InventoryMap)> = app.store.inventories().await?.into_iter().collect();
     let states = app.store.compat_states().await?;
-    let subscribers: HashMap<i64, String> = app
+    let emails: HashMap<i64, String> = app
         .store
         .subscribers()
         .await?
@@ -591,106 +608,74 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
         .map(|s| (s.id, s.email.as_str().to_string()))
         .collect();
     // Decide everything first (this may fetch documents); then one transaction queues it.
-    let mut queue: Vec<(i64, String, &'static str, String, serde_json::Value)> = Vec::new();
+    let mut queue: Vec<Queued> = Vec::new();
     let mut new_states: Vec<(i64, i64, BTreeMap<String, String>)> = Vec::new();
-    for release_id in &pending {
-        let Some(release) = app.store.release(*release_id).await? else {
-            continue;
-        };
-        let Some(project) = app.config.project(&release.project) else {
-            continue;
-        };
-        let key = release
-            .parsed
-            .as_ref()
-            .map(version::canonical_key)
-            .unwrap_or_default();
-        for (subscriber_id, installed) in &inventories {
-            let Some(email) = subscribers.get(subscriber_id) else {
-                continue;
-            };
-            match (&project.plugin_of, release.class) {
-                (None, ReleaseClass::Feature)
-                    if installed.contains_key(&project.name)
-                        || installed.keys().any(|k| {
-                            app.config
-                                .project(k)
-                                .is_some_and(|p| p.plugin_of.as_deref() == Some(&project.name))
-                        }) =>
-                {
-                    let advice = build(app, installed, Vec::new(), Some(&key), now).await?;
-                    new_states.push((*subscriber_id, release.id, verdict_map(&advice.plugins)));
-                    queue.push((
-                        *subscriber_id,
-                        email.clone(),
-                        "compat_report",
-                        format!("compat:{}:{key}", project.name),
-                        serde_json::to_value(&advice)?,
-                    ));
+    for release_id in pending.clone() {
+        let Some(release) = app.store.release(release_id).await? else { continue };
+        let Some(project) = app.config.project(&release.project).cloned() else { continue };
+        let key = release.parsed.as_ref().map(version::canonical_key).unwrap_or_default();
+        for (subscriber_id, installed) in inventories.clone() {
+            let Some(email) = emails.get(&subscriber_id).cloned() else { continue };
+            match (project.plugin_of.clone(), release.class) {
+                (None, ReleaseClass::Feature) if uses_core(app, &installed, &project.name) => {
+                    let advice = build(app, &installed, Vec::new(), Some(&key), now).await?;
+                    new_states.push((subscriber_id, release.id, verdict_map(&advice.plugins)));
+                    queue.push(Queued {
+                        subscriber_id,
+                        email,
+                        kind: "compat_report",
+                        subject_key: format!("compat:{}:{key}", project.name),
+                        payload: serde_json::to_value(&advice)?,
+                    });
                     report.compat_reports += 1;
                 }
                 (None, ReleaseClass::Bugfix) => {
-                    let Some(inst) = installed
-                        .get(&project.name)
-                        .and_then(|v| version::parse(v).ok())
-                    else {
+                    let Some(inst) = installed.get(&project.name).and_then(|v| version::parse(v).ok()) else {
                         continue;
                     };
                     if release.parsed.as_ref().is_none_or(|v| inst >= *v) {
                         continue;
                     }
-                    let advice = build(app, installed, Vec::new(), None, now).await?;
-                    queue.push((
-                        *subscriber_id,
-                        email.clone(),
-                        "bugfix_advice",
-                        format!("bugfix:{}:{key}", project.name),
-                        serde_json::to_value(&advice)?,
-                    ));
+                    let advice = build(app, &installed, Vec::new(), None, now).await?;
+                    queue.push(Queued {
+                        subscriber_id,
+                        email,
+                        kind: "bugfix_advice",
+                        subject_key: format!("bugfix:{}:{key}", project.name),
+                        payload: serde_json::to_value(&advice)?,
+                    });
                     report.bugfix_advice += 1;
                 }
-                (Some(core), ReleaseClass::Feature | ReleaseClass::Bugfix)
-                    if installed.contains_key(&project.name) =>
-                {
+                (Some(core), ReleaseClass::Feature | ReleaseClass::Bugfix) if installed.contains_key(&project.name) => {
                     // Re-assess every core release this operator was told about.
-                    for ((sid, core_release_id), before) in
-                        states.range((*subscriber_id, i64::MIN)..=(*subscriber_id, i64::MAX))
-                    {
-                        let _ = sid;
-                        let Some(core_release) = app.store.release(*core_release_id).await? else {
-                            continue;
-                        };
-                        if core_release.project != *core {
+                    let told: Vec<(i64, BTreeMap<String, String>)> = states
+                        .range((subscriber_id, i64::MIN)..=(subscriber_id, i64::MAX))
+                        .map(|((_, core_release_id), before)| (*core_release_id, before.clone()))
+                        .collect();
+                    for (core_release_id, before) in told {
+                        let Some(core_release) = app.store.release(core_release_id).await? else { continue };
+                        if core_release.project != core {
                             continue;
                         }
-                        let core_key = core_release
-                            .parsed
-                            .as_ref()
-                            .map(version::canonical_key)
-                            .unwrap_or_default();
-                        let advice =
-                            build(app, installed, Vec::new(), Some(&core_key), now).await?;
+                        let core_key = core_release.parsed.as_ref().map(version::canonical_key).unwrap_or_default();
+                        let advice = build(app, &installed, Vec::new(), Some(&core_key), now).await?;
                         let after = verdict_map(&advice.plugins);
-                        if after == *before {
+                        if after == before {
                             continue;
                         }
+                        let changed: Vec<String> =
+                            after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
                         let mut payload = serde_json::to_value(&advice)?;
                         payload["trigger"] = serde_json::json!({"project": project.name, "version": release.version});
-                        payload["changed"] = serde_json::to_value(
-                            after
-                                .iter()
-                                .filter(|(k, v)| before.get(*k) != Some(*v))
-                                .map(|(k, _)| k.clone())
-                                .collect::<Vec<_>>(),
-                        )?;
-                        queue.push((
-                            *subscriber_id,
-                            email.clone(),
-                            "compat_followup",
-                            format!("compat-followup:{core}:{core_key}:{}", fingerprint(&after)),
+                        payload["changed"] = serde_json::to_value(changed)?;
+                        queue.push(Queued {
+                            subscriber_id,
+                            email: email.clone(),
+                            kind: "compat_followup",
+                            subject_key: format!("compat-followup:{core}:{core_key}:{}", fingerprint(&after)),
                             payload,
-                        ));
-                        new_states.push((*subscriber_id, *core_release_id, after));
+                        });
+                        new_states.push((subscriber_id, core_release_id, after));
                         report.followups += 1;
                     }
                 }
@@ -699,16 +684,16 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
         }
     }
     let mut tx = app.store.begin().await?;
-    for (subscriber_id, email, kind, subject_key, payload) in &queue {
-        let message_id = app.notifier.message_id(email, subject_key);
+    for q in &queue {
+        let message_id = app.notifier.message_id(&q.email, &q.subject_key);
         store::enqueue(
             &mut tx,
             &NewMessage {
-                subscriber_id: Some(*subscriber_id),
-                recipient: email,
-                kind,
-                subject_key,
-                payload,
+                subscriber_id: Some(q.subscriber_id),
+                recipient: &q.email,
+                kind: q.kind,
+                subject_key: &q.subject_key,
+                payload: &q.payload,
                 message_id: &message_id,
             },
             now,

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 
 use crate::app::App;
@@ -307,7 +307,9 @@ async fn run_locked(
             jobs.push((index, *project, kind));
         }
     }
-    let results: Vec<(usize, SourceKind, Outcome)> = futures::stream::iter(jobs)
+    // Boxed one by one so each future's Send-ness is checked with concrete lifetimes.
+    let fetches: Vec<futures::future::BoxFuture<'_, (usize, SourceKind, Outcome)>> = jobs
+        .into_iter()
         .map(|(index, project, kind)| {
             let state: Option<&SourceState> = state_of(project, kind);
             let validators = &validators;
@@ -330,7 +332,10 @@ async fn run_locked(
                 };
                 (index, kind, outcome)
             }
+            .boxed()
         })
+        .collect();
+    let results: Vec<(usize, SourceKind, Outcome)> = futures::stream::iter(fetches)
         .buffer_unordered(app.config.http.concurrency)
         .collect()
         .await;
@@ -377,7 +382,7 @@ async fn record_project(
     app: &App,
     project: &Project,
     outcomes: Vec<(SourceKind, Outcome)>,
-    had_baseline: &dyn Fn(SourceKind) -> bool,
+    had_baseline: &(dyn Fn(SourceKind) -> bool + Sync),
     run_id: Option<i64>,
     dry_run: bool,
     now: DateTime<Utc>,

@@ -6,6 +6,7 @@ mod check;
 mod migrate;
 mod outbox;
 mod releases;
+mod serve;
 mod subscribers;
 
 use std::process::ExitCode;
@@ -38,6 +39,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the scheduler, the web service and the mail dispatcher until SIGTERM/SIGINT.
+    ///
+    /// Checks run on HERALD_SCHEDULE (crontab syntax, UTC), plus once at start when the last
+    /// scheduled run was missed; they share the database lease with `herald check`.
+    Serve,
     /// Fetch every source, record new releases and report what changed.
     ///
     /// Exit codes: 0 every source answered; 2 the run finished but some sources failed or
@@ -83,6 +89,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate => migrate::run(&config).await,
         Command::Check(args) => check::run(App::build(config).await?, args).await,
         Command::Releases(args) => releases::run(App::build(config).await?, args).await,
+        Command::Serve => serve::run(App::build(config).await?).await,
         Command::Advise(args) => advise::run(App::build(config).await?, args).await,
         Command::Subscribe(args) => subscribers::subscribe(App::build(config).await?, args).await,
         Command::Unsubscribe(args) => {

@@ -96,6 +96,10 @@ pub struct Settings {
     )]
     pub schedule: String,
 
+    /// Delay each scheduled run by up to this many seconds (spreads instances sharing a relay or an index).
+    #[arg(long, env = "HERALD_SCHEDULE_JITTER", default_value_t = 0, global = true, value_name = "SECONDS")]
+    pub schedule_jitter: u32,
+
     /// Address `herald serve` listens on.
     #[arg(
         long,
@@ -219,6 +223,8 @@ pub struct Config {
     pub secret: Option<SecretString>,
     /// Cron expression for `serve`.
     pub schedule: String,
+    /// Jitter added to scheduled runs, in seconds.
+    pub schedule_jitter: u32,
     /// Listen address for `serve`.
     pub listen: SocketAddr,
     /// Template overrides.
@@ -307,6 +313,7 @@ impl Config {
             base_url: url_setting("HERALD_BASE_URL", &s.base_url)?,
             secret: non_empty(s.secret).map(SecretString::from),
             schedule: s.schedule,
+            schedule_jitter: s.schedule_jitter,
             listen,
             templates_dir: s.templates_dir,
             http: HttpSettings {

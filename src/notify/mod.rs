@@ -88,6 +88,9 @@ pub struct DispatchOptions {
     /// Fault injection for crash tests: stop as a crash would, after the relay accepted this
     /// many messages and before recording the last acceptance.
     pub crash_after_accepting: Option<usize>,
+    /// Stop after the message in flight when this turns true (shutdown); claimed messages not
+    /// yet tried are given back at once.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The delay before attempt `attempts + 1`.
@@ -299,10 +302,12 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
             break;
         }
         let batch = load_batch(app, &rows).await?;
-        let mut results = futures::stream::iter(rows.iter())
-            .map(|row| {
+        let mut finished = std::collections::HashSet::new();
+        let jobs: Vec<(OutboxRow, Result<Message, String>)> =
+            rows.iter().map(|row| (row.clone(), compose(app, &batch, row))).collect();
+        let mut results = futures::stream::iter(jobs)
+            .map(|(row, composed)| {
                 let mailer = mailer.clone();
-                let composed = compose(app, &batch, row);
                 async move {
                     match composed {
                         Ok(message) => (row, Ok(mailer.send(message).await)),
@@ -312,6 +317,7 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
             })
             .buffer_unordered(app.notifier.connections.max(1));
         while let Some((row, outcome)) = results.next().await {
+            finished.insert(row.id);
             let now = app.clock.now();
             match outcome {
                 Err(why) => {
@@ -354,6 +360,16 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
                     report.last_error = Some(answer);
                 }
             }
+            if opts.stop.as_ref().is_some_and(|s| *s.borrow()) {
+                break;
+            }
+        }
+        drop(results);
+        if opts.stop.as_ref().is_some_and(|s| *s.borrow()) {
+            for row in rows.iter().filter(|r| !finished.contains(&r.id)) {
+                app.store.unclaim(row.id, app.clock.now()).await?;
+            }
+            break;
         }
     }
     report.waiting = waiting(app).await?;

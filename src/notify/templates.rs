@@ -46,6 +46,11 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "bugfix_advice/subject.txt.j2",
     "bugfix_advice/body.txt.j2",
     "bugfix_advice/body.html.j2",
+    "pages/base.html.j2",
+    "pages/choices.html.j2",
+    "pages/index.html.j2",
+    "pages/message.html.j2",
+    "pages/preferences.html.j2",
 ];
 
 /// The message kinds, one template folder each.
@@ -209,6 +214,21 @@ impl Templates {
             text: part("body.txt.j2")?,
             html: part("body.html.j2")?,
         })
+    }
+
+    /// Renders one web page (`pages/NAME.html.j2`).
+    pub fn render_page<C: Serialize>(&self, name: &str, ctx: &C) -> Result<String, TemplateError> {
+        let name = format!("pages/{name}.html.j2");
+        let fail = |err: minijinja::Error| TemplateError::Invalid {
+            origin: self.origin_of(&err, &name),
+            name: name.clone(),
+            detail: describe(&err),
+        };
+        self.env
+            .get_template(&name)
+            .map_err(fail)?
+            .render(minijinja::value::Serde(ctx))
+            .map_err(fail)
     }
 
     fn origin_of(&self, err: &minijinja::Error, fallback: &str) -> String {

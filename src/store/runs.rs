@@ -179,3 +179,41 @@ impl Store {
         Ok(out)
     }
 }
+
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Runs by status.
+    pub runs: Vec<(String, i64)>,
+    /// (project, source, consecutive failures, deferred now).
+    pub sources: Vec<(String, String, i64, bool)>,
+    /// Releases recorded.
+    pub releases: i64,
+    /// Outbox messages by state.
+    pub outbox: std::collections::BTreeMap<String, i64>,
+}
+
+impl Store {
+    /// Everything `/metrics` reports.
+    pub async fn metrics(&self) -> Result<Metrics, StoreError> {
+        const RUNS: &str = "SELECT status, COUNT(*) AS n FROM runs GROUP BY status ORDER BY status";
+        const SOURCES: &str = "SELECT project, source, consecutive_failures, \
+             deferred_until IS NOT NULL AND deferred_until > ? AS deferred FROM source_state ORDER BY project, source";
+        const RELEASES: &str = "SELECT COUNT(*) FROM releases";
+        let mut m = Metrics::default();
+        for row in sqlx::query(RUNS).fetch_all(self.pool()).await? {
+            m.runs.push((row.try_get("status")?, row.try_get("n")?));
+        }
+        for row in sqlx::query(SOURCES).bind(ts(Utc::now())).fetch_all(self.pool()).await? {
+            m.sources.push((
+                row.try_get("project")?,
+                row.try_get("source")?,
+                row.try_get("consecutive_failures")?,
+                row.try_get("deferred")?,
+            ));
+        }
+        m.releases = sqlx::query_scalar(RELEASES).fetch_one(self.pool()).await?;
+        m.outbox = self.outbox_counts().await?;
+        Ok(m)
+    }
+}

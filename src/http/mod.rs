@@ -1,0 +1,177 @@
+//! The web service of `herald serve` (axum): the health check, the self-service pages
+//! (subscribe with double opt-in, confirm, preferences, one-click unsubscribe), the release
+//! feeds, pretalx's update-check API and Prometheus metrics.
+//!
+//! Owns: routing, request limits (body size, per-client rate limits on the endpoints anyone
+//! can call), security headers, and one error type that never leaks internals. Does not own:
+//! the data (`store`), the reports (`alerts`) or delivery (`notify`).
+
+mod api;
+mod pages;
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::app::App;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct Web {
+    /// The app.
+    pub app: App,
+    /// Requests to `/subscribe` per client.
+    subscribe_limit: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Requests to `/api/update-check` per client.
+    api_limit: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Wakes the dispatcher when a confirmation mail was queued.
+    pub mail_wakeup: Arc<tokio::sync::Notify>,
+}
+
+/// An error answer: a status and a message safe to show; details go to the log only.
+#[derive(Debug)]
+pub struct HttpError {
+    status: StatusCode,
+    message: String,
+}
+
+impl HttpError {
+    /// A client error with a message for the user.
+    pub fn client(status: StatusCode, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// An internal failure: logged, answered with a generic 500.
+    pub fn internal(err: impl std::fmt::Display) -> HttpError {
+        tracing::error!("request failed: {err}");
+        HttpError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "Something went wrong on our side. Please try again later.".into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for HttpError {
+    fn from(err: E) -> HttpError {
+        HttpError::internal(format!("{:#}", err.into()))
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.message).into_response()
+    }
+}
+
+fn limiter(per_minute: u32, burst: u32) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
+    let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+    Arc::new(RateLimiter::keyed(quota))
+}
+
+impl Web {
+    /// State for `app`.
+    pub fn new(app: App) -> Web {
+        Web {
+            app,
+            subscribe_limit: limiter(10, 5),
+            api_limit: limiter(120, 30),
+            mail_wakeup: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+}
+
+async fn rate_limited(
+    State(web): State<Web>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let limit = if path == "/subscribe" && request.method() == axum::http::Method::POST {
+        Some(&web.subscribe_limit)
+    } else if path == "/api/update-check" {
+        Some(&web.api_limit)
+    } else {
+        None
+    };
+    if let Some(limit) = limit
+        && limit.check_key(&peer.ip()).is_err()
+    {
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, "Too many requests: please wait a minute.").into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// The router, with limits and headers.
+pub fn router(web: Web) -> Router {
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            axum::http::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/subscribe", post(pages::subscribe))
+        .route("/confirm/{token}", get(pages::confirm_page).post(pages::confirm))
+        .route("/preferences/{token}", get(pages::preferences_page).post(pages::preferences))
+        .route("/unsubscribe/{token}", get(pages::unsubscribe_page).post(pages::unsubscribe))
+        .route("/releases.json", get(api::releases_json))
+        .route("/releases.atom", get(api::releases_atom))
+        .route("/api/update-check", post(api::update_check))
+        .route("/healthcheck", get(api::healthcheck))
+        .route("/healthcheck/", get(api::healthcheck))
+        .route("/metrics", get(api::metrics))
+        .fallback(|| async { HttpError::client(StatusCode::NOT_FOUND, "Not found.") })
+        .layer(middleware::from_fn_with_state(web.clone(), rate_limited))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("referrer-policy", "no-referrer"))
+        .layer(header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ))
+        .with_state(web)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    web: Web,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(web).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// An HTML page answer.
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+}
