@@ -598,7 +598,8 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     if pending.is_empty() {
         return Ok(report);
     }
-    let inventories: Vec<(i64, InventoryMap)> = app.store.inventories().await?.into_iter().collect();
+    let inventories: Vec<(i64, InventoryMap)> =
+        app.store.inventories().await?.into_iter().collect();
     let states = app.store.compat_states().await?;
     let emails: HashMap<i64, String> = app
         .store
@@ -611,11 +612,21 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     let mut queue: Vec<Queued> = Vec::new();
     let mut new_states: Vec<(i64, i64, BTreeMap<String, String>)> = Vec::new();
     for release_id in pending.clone() {
-        let Some(release) = app.store.release(release_id).await? else { continue };
-        let Some(project) = app.config.project(&release.project).cloned() else { continue };
-        let key = release.parsed.as_ref().map(version::canonical_key).unwrap_or_default();
+        let Some(release) = app.store.release(release_id).await? else {
+            continue;
+        };
+        let Some(project) = app.config.project(&release.project).cloned() else {
+            continue;
+        };
+        let key = release
+            .parsed
+            .as_ref()
+            .map(version::canonical_key)
+            .unwrap_or_default();
         for (subscriber_id, installed) in inventories.clone() {
-            let Some(email) = emails.get(&subscriber_id).cloned() else { continue };
+            let Some(email) = emails.get(&subscriber_id).cloned() else {
+                continue;
+            };
             match (project.plugin_of.clone(), release.class) {
                 (None, ReleaseClass::Feature) if uses_core(app, &installed, &project.name) => {
                     let advice = build(app, &installed, Vec::new(), Some(&key), now).await?;
@@ -630,7 +641,10 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
                     report.compat_reports += 1;
                 }
                 (None, ReleaseClass::Bugfix) => {
-                    let Some(inst) = installed.get(&project.name).and_then(|v| version::parse(v).ok()) else {
+                    let Some(inst) = installed
+                        .get(&project.name)
+                        .and_then(|v| version::parse(v).ok())
+                    else {
                         continue;
                     };
                     if release.parsed.as_ref().is_none_or(|v| inst >= *v) {
@@ -646,25 +660,37 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
                     });
                     report.bugfix_advice += 1;
                 }
-                (Some(core), ReleaseClass::Feature | ReleaseClass::Bugfix) if installed.contains_key(&project.name) => {
+                (Some(core), ReleaseClass::Feature | ReleaseClass::Bugfix)
+                    if installed.contains_key(&project.name) =>
+                {
                     // Re-assess every core release this operator was told about.
                     let told: Vec<(i64, BTreeMap<String, String>)> = states
                         .range((subscriber_id, i64::MIN)..=(subscriber_id, i64::MAX))
                         .map(|((_, core_release_id), before)| (*core_release_id, before.clone()))
                         .collect();
                     for (core_release_id, before) in told {
-                        let Some(core_release) = app.store.release(core_release_id).await? else { continue };
+                        let Some(core_release) = app.store.release(core_release_id).await? else {
+                            continue;
+                        };
                         if core_release.project != core {
                             continue;
                         }
-                        let core_key = core_release.parsed.as_ref().map(version::canonical_key).unwrap_or_default();
-                        let advice = build(app, &installed, Vec::new(), Some(&core_key), now).await?;
+                        let core_key = core_release
+                            .parsed
+                            .as_ref()
+                            .map(version::canonical_key)
+                            .unwrap_or_default();
+                        let advice =
+                            build(app, &installed, Vec::new(), Some(&core_key), now).await?;
                         let after = verdict_map(&advice.plugins);
                         if after == before {
                             continue;
                         }
-                        let changed: Vec<String> =
-                            after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
+                        let changed: Vec<String> = after
+                            .iter()
+                            .filter(|(k, v)| before.get(*k) != Some(*v))
+                            .map(|(k, _)| k.clone())
+                            .collect();
                         let mut payload = serde_json::to_value(&advice)?;
                         payload["trigger"] = serde_json::json!({"project": project.name, "version": release.version});
                         payload["changed"] = serde_json::to_value(changed)?;
@@ -672,7 +698,10 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
                             subscriber_id,
                             email: email.clone(),
                             kind: "compat_followup",
-                            subject_key: format!("compat-followup:{core}:{core_key}:{}", fingerprint(&after)),
+                            subject_key: format!(
+                                "compat-followup:{core}:{core_key}:{}",
+                                fingerprint(&after)
+                            ),
                             payload,
                         });
                         new_states.push((subscriber_id, core_release_id, after));

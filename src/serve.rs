@@ -82,17 +82,34 @@ fn wait_for(clock: &dyn Clock, until: DateTime<Utc>) -> tokio::time::Duration {
 }
 
 /// Runs checks on `schedule` until `shutdown` turns true; `seed` spreads the jitter.
-pub async fn scheduler(app: App, schedule: Schedule, seed: u64, mut shutdown: watch::Receiver<bool>, mail: Arc<Notify>) {
-    let last = app.store.recent_runs(1).await.ok().and_then(|r| r.first().map(|run| run.started_at));
+pub async fn scheduler(
+    app: App,
+    schedule: Schedule,
+    seed: u64,
+    mut shutdown: watch::Receiver<bool>,
+    mail: Arc<Notify>,
+) {
+    let last = app
+        .store
+        .recent_runs(1)
+        .await
+        .ok()
+        .and_then(|r| r.first().map(|run| run.started_at));
     if schedule.missed(last, app.clock.now()) {
-        tracing::info!(schedule = schedule.expression(), "the last scheduled run was missed: running now");
+        tracing::info!(
+            schedule = schedule.expression(),
+            "the last scheduled run was missed: running now"
+        );
         if run_once(&app, "serve").await.is_some() {
             mail.notify_one();
         }
     }
     loop {
         let Some(next) = schedule.next_run(app.clock.now(), seed) else {
-            tracing::error!(schedule = schedule.expression(), "the schedule never fires again");
+            tracing::error!(
+                schedule = schedule.expression(),
+                "the schedule never fires again"
+            );
             return;
         };
         tracing::info!(%next, "next scheduled check");
@@ -119,7 +136,12 @@ pub async fn dispatcher(app: App, mut shutdown: watch::Receiver<bool>, wake: Arc
         };
         match notify::dispatch(&app, &opts).await {
             Ok(report) if report.sent + report.retrying + report.dead > 0 => {
-                tracing::info!(sent = report.sent, retrying = report.retrying, dead = report.dead, "mail dispatched");
+                tracing::info!(
+                    sent = report.sent,
+                    retrying = report.retrying,
+                    dead = report.dead,
+                    "mail dispatched"
+                );
             }
             Ok(_) => {}
             Err(err) => tracing::error!("mail dispatch failed: {err:#}"),
@@ -168,7 +190,13 @@ pub async fn run(
     let web = crate::http::Web::new(app.clone());
     let wake = web.mail_wakeup.clone();
     let seed = u64::from(std::process::id());
-    let sched = tokio::spawn(scheduler(app.clone(), schedule, seed, rx.clone(), wake.clone()));
+    let sched = tokio::spawn(scheduler(
+        app.clone(),
+        schedule,
+        seed,
+        rx.clone(),
+        wake.clone(),
+    ));
     let disp = tokio::spawn(dispatcher(app.clone(), rx.clone(), wake));
     let mut http_rx = rx.clone();
     let http = tokio::spawn(crate::http::serve(listener, web, async move {

@@ -97,7 +97,13 @@ pub struct Settings {
     pub schedule: String,
 
     /// Delay each scheduled run by up to this many seconds (spreads instances sharing a relay or an index).
-    #[arg(long, env = "HERALD_SCHEDULE_JITTER", default_value_t = 0, global = true, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "HERALD_SCHEDULE_JITTER",
+        default_value_t = 0,
+        global = true,
+        value_name = "SECONDS"
+    )]
     pub schedule_jitter: u32,
 
     /// Address `herald serve` listens on.

@@ -26,16 +26,33 @@ async fn filtered(web: &Web, q: &FeedQuery) -> Result<Vec<ReleaseRow>, HttpError
     let projects: Vec<String> = q
         .project
         .as_deref()
-        .map(|p| p.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|p| {
+            p.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     for p in &projects {
         if web.app.config.project(p).is_none() {
-            return Err(HttpError::client(StatusCode::BAD_REQUEST, format!("unknown project `{p}`")));
+            return Err(HttpError::client(
+                StatusCode::BAD_REQUEST,
+                format!("unknown project `{p}`"),
+            ));
         }
     }
     let mut classes = Vec::new();
-    for c in q.class.as_deref().map(|c| c.split(',').collect::<Vec<_>>()).unwrap_or_default() {
-        classes.push(c.trim().parse::<ReleaseClass>().map_err(|e| HttpError::client(StatusCode::BAD_REQUEST, e))?);
+    for c in q
+        .class
+        .as_deref()
+        .map(|c| c.split(',').collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        classes.push(
+            c.trim()
+                .parse::<ReleaseClass>()
+                .map_err(|e| HttpError::client(StatusCode::BAD_REQUEST, e))?,
+        );
     }
     Ok(web
         .app
@@ -49,12 +66,18 @@ async fn filtered(web: &Web, q: &FeedQuery) -> Result<Vec<ReleaseRow>, HttpError
 }
 
 /// `GET /releases.json`.
-pub async fn releases_json(State(web): State<Web>, Query(q): Query<FeedQuery>) -> Result<Response, HttpError> {
+pub async fn releases_json(
+    State(web): State<Web>,
+    Query(q): Query<FeedQuery>,
+) -> Result<Response, HttpError> {
     Ok(Json(filtered(&web, &q).await?).into_response())
 }
 
 /// `GET /releases.atom`.
-pub async fn releases_atom(State(web): State<Web>, Query(q): Query<FeedQuery>) -> Result<Response, HttpError> {
+pub async fn releases_atom(
+    State(web): State<Web>,
+    Query(q): Query<FeedQuery>,
+) -> Result<Response, HttpError> {
     let rows = filtered(&web, &q).await?;
     let base = web.app.config.base_url.to_string();
     let to_fixed = |d: chrono::DateTime<chrono::Utc>| -> FixedDateTime { d.fixed_offset() };
@@ -65,7 +88,10 @@ pub async fn releases_atom(State(web): State<Web>, Query(q): Query<FeedQuery>) -
             let when = r.published_at.unwrap_or(r.first_seen_at);
             let mut entry = Entry::default();
             entry.set_id(format!("{base}releases/{}/{}", r.project, r.version));
-            entry.set_title(Text::plain(format!("{} {} ({} release)", r.project, r.version, r.class)));
+            entry.set_title(Text::plain(format!(
+                "{} {} ({} release)",
+                r.project, r.version, r.class
+            )));
             entry.set_updated(to_fixed(when));
             entry.set_published(Some(to_fixed(when)));
             if let Some(url) = r.sources.iter().find_map(|s| s.url.clone()) {
@@ -80,21 +106,32 @@ pub async fn releases_atom(State(web): State<Web>, Query(q): Query<FeedQuery>) -
     feed.set_id(format!("{base}releases.atom"));
     feed.set_title(Text::plain("Herald: recorded releases"));
     feed.set_updated(to_fixed(
-        rows.iter().map(|r| r.published_at.unwrap_or(r.first_seen_at)).max().unwrap_or_else(|| web.app.clock.now()),
+        rows.iter()
+            .map(|r| r.published_at.unwrap_or(r.first_seen_at))
+            .max()
+            .unwrap_or_else(|| web.app.clock.now()),
     ));
     feed.set_entries(entries);
     let mut response = feed.to_string().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/atom+xml; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/atom+xml; charset=utf-8"),
+    );
     Ok(response)
 }
 
 /// `POST /api/update-check`: pretalx's payload in, latest/updatable per core and plugin out,
 /// plus Herald's verdicts.
-pub async fn update_check(State(web): State<Web>, body: axum::body::Bytes) -> Result<Response, HttpError> {
-    let req: UpdateCheckRequest = serde_json::from_slice(&body)
-        .map_err(|e| HttpError::client(StatusCode::BAD_REQUEST, format!("expected pretalx's update-check JSON: {e}")))?;
+pub async fn update_check(
+    State(web): State<Web>,
+    body: axum::body::Bytes,
+) -> Result<Response, HttpError> {
+    let req: UpdateCheckRequest = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::client(
+            StatusCode::BAD_REQUEST,
+            format!("expected pretalx's update-check JSON: {e}"),
+        )
+    })?;
     let answer = alerts::update_check(&web.app, &req).await?;
     Ok(Json(answer).into_response())
 }
@@ -114,22 +151,52 @@ pub async fn healthcheck(State(web): State<Web>) -> Response {
 pub async fn metrics(State(web): State<Web>) -> Result<Response, HttpError> {
     let m = web.app.store.metrics().await?;
     let mut out = String::new();
-    let _ = writeln!(out, "# HELP herald_runs_total Check runs recorded, by status.\n# TYPE herald_runs_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP herald_runs_total Check runs recorded, by status.\n# TYPE herald_runs_total counter"
+    );
     for (status, n) in &m.runs {
         let _ = writeln!(out, "herald_runs_total{{status=\"{status}\"}} {n}");
     }
-    let _ = writeln!(out, "# HELP herald_source_failures Consecutive failures per project and source.\n# TYPE herald_source_failures gauge");
+    let _ = writeln!(
+        out,
+        "# HELP herald_source_failures Consecutive failures per project and source.\n# TYPE herald_source_failures gauge"
+    );
     for s in &m.sources {
-        let _ = writeln!(out, "herald_source_failures{{project=\"{}\",source=\"{}\"}} {}", s.0, s.1, s.2);
+        let _ = writeln!(
+            out,
+            "herald_source_failures{{project=\"{}\",source=\"{}\"}} {}",
+            s.0, s.1, s.2
+        );
     }
-    let _ = writeln!(out, "# HELP herald_source_deferred Whether a source is rate limited now.\n# TYPE herald_source_deferred gauge");
+    let _ = writeln!(
+        out,
+        "# HELP herald_source_deferred Whether a source is rate limited now.\n# TYPE herald_source_deferred gauge"
+    );
     for s in &m.sources {
-        let _ = writeln!(out, "herald_source_deferred{{project=\"{}\",source=\"{}\"}} {}", s.0, s.1, u8::from(s.3));
+        let _ = writeln!(
+            out,
+            "herald_source_deferred{{project=\"{}\",source=\"{}\"}} {}",
+            s.0,
+            s.1,
+            u8::from(s.3)
+        );
     }
-    let _ = writeln!(out, "# HELP herald_releases Releases recorded.\n# TYPE herald_releases gauge\nherald_releases {}", m.releases);
-    let _ = writeln!(out, "# HELP herald_outbox_messages Messages in the outbox, by state.\n# TYPE herald_outbox_messages gauge");
+    let _ = writeln!(
+        out,
+        "# HELP herald_releases Releases recorded.\n# TYPE herald_releases gauge\nherald_releases {}",
+        m.releases
+    );
+    let _ = writeln!(
+        out,
+        "# HELP herald_outbox_messages Messages in the outbox, by state.\n# TYPE herald_outbox_messages gauge"
+    );
     for state in ["queued", "sending", "retrying", "sent", "dead"] {
-        let _ = writeln!(out, "herald_outbox_messages{{state=\"{state}\"}} {}", m.outbox.get(state).copied().unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "herald_outbox_messages{{state=\"{state}\"}} {}",
+            m.outbox.get(state).copied().unwrap_or(0)
+        );
     }
     let _ = writeln!(
         out,
@@ -137,8 +204,9 @@ pub async fn metrics(State(web): State<Web>) -> Result<Response, HttpError> {
         m.outbox.get("sent").copied().unwrap_or(0)
     );
     let mut response = out.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     Ok(response)
 }

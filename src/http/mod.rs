@@ -76,7 +76,12 @@ impl<E: Into<anyhow::Error>> From<E> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.message).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message,
+        )
+            .into_response()
     }
 }
 
@@ -115,8 +120,14 @@ async fn rate_limited(
     if let Some(limit) = limit
         && limit.check_key(&peer.ip()).is_err()
     {
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, "Too many requests: please wait a minute.").into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests: please wait a minute.",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return response;
     }
     next.run(request).await
@@ -161,17 +172,21 @@ pub async fn serve(
     web: Web,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(web).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(web).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// An HTML page answer.
 pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     response
 }

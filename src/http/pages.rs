@@ -58,7 +58,14 @@ struct Message {
     link: Option<Link>,
 }
 
-fn message(web: &Web, status: StatusCode, title: &str, lines: &[&str], action: Option<Action>, link: Option<Link>) -> Result<Response, HttpError> {
+fn message(
+    web: &Web,
+    status: StatusCode,
+    title: &str,
+    lines: &[&str],
+    action: Option<Action>,
+    link: Option<Link>,
+) -> Result<Response, HttpError> {
     let page = web.app.notifier.templates.render_page(
         "message",
         &Message {
@@ -91,7 +98,10 @@ fn form(body: &Bytes) -> Vec<(String, String)> {
 }
 
 fn values<'a>(form: &'a [(String, String)], key: &str) -> Vec<&'a str> {
-    form.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    form.iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 struct Prefs {
@@ -101,7 +111,13 @@ struct Prefs {
 }
 
 fn prefs_from(web: &Web, form: &[(String, String)]) -> Prefs {
-    let tracked: HashSet<&str> = web.app.config.projects.iter().map(|p| p.name.as_str()).collect();
+    let tracked: HashSet<&str> = web
+        .app
+        .config
+        .projects
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
     let mut projects: Vec<String> = values(form, "project")
         .into_iter()
         .filter(|p| tracked.contains(p))
@@ -111,12 +127,18 @@ fn prefs_from(web: &Web, form: &[(String, String)]) -> Prefs {
     if projects.is_empty() {
         projects = core_projects(web);
     }
-    let mut classes: Vec<ReleaseClass> = values(form, "class").into_iter().filter_map(|c| c.parse().ok()).collect();
+    let mut classes: Vec<ReleaseClass> = values(form, "class")
+        .into_iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
     classes.dedup();
     if classes.is_empty() {
         classes = vec![ReleaseClass::Feature, ReleaseClass::Bugfix];
     }
-    let digest = values(form, "digest").first().and_then(|d| d.parse().ok()).unwrap_or_default();
+    let digest = values(form, "digest")
+        .first()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_default();
     Prefs {
         projects,
         classes,
@@ -125,7 +147,13 @@ fn prefs_from(web: &Web, form: &[(String, String)]) -> Prefs {
 }
 
 fn core_projects(web: &Web) -> Vec<String> {
-    web.app.config.projects.iter().filter(|p| p.plugin_of.is_none()).map(|p| p.name.clone()).collect()
+    web.app
+        .config
+        .projects
+        .iter()
+        .filter(|p| p.plugin_of.is_none())
+        .map(|p| p.name.clone())
+        .collect()
 }
 
 fn choices(web: &Web, prefs: &Prefs) -> (Vec<Choice>, Vec<Choice>, Vec<Choice>) {
@@ -215,8 +243,18 @@ pub async fn index(State(web): State<Web>) -> Result<Response, HttpError> {
 /// answer is the same whether or not the address was known.
 pub async fn subscribe(State(web): State<Web>, body: Bytes) -> Result<Response, HttpError> {
     let form = form(&body);
-    let Some(email) = values(&form, "email").first().and_then(|e| e.parse::<EmailAddress>().ok()) else {
-        return message(&web, StatusCode::BAD_REQUEST, "Please check the address", &["That does not look like an email address."], None, None);
+    let Some(email) = values(&form, "email")
+        .first()
+        .and_then(|e| e.parse::<EmailAddress>().ok())
+    else {
+        return message(
+            &web,
+            StatusCode::BAD_REQUEST,
+            "Please check the address",
+            &["That does not look like an email address."],
+            None,
+            None,
+        );
     };
     let prefs = prefs_from(&web, &form);
     let now = web.app.clock.now();
@@ -273,15 +311,25 @@ pub async fn subscribe(State(web): State<Web>, body: Bytes) -> Result<Response, 
         &web,
         StatusCode::OK,
         "Check your inbox",
-        &["If this address can receive release mail, a message with a confirmation link is on its way. Follow it to start receiving mail."],
+        &[
+            "If this address can receive release mail, a message with a confirmation link is on its way. Follow it to start receiving mail.",
+        ],
         None,
         None,
     )
 }
 
 /// `GET /confirm/{token}`: a page with a button (so that link scanners confirm nothing).
-pub async fn confirm_page(State(web): State<Web>, Path(token): Path<String>) -> Result<Response, HttpError> {
-    if !web.app.store.pending_token_valid(&tokens::hash_token(&token), web.app.clock.now()).await? {
+pub async fn confirm_page(
+    State(web): State<Web>,
+    Path(token): Path<String>,
+) -> Result<Response, HttpError> {
+    if !web
+        .app
+        .store
+        .pending_token_valid(&tokens::hash_token(&token), web.app.clock.now())
+        .await?
+    {
         return invalid_link(&web);
     }
     message(
@@ -299,8 +347,16 @@ pub async fn confirm_page(State(web): State<Web>, Path(token): Path<String>) -> 
 }
 
 /// `POST /confirm/{token}`: confirms.
-pub async fn confirm(State(web): State<Web>, Path(token): Path<String>) -> Result<Response, HttpError> {
-    let Some(id) = web.app.store.confirm_token(&tokens::hash_token(&token), web.app.clock.now()).await? else {
+pub async fn confirm(
+    State(web): State<Web>,
+    Path(token): Path<String>,
+) -> Result<Response, HttpError> {
+    let Some(id) = web
+        .app
+        .store
+        .confirm_token(&tokens::hash_token(&token), web.app.clock.now())
+        .await?
+    else {
         return invalid_link(&web);
     };
     let prefs = web.app.notifier.signer.sign("preferences", id);
@@ -350,7 +406,10 @@ async fn preferences_view(web: &Web, token: &str, saved: bool) -> Result<Respons
         &Preferences {
             email: sub.email.to_string(),
             action: format!("{base}preferences/{token}"),
-            unsubscribe_url: format!("{base}unsubscribe/{}", web.app.notifier.signer.sign("unsubscribe", id)),
+            unsubscribe_url: format!(
+                "{base}unsubscribe/{}",
+                web.app.notifier.signer.sign("unsubscribe", id)
+            ),
             saved,
             projects,
             classes,
@@ -361,12 +420,19 @@ async fn preferences_view(web: &Web, token: &str, saved: bool) -> Result<Respons
 }
 
 /// `GET /preferences/{token}`.
-pub async fn preferences_page(State(web): State<Web>, Path(token): Path<String>) -> Result<Response, HttpError> {
+pub async fn preferences_page(
+    State(web): State<Web>,
+    Path(token): Path<String>,
+) -> Result<Response, HttpError> {
     preferences_view(&web, &token, false).await
 }
 
 /// `POST /preferences/{token}`: saves projects, classes and delivery mode.
-pub async fn preferences(State(web): State<Web>, Path(token): Path<String>, body: Bytes) -> Result<Response, HttpError> {
+pub async fn preferences(
+    State(web): State<Web>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
     let Some(id) = web.app.notifier.signer.verify("preferences", &token) else {
         return invalid_link(&web);
     };
@@ -374,7 +440,13 @@ pub async fn preferences(State(web): State<Web>, Path(token): Path<String>, body
     if !web
         .app
         .store
-        .set_preferences(id, &prefs.projects, &prefs.classes, prefs.digest, web.app.clock.now())
+        .set_preferences(
+            id,
+            &prefs.projects,
+            &prefs.classes,
+            prefs.digest,
+            web.app.clock.now(),
+        )
         .await?
     {
         return invalid_link(&web);
@@ -383,12 +455,22 @@ pub async fn preferences(State(web): State<Web>, Path(token): Path<String>, body
 }
 
 /// `GET /unsubscribe/{token}`: a page with a button; a GET never unsubscribes anyone.
-pub async fn unsubscribe_page(State(web): State<Web>, Path(token): Path<String>) -> Result<Response, HttpError> {
+pub async fn unsubscribe_page(
+    State(web): State<Web>,
+    Path(token): Path<String>,
+) -> Result<Response, HttpError> {
     let Some(id) = web.app.notifier.signer.verify("unsubscribe", &token) else {
         return invalid_link(&web);
     };
     if web.app.store.subscriber(id).await?.is_none() {
-        return message(&web, StatusCode::OK, "You are unsubscribed", &["This address gets no release mail."], None, None);
+        return message(
+            &web,
+            StatusCode::OK,
+            "You are unsubscribed",
+            &["This address gets no release mail."],
+            None,
+            None,
+        );
     }
     message(
         &web,
@@ -405,10 +487,20 @@ pub async fn unsubscribe_page(State(web): State<Web>, Path(token): Path<String>)
 }
 
 /// `POST /unsubscribe/{token}`: unsubscribes; also the RFC 8058 one-click request.
-pub async fn unsubscribe(State(web): State<Web>, Path(token): Path<String>) -> Result<Response, HttpError> {
+pub async fn unsubscribe(
+    State(web): State<Web>,
+    Path(token): Path<String>,
+) -> Result<Response, HttpError> {
     let Some(id) = web.app.notifier.signer.verify("unsubscribe", &token) else {
         return invalid_link(&web);
     };
     web.app.store.remove_subscriber_id(id).await?;
-    message(&web, StatusCode::OK, "You are unsubscribed", &["No more release mail will be sent to this address."], None, None)
+    message(
+        &web,
+        StatusCode::OK,
+        "You are unsubscribed",
+        &["No more release mail will be sent to this address."],
+        None,
+        None,
+    )
 }

@@ -303,8 +303,10 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
         }
         let batch = load_batch(app, &rows).await?;
         let mut finished = std::collections::HashSet::new();
-        let jobs: Vec<(OutboxRow, Result<Message, String>)> =
-            rows.iter().map(|row| (row.clone(), compose(app, &batch, row))).collect();
+        let jobs: Vec<(OutboxRow, Result<Message, String>)> = rows
+            .iter()
+            .map(|row| (row.clone(), compose(app, &batch, row)))
+            .collect();
         let mut results = futures::stream::iter(jobs)
             .map(|(row, composed)| {
                 let mailer = mailer.clone();
@@ -337,6 +339,9 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
                         );
                     }
                     app.store.mark_sent(row.id, &answer, now).await?;
+                    if row.kind == "confirm_subscription" {
+                        app.store.scrub_payload(row.id).await?;
+                    }
                     report.sent += 1;
                 }
                 Ok(Err(SendError::Permanent(answer))) => {

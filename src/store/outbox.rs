@@ -281,6 +281,13 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets what a sent message carried (a confirmation link must not outlive its mail).
+    pub async fn scrub_payload(&self, id: i64) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET payload = '{}' WHERE id = ? AND status = 'sent'";
+        sqlx::query(SQL).bind(id).execute(self.pool()).await?;
+        Ok(())
+    }
+
     /// Records a transient failure and when to try again.
     pub async fn mark_retry(
         &self,

@@ -204,7 +204,11 @@ impl Store {
         for row in sqlx::query(RUNS).fetch_all(self.pool()).await? {
             m.runs.push((row.try_get("status")?, row.try_get("n")?));
         }
-        for row in sqlx::query(SOURCES).bind(ts(Utc::now())).fetch_all(self.pool()).await? {
+        for row in sqlx::query(SOURCES)
+            .bind(ts(Utc::now()))
+            .fetch_all(self.pool())
+            .await?
+        {
             m.sources.push((
                 row.try_get("project")?,
                 row.try_get("source")?,
