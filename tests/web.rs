@@ -4,132 +4,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use common::pretalx;
-use common::smtp::SmtpSink;
-use common::{Sandbox, Upstream, at};
-use herald::app::App;
-use herald::check::{self, CheckOptions};
-use herald::http::{self, Web};
+use common::site::site;
 use herald::model::SubscriberStatus;
-use herald::notify::{self, DispatchOptions};
-use mail_parser::MessageParser;
 use reqwest::StatusCode;
-
-struct Site {
-    app: App,
-    base: String,
-    sink: SmtpSink,
-    client: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _sandbox: Sandbox,
-    _upstream: Upstream,
-}
-
-async fn site() -> Option<Site> {
-    let fixtures = common::fixtures()?;
-    let rows = pretalx::rows(&fixtures);
-    let upstream = Upstream::start().await;
-    pretalx::serve_history(&upstream, &rows, &[]);
-    let sandbox = Sandbox::new();
-    let sink = SmtpSink::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let base = format!("http://{addr}/");
-    let projects = sandbox.projects(&format!(
-        "{}\n[[project]]\nname = \"pretalx-pages\"\nplugin_of = \"pretalx\"\nmodule = \"pretalx_pages\"\npypi = \"pretalx-pages\"\n",
-        pretalx::projects_toml(&upstream)
-    ));
-    upstream.put_json(
-        "/simple/pretalx-pages/",
-        "application/vnd.pypi.simple.v1+json",
-        &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "pretalx-pages", "versions": ["1.9.0"],
-            "files": [{"filename": "pretalx_pages-1.9.0-py3-none-any.whl", "url": "x", "hashes": {}, "upload-time": "2026-04-17T21:49:03Z", "yanked": false}]}),
-    );
-    let url = sink.url();
-    let (app, _) = sandbox
-        .app_with(
-            &upstream.url(),
-            Some(&projects),
-            at("2026-11-22T06:00:00Z"),
-            &[
-                "--smtp-url",
-                &url,
-                "--base-url",
-                &base,
-                "--from",
-                "herald@example.org",
-            ],
-        )
-        .await;
-    check::run(&app, &CheckOptions::default())
-        .await
-        .expect("check");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let web = Web::new(app.clone());
-    tokio::spawn(http::serve(listener, web, async move {
-        let _ = rx.await;
-    }));
-    Some(Site {
-        app,
-        base,
-        sink,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
-        _stop: tx,
-        _sandbox: sandbox,
-        _upstream: upstream,
-    })
-}
-
-impl Site {
-    async fn get(&self, path: &str) -> (StatusCode, String, reqwest::header::HeaderMap) {
-        let r = self
-            .client
-            .get(format!("{}{}", self.base, path.trim_start_matches('/')))
-            .send()
-            .await
-            .expect("GET");
-        let (status, headers) = (r.status(), r.headers().clone());
-        (status, r.text().await.expect("body"), headers)
-    }
-
-    async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-        let body: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let r = self
-            .client
-            .post(format!("{}{}", self.base, path.trim_start_matches('/')))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
-        (r.status(), r.text().await.expect("body"))
-    }
-
-    async fn mails(&self) -> Vec<String> {
-        notify::dispatch(&self.app, &DispatchOptions::default())
-            .await
-            .expect("dispatch");
-        self.sink
-            .messages()
-            .iter()
-            .map(|m| {
-                MessageParser::default()
-                    .parse(&m.data)
-                    .and_then(|p| p.body_text(0).map(|t| t.into_owned()))
-                    .unwrap_or_default()
-            })
-            .collect()
-    }
-}
 
 fn link_in(text: &str, prefix: &str) -> String {
     let start = text
@@ -163,7 +41,7 @@ fn href(html: &str, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn double_opt_in_preferences_and_one_click_unsubscribe() {
-    let Some(site) = site().await else { return };
+    let Some(site) = site(48).await else { return };
     let (status, page, headers) = site.get("/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -291,7 +169,7 @@ async fn double_opt_in_preferences_and_one_click_unsubscribe() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn feeds_update_check_health_and_metrics() {
-    let Some(site) = site().await else { return };
+    let Some(site) = site(48).await else { return };
     let (status, body, headers) = site
         .get("/releases.json?project=pretalx&class=feature")
         .await;
@@ -394,7 +272,7 @@ async fn feeds_update_check_health_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn subscribing_is_rate_limited_per_client() {
-    let Some(site) = site().await else { return };
+    let Some(site) = site(48).await else { return };
     let mut statuses = Vec::new();
     for i in 0..8 {
         let email = format!("r{i}@example.org");

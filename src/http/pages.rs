@@ -52,6 +52,7 @@ struct Link {
 
 #[derive(Serialize)]
 struct Message {
+    page: &'static str,
     title: String,
     lines: Vec<String>,
     action: Option<Action>,
@@ -69,6 +70,7 @@ fn message(
     let page = web.app.notifier.templates.render_page(
         "message",
         &Message {
+            page: page_id(title),
             title: title.into(),
             lines: lines.iter().map(|l| l.to_string()).collect(),
             action,
@@ -76,6 +78,19 @@ fn message(
         },
     )?;
     Ok(html(status, page))
+}
+
+/// A stable element id for each page, for people's bookmarks and for tests.
+fn page_id(title: &str) -> &'static str {
+    match title {
+        "Check your inbox" => "check-inbox",
+        "Confirm your subscription" => "confirm",
+        "You are subscribed" => "subscribed",
+        "Unsubscribe" => "unsubscribe",
+        "You are unsubscribed" => "unsubscribed",
+        "Please check the address" => "bad-address",
+        _ => "message",
+    }
 }
 
 fn invalid_link(web: &Web) -> Result<Response, HttpError> {

@@ -2,8 +2,10 @@
 //! with ETags and injected faults, temporary databases and apps built through `App::build`.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod plugins;
 pub mod pretalx;
+pub mod site;
 pub mod smtp;
 
 use std::collections::HashMap;

@@ -1,0 +1,140 @@
+//! A running web service (`herald::http`) on a real socket, over a local upstream serving
+//! pretalx's history and a real SMTP sink, for page and browser tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use herald::app::{App, ManualClock};
+use herald::check::{self, CheckOptions};
+use herald::http::{self, Web};
+use herald::notify::{self, DispatchOptions};
+use mail_parser::MessageParser;
+use reqwest::StatusCode;
+
+use super::pretalx::{self, Row};
+use super::smtp::SmtpSink;
+use super::{Sandbox, Upstream, at};
+
+/// The service, its app and its doubles.
+pub struct Site {
+    pub app: App,
+    pub clock: std::sync::Arc<ManualClock>,
+    pub base: String,
+    pub sink: SmtpSink,
+    pub client: reqwest::Client,
+    pub rows: Vec<Row>,
+    pub upstream: Upstream,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _sandbox: Sandbox,
+}
+
+/// Starts a site whose upstream serves the first `served` releases of pretalx's history,
+/// after one check run (the baseline).
+pub async fn site(served: usize) -> Option<Site> {
+    let fixtures = super::fixtures()?;
+    let rows = pretalx::rows(&fixtures);
+    let upstream = Upstream::start().await;
+    pretalx::serve_history(&upstream, &rows[..served], &[]);
+    let sandbox = Sandbox::new();
+    let sink = SmtpSink::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}/");
+    let projects = sandbox.projects(&format!(
+        "{}\n[[project]]\nname = \"pretalx-pages\"\nplugin_of = \"pretalx\"\nmodule = \"pretalx_pages\"\npypi = \"pretalx-pages\"\n",
+        pretalx::projects_toml(&upstream)
+    ));
+    upstream.put_json(
+        "/simple/pretalx-pages/",
+        "application/vnd.pypi.simple.v1+json",
+        &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "pretalx-pages", "versions": ["1.9.0"],
+            "files": [{"filename": "pretalx_pages-1.9.0-py3-none-any.whl", "url": "x", "hashes": {}, "upload-time": "2026-04-17T21:49:03Z", "yanked": false}]}),
+    );
+    let url = sink.url();
+    let (app, clock) = sandbox
+        .app_with(
+            &upstream.url(),
+            Some(&projects),
+            at("2026-11-22T06:00:00Z"),
+            &[
+                "--smtp-url",
+                &url,
+                "--base-url",
+                &base,
+                "--from",
+                "herald@example.org",
+            ],
+        )
+        .await;
+    check::run(&app, &CheckOptions::default())
+        .await
+        .expect("check");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let web = Web::new(app.clone());
+    tokio::spawn(http::serve(listener, web, async move {
+        let _ = rx.await;
+    }));
+    Some(Site {
+        app,
+        clock,
+        base,
+        sink,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        rows,
+        upstream,
+        _stop: tx,
+        _sandbox: sandbox,
+    })
+}
+
+impl Site {
+    /// GET a path.
+    pub async fn get(&self, path: &str) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let r = self
+            .client
+            .get(format!("{}{}", self.base, path.trim_start_matches('/')))
+            .send()
+            .await
+            .expect("GET");
+        let (status, headers) = (r.status(), r.headers().clone());
+        (status, r.text().await.expect("body"), headers)
+    }
+
+    /// POST a form to a path.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let r = self
+            .client
+            .post(format!("{}{}", self.base, path.trim_start_matches('/')))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        (r.status(), r.text().await.expect("body"))
+    }
+
+    /// Dispatches due mail and returns the text part of every message received so far.
+    pub async fn mails(&self) -> Vec<String> {
+        notify::dispatch(&self.app, &DispatchOptions::default())
+            .await
+            .expect("dispatch");
+        self.sink
+            .messages()
+            .iter()
+            .map(|m| {
+                MessageParser::default()
+                    .parse(&m.data)
+                    .and_then(|p| p.body_text(0).map(|t| t.into_owned()))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
