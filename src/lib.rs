@@ -22,6 +22,9 @@
 //! - [`notify`]: the outbox dispatcher, templates (minijinja) and SMTP (lettre).
 //! - [`tokens`]: the signing key, signed and random tokens.
 //! - [`store`]: all SQL; SQLite through sqlx with embedded migrations.
+//! - [`schedule`] (pure): cron times in a time zone, jitter, catch-up.
+//! - [`serve`]: the daemon: scheduler, dispatcher and web service until a signal.
+//! - [`http`]: the axum web service (pages, feeds, update check, health, metrics).
 //! - [`logging`]: tracing to stderr.
 
 pub mod alerts;

@@ -1,6 +1,7 @@
 //! When `herald serve` runs checks: a cron expression (standard 5-field crontab syntax,
-//! seconds optional) through croner, evaluated in UTC, with optional jitter, and one catch-up
-//! run at start when the last scheduled time passed while the service was down.
+//! seconds optional) through croner, evaluated in a time zone (UTC unless `HERALD_TIMEZONE`
+//! names another, daylight saving time included), with optional jitter, and one catch-up run
+//! at start when the last scheduled time passed while the service was down.
 //!
 //! Owns: the arithmetic. Pure: `now` and the last run time are arguments; the daemon loop in
 //! `cli::serve` does the waiting.
@@ -8,6 +9,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
 use croner::Cron;
 
 /// A parsed schedule.
@@ -16,6 +18,7 @@ pub struct Schedule {
     cron: Cron,
     text: String,
     jitter: Duration,
+    zone: Tz,
 }
 
 /// A cron expression Herald refuses.
@@ -31,8 +34,18 @@ pub struct ScheduleError {
 }
 
 impl Schedule {
-    /// Parses `expression`; `jitter` delays every run by up to that much (spread per instance).
+    /// Parses `expression`, read in UTC; `jitter` delays every run by up to that much (spread
+    /// per instance).
     pub fn new(expression: &str, jitter: Duration) -> Result<Schedule, ScheduleError> {
+        Schedule::in_zone(expression, jitter, Tz::UTC)
+    }
+
+    /// Parses `expression`, read as local time in `zone`.
+    pub fn in_zone(
+        expression: &str,
+        jitter: Duration,
+        zone: Tz,
+    ) -> Result<Schedule, ScheduleError> {
         let cron = Cron::from_str(expression.trim()).map_err(|err| ScheduleError {
             expression: expression.to_string(),
             detail: err.to_string(),
@@ -41,6 +54,7 @@ impl Schedule {
             cron,
             text: expression.trim().to_string(),
             jitter,
+            zone,
         })
     }
 
@@ -51,12 +65,20 @@ impl Schedule {
 
     /// The first scheduled time strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&after, false).ok()
+        let local = after.with_timezone(&self.zone);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
     }
 
     /// The last scheduled time at or before `now`.
     pub fn previous(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_previous_occurrence(&now, true).ok()
+        let local = now.with_timezone(&self.zone);
+        self.cron
+            .find_previous_occurrence(&local, true)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
     }
 
     /// When to run next: the next scheduled time after `now`, plus this instance's jitter
@@ -111,6 +133,22 @@ mod tests {
             .expect_err("bad minute")
             .to_string();
         assert!(err.starts_with("HERALD_SCHEDULE: `61 * * * *`"), "{err}");
+    }
+
+    #[test]
+    fn local_time_zones_follow_daylight_saving() {
+        let berlin = Schedule::in_zone("0 6 * * *", Duration::zero(), chrono_tz::Europe::Berlin)
+            .expect("parses");
+        // Winter: UTC+1.
+        assert_eq!(
+            berlin.next_after(at("2026-11-22T00:00:00Z")),
+            Some(at("2026-11-22T05:00:00Z"))
+        );
+        // Summer: UTC+2.
+        assert_eq!(
+            berlin.next_after(at("2026-07-01T00:00:00Z")),
+            Some(at("2026-07-01T04:00:00Z"))
+        );
     }
 
     #[test]

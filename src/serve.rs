@@ -23,30 +23,6 @@ use crate::schedule::Schedule;
 /// How often the dispatcher looks for due mail when nothing wakes it.
 pub const DISPATCH_EVERY_SECS: u64 = 30;
 
-/// A clock that follows tokio's (pausable) time, for a daemon whose tests pause time.
-#[derive(Debug)]
-pub struct TokioClock {
-    start: DateTime<Utc>,
-    at: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// A clock reading `start` now.
-    pub fn new(start: DateTime<Utc>) -> TokioClock {
-        TokioClock {
-            start,
-            at: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.at);
-        self.start + chrono::Duration::from_std(elapsed).unwrap_or_default()
-    }
-}
-
 /// One scheduled run: check, operator alerts, delivery. Errors are logged, never fatal.
 pub async fn run_once(app: &App, trigger: &str) -> Option<CheckOutcome> {
     let opts = CheckOptions {
@@ -81,6 +57,30 @@ fn wait_for(clock: &dyn Clock, until: DateTime<Utc>) -> tokio::time::Duration {
     (until - clock.now()).to_std().unwrap_or_default()
 }
 
+/// How the scheduler waits for its next time: tokio's timer in the daemon; tests step it.
+pub trait Waiter: Send + Sync {
+    /// Resolves once `clock` reads `until` or later.
+    fn wait_until<'a>(
+        &'a self,
+        clock: &'a dyn Clock,
+        until: DateTime<Utc>,
+    ) -> futures::future::BoxFuture<'a, ()>;
+}
+
+/// Waits with tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimerWaiter;
+
+impl Waiter for TimerWaiter {
+    fn wait_until<'a>(
+        &'a self,
+        clock: &'a dyn Clock,
+        until: DateTime<Utc>,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(tokio::time::sleep(wait_for(clock, until)))
+    }
+}
+
 /// Runs checks on `schedule` until `shutdown` turns true; `seed` spreads the jitter.
 pub async fn scheduler(
     app: App,
@@ -88,6 +88,7 @@ pub async fn scheduler(
     seed: u64,
     mut shutdown: watch::Receiver<bool>,
     mail: Arc<Notify>,
+    waiter: Arc<dyn Waiter>,
 ) {
     let last = app
         .store
@@ -114,7 +115,7 @@ pub async fn scheduler(
         };
         tracing::info!(%next, "next scheduled check");
         tokio::select! {
-            _ = tokio::time::sleep(wait_for(app.clock.as_ref(), next)) => {}
+            _ = waiter.wait_until(app.clock.as_ref(), next) => {}
             _ = shutdown.changed() => return,
         }
         if *shutdown.borrow() {
@@ -196,6 +197,7 @@ pub async fn run(
         seed,
         rx.clone(),
         wake.clone(),
+        Arc::new(TimerWaiter),
     ));
     let disp = tokio::spawn(dispatcher(app.clone(), rx.clone(), wake));
     let mut http_rx = rx.clone();

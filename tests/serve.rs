@@ -89,6 +89,19 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
         .expect("exits in time")
         .expect("wait");
     assert_eq!(status.code(), Some(0));
+    // A schedule or time zone Herald cannot read stops it at start, naming the variable.
+    for (flag, value, name) in [
+        ("--schedule", "every morning", "HERALD_SCHEDULE"),
+        ("--timezone", "Mars/Olympus", "HERALD_TIMEZONE"),
+    ] {
+        let out = sandbox.herald(&["serve", flag, value, "--listen", "127.0.0.1:0"]);
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(name),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // The lease was released: a check can run right away.
     let out = sandbox.herald(&[
         "check",

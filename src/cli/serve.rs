@@ -8,9 +8,10 @@ use crate::schedule::Schedule;
 use crate::serve;
 
 pub(super) async fn run(app: App) -> anyhow::Result<u8> {
-    let schedule = Schedule::new(
+    let schedule = Schedule::in_zone(
         &app.config.schedule,
         Duration::seconds(i64::from(app.config.schedule_jitter)),
+        app.config.timezone,
     )?;
     let listen = app.config.listen;
     let listener = tokio::net::TcpListener::bind(listen)

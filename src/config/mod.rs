@@ -96,6 +96,16 @@ pub struct Settings {
     )]
     pub schedule: String,
 
+    /// Time zone HERALD_SCHEDULE is read in (an IANA name such as Europe/Berlin).
+    #[arg(
+        long,
+        env = "HERALD_TIMEZONE",
+        default_value = "UTC",
+        global = true,
+        value_name = "ZONE"
+    )]
+    pub timezone: String,
+
     /// Delay each scheduled run by up to this many seconds (spreads instances sharing a relay or an index).
     #[arg(
         long,
@@ -231,6 +241,8 @@ pub struct Config {
     pub schedule: String,
     /// Jitter added to scheduled runs, in seconds.
     pub schedule_jitter: u32,
+    /// Time zone of the schedule.
+    pub timezone: chrono_tz::Tz,
     /// Listen address for `serve`.
     pub listen: SocketAddr,
     /// Template overrides.
@@ -320,6 +332,13 @@ impl Config {
             secret: non_empty(s.secret).map(SecretString::from),
             schedule: s.schedule,
             schedule_jitter: s.schedule_jitter,
+            timezone: s.timezone.parse().map_err(|_| ConfigError::Invalid {
+                name: "HERALD_TIMEZONE",
+                message: format!(
+                    "`{}` is not a time zone name (e.g. UTC, Europe/Berlin)",
+                    s.timezone
+                ),
+            })?,
             listen,
             templates_dir: s.templates_dir,
             http: HttpSettings {
