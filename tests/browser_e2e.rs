@@ -6,18 +6,7 @@ mod common;
 
 use common::browser::Browser;
 use common::pretalx;
-use common::site::site;
-
-fn link_in(text: &str, prefix: &str) -> String {
-    let start = text
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no {prefix} in {text}"));
-    text[start..]
-        .split_whitespace()
-        .next()
-        .expect("link")
-        .to_string()
-}
+use common::site::{link_in, site};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn subscribe_confirm_adjust_and_unsubscribe_in_a_browser() {

@@ -5,20 +5,9 @@
 mod common;
 
 use common::pretalx;
-use common::site::site;
+use common::site::{link_in, site};
 use herald::model::SubscriberStatus;
 use reqwest::StatusCode;
-
-fn link_in(text: &str, prefix: &str) -> String {
-    let start = text
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no {prefix} in {text}"));
-    text[start..]
-        .split_whitespace()
-        .next()
-        .expect("link")
-        .to_string()
-}
 
 fn path_of(url: &str) -> String {
     url::Url::parse(url)

@@ -194,38 +194,28 @@ impl Templates {
 
     /// Renders the three parts of a message kind.
     pub fn render<C: Serialize>(&self, kind: &str, ctx: &C) -> Result<Rendered, TemplateError> {
-        let part = |file: &str| -> Result<String, TemplateError> {
-            let name = format!("{kind}/{file}");
-            let fail = |err: minijinja::Error| TemplateError::Invalid {
-                origin: self.origin_of(&err, &name),
-                name: name.clone(),
-                detail: describe(&err),
-            };
-            self.env
-                .get_template(&name)
-                .map_err(fail)?
-                .render(minijinja::value::Serde(ctx))
-                .map_err(fail)
-        };
-        let subject = part("subject.txt.j2")?;
+        let subject = self.render_file(&format!("{kind}/subject.txt.j2"), ctx)?;
         Ok(Rendered {
             // A subject is one line, whatever a template or a value did.
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
-            text: part("body.txt.j2")?,
-            html: part("body.html.j2")?,
+            text: self.render_file(&format!("{kind}/body.txt.j2"), ctx)?,
+            html: self.render_file(&format!("{kind}/body.html.j2"), ctx)?,
         })
     }
 
     /// Renders one web page (`pages/NAME.html.j2`).
     pub fn render_page<C: Serialize>(&self, name: &str, ctx: &C) -> Result<String, TemplateError> {
-        let name = format!("pages/{name}.html.j2");
+        self.render_file(&format!("pages/{name}.html.j2"), ctx)
+    }
+
+    fn render_file<C: Serialize>(&self, name: &str, ctx: &C) -> Result<String, TemplateError> {
         let fail = |err: minijinja::Error| TemplateError::Invalid {
-            origin: self.origin_of(&err, &name),
-            name: name.clone(),
+            origin: self.origin_of(&err, name),
+            name: name.to_string(),
             detail: describe(&err),
         };
         self.env
-            .get_template(&name)
+            .get_template(name)
             .map_err(fail)?
             .render(minijinja::value::Serde(ctx))
             .map_err(fail)

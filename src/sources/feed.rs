@@ -191,6 +191,17 @@ pub fn entries(
     Ok(out)
 }
 
+/// A fetched feed document: its release entries, its URL to fetch directly next time, and
+/// its validators.
+fn from_feed(body: Body, project: &Project) -> Result<Fetched, SourceError> {
+    Ok(Fetched {
+        observations: entries(&body.bytes, &body.url, project)?,
+        resolved_url: Some(body.url.clone()),
+        validators: vec![(body.url, body.validators)],
+        ..Fetched::default()
+    })
+}
+
 impl FeedSource {
     async fn get(&self, url: &Url, cx: FetchContext<'_>) -> Result<Fetch, HttpError> {
         cx.http
@@ -227,13 +238,7 @@ impl FeedSource {
                     });
                 }
                 Ok(Fetch::Modified(body)) if !looks_like_html(&body) => {
-                    let mut fetched = Fetched {
-                        observations: entries(&body.bytes, &body.url, project)?,
-                        resolved_url: Some(body.url.clone()),
-                        ..Fetched::default()
-                    };
-                    fetched.validators.push((body.url, body.validators));
-                    return Ok(fetched);
+                    return from_feed(*body, project);
                 }
                 // The feed moved or turned into a page: discover it again from the page.
                 Ok(Fetch::Modified(_))
@@ -253,13 +258,7 @@ impl FeedSource {
             Fetch::Modified(body) => body,
         };
         if !looks_like_html(&body) {
-            let mut fetched = Fetched {
-                observations: entries(&body.bytes, &body.url, project)?,
-                resolved_url: Some(body.url.clone()),
-                ..Fetched::default()
-            };
-            fetched.validators.push((body.url, body.validators));
-            return Ok(fetched);
+            return from_feed(*body, project);
         }
         let html = String::from_utf8_lossy(&body.bytes).into_owned();
         if let Some(feed_url) = discover_feed(&html, &body.final_url) {
@@ -282,13 +281,7 @@ impl FeedSource {
                     ),
                 ));
             }
-            let mut fetched = Fetched {
-                observations: entries(&feed.bytes, &feed.url, project)?,
-                resolved_url: Some(feed.url.clone()),
-                ..Fetched::default()
-            };
-            fetched.validators.push((feed.url, feed.validators));
-            return Ok(fetched);
+            return from_feed(*feed, project);
         }
         let posts = posts_from_page(&html, &body.final_url, project);
         if posts.is_empty() {
@@ -297,13 +290,12 @@ impl FeedSource {
                 "an HTML page with no feed link and no links to release posts",
             ));
         }
-        let mut fetched = Fetched {
+        Ok(Fetched {
             observations: posts,
             resolved_url: Some(body.url.clone()),
+            validators: vec![(body.url.clone(), body.validators.clone())],
             ..Fetched::default()
-        };
-        fetched.validators.push((body.url, body.validators));
-        Ok(fetched)
+        })
     }
 }
 

@@ -138,3 +138,15 @@ impl Site {
             .collect()
     }
 }
+
+/// The first URL in `text` that starts with `prefix`.
+pub fn link_in(text: &str, prefix: &str) -> String {
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"));
+    text[start..]
+        .split_whitespace()
+        .next()
+        .expect("link")
+        .to_string()
+}
