@@ -68,6 +68,11 @@ pub enum Command {
     /// declares compatibility), likely (released alongside or after it), unknown (no sign)
     /// or blocked (its release declares it incompatible), with the evidence behind it.
     Advise(advise::AdviseArgs),
+    /// Write a consistent copy of the SQLite database to FILE, even while a check is writing.
+    Backup {
+        /// Where to write the copy (must not exist yet).
+        file: std::path::PathBuf,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
 }
@@ -87,6 +92,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let config = Config::from_settings(cli.settings)?;
     match cli.command {
         Command::Migrate => migrate::run(&config).await,
+        Command::Backup { file } => {
+            let store = crate::store::Store::open(&config.database_url).await?;
+            store.backup(&file).await?;
+            println!(
+                "Backed up {} to {}.",
+                store.path().display(),
+                file.display()
+            );
+            Ok(0)
+        }
         Command::Check(args) => check::run(App::build(config).await?, args).await,
         Command::Releases(args) => releases::run(App::build(config).await?, args).await,
         Command::Serve => serve::run(App::build(config).await?).await,

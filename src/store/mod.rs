@@ -188,6 +188,18 @@ impl Store {
         applied
     }
 
+    /// Applies migrations up to and including `version` only (for upgrade tests and
+    /// step-by-step upgrades).
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        let lock = FileLock::take(&self.path).await?;
+        let done = MIGRATOR.run_to(version, &self.pool).await;
+        drop(lock);
+        done.map_err(|err| StoreError::Migrate {
+            path: self.path.display().to_string(),
+            detail: err.to_string(),
+        })
+    }
+
     async fn migrate_unlocked(&self) -> Result<Vec<i64>, StoreError> {
         let before = self.applied_migrations().await.unwrap_or_default();
         MIGRATOR
@@ -225,6 +237,23 @@ impl Store {
     /// concurrent writers queue on the busy timeout instead of failing mid-transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Writes a consistent copy of the database to `target` while others keep writing
+    /// (`VACUUM INTO`: one read transaction, so the copy is one moment of the database).
+    pub async fn backup(&self, target: &Path) -> Result<(), StoreError> {
+        const SQL: &str = "VACUUM INTO ?";
+        if target.exists() {
+            return Err(StoreError::Url {
+                url: target.display().to_string(),
+                reason: "the backup file already exists; choose a new name".into(),
+            });
+        }
+        sqlx::query(SQL)
+            .bind(target.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Answers whether the database responds to a query.
