@@ -228,7 +228,7 @@ async fn fault_scenario(kind: SourceKind, fault: Fault) {
         error.contains(&world.upstream.url()),
         "{kind} {fault:?}: error names the URL: {error}"
     );
-    let deferred = matches!(fault, Fault::RateLimited(_));
+    let deferred = matches!(fault, Fault::RateLimited(_) | Fault::GithubLimit(_));
     assert_eq!(
         failed[0].1.status == SourceStatus::Deferred,
         deferred,
@@ -304,6 +304,43 @@ fault_tests! {
     feed_truncated: SourceKind::Feed, Fault::Truncated;
     feed_html_error_page: SourceKind::Feed, Fault::HtmlErrorPage;
     feed_429: SourceKind::Feed, Fault::RateLimited(120);
+    pypi_502: SourceKind::Pypi, Fault::Status(502);
+    github_502: SourceKind::Github, Fault::Status(502);
+    feed_502: SourceKind::Feed, Fault::Status(502);
+    pypi_403: SourceKind::Pypi, Fault::Status(403);
+    github_403_rate_limit: SourceKind::Github, Fault::GithubLimit(at("2026-07-08T09:30:00Z").timestamp());
+    feed_403: SourceKind::Feed, Fault::Status(403);
+    pypi_redirect_loop: SourceKind::Pypi, Fault::RedirectLoop;
+    github_redirect_loop: SourceKind::Github, Fault::RedirectLoop;
+    feed_redirect_loop: SourceKind::Feed, Fault::RedirectLoop;
+    pypi_oversized_body: SourceKind::Pypi, Fault::Oversized;
+    github_oversized_body: SourceKind::Github, Fault::Oversized;
+    feed_oversized_body: SourceKind::Feed, Fault::Oversized;
+}
+
+#[tokio::test]
+async fn an_empty_release_list_removes_nothing() {
+    let Some(world) = World::new().await else {
+        return;
+    };
+    let (app, _) = world.app().await;
+    run(&app).await;
+    let before = snapshot(&app).await;
+    world.upstream.put_json(
+        "/simple/pretalx/",
+        "application/vnd.pypi.simple.v1+json",
+        &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "pretalx", "versions": [], "files": []}),
+    );
+    pretalx::serve_github(&world.upstream, "pretalx/pretalx", &[], 30);
+    world.upstream.put(
+        "/p/news/feed/",
+        "application/rss+xml",
+        "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>x</title></channel></rss>",
+    );
+    let empty = run(&app).await;
+    assert_eq!(empty.exit_code(), 0);
+    assert!(new_versions(&empty).is_empty());
+    assert_eq!(snapshot(&app).await, before, "nothing recorded is lost");
 }
 
 #[tokio::test]
@@ -313,7 +350,9 @@ async fn a_deferred_source_is_not_asked_before_its_time() {
     };
     let (app, clock) = world.app().await;
     run(&app).await;
-    world.upstream.fault("/repos/", Fault::GithubLimit);
+    world
+        .upstream
+        .fault("/repos/", Fault::GithubLimit(4102444800));
     let limited = run(&app).await;
     let (_, report) = limited.failed_sources().next().expect("deferred");
     assert_eq!(report.status, SourceStatus::Deferred);

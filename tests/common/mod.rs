@@ -64,10 +64,14 @@ pub enum Fault {
     HtmlErrorPage,
     /// Answer 429 with `Retry-After: N`.
     RateLimited(u64),
-    /// Answer 403 with GitHub's exhausted-limit headers.
-    GithubLimit,
+    /// Answer 403 with GitHub's exhausted-limit headers, the limit resetting at this epoch second.
+    GithubLimit(i64),
     /// Answer normally, but only after this long.
     Slow(Duration),
+    /// Redirect to the same URL, forever.
+    RedirectLoop,
+    /// Answer 200 with a body larger than Herald's default cap (20 MiB).
+    Oversized,
 }
 
 #[derive(Debug, Clone)]
@@ -132,11 +136,13 @@ impl Respond for Responder {
                 Fault::RateLimited(secs) => ResponseTemplate::new(429)
                     .insert_header("retry-after", secs.to_string().as_str())
                     .set_body_string("slow down"),
-                Fault::GithubLimit => ResponseTemplate::new(403)
+                Fault::GithubLimit(reset) => ResponseTemplate::new(403)
                     .insert_header("x-ratelimit-remaining", "0")
-                    .insert_header("x-ratelimit-reset", "4102444800")
+                    .insert_header("x-ratelimit-reset", reset.to_string().as_str())
                     .set_body_raw(r#"{"message": "API rate limit exceeded"}"#, "application/json"),
                 Fault::Slow(_) => unreachable!("handled above"),
+                Fault::RedirectLoop => ResponseTemplate::new(302).insert_header("location", key.as_str()),
+                Fault::Oversized => ResponseTemplate::new(200).set_body_raw(vec![b' '; 21 * 1024 * 1024], "application/json"),
             };
         }
         let Some(doc) = doc else {
