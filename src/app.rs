@@ -107,6 +107,7 @@ impl App {
             from,
             base_url: config.base_url.clone(),
             connections: config.smtp_connections as usize,
+            claim_secs: i64::from(config.claim_seconds),
         });
         Ok(App {
             config: Arc::new(config),

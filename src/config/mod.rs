@@ -176,6 +176,17 @@ pub struct Settings {
     )]
     pub smtp_connections: u32,
 
+    /// How long a dispatcher keeps the messages it claimed before another process may send them
+    /// (covers a dispatcher that died mid-batch; longer than any batch takes).
+    #[arg(
+        long,
+        env = "HERALD_CLAIM_SECONDS",
+        default_value_t = 600,
+        global = true,
+        value_name = "SECONDS"
+    )]
+    pub claim_seconds: u32,
+
     /// How many upstream requests may run at once.
     #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 8, global = true)]
     pub concurrency: usize,
@@ -251,6 +262,8 @@ pub struct Config {
     pub http: HttpSettings,
     /// SMTP connections used at once.
     pub smtp_connections: u32,
+    /// Claim duration of the dispatcher, in seconds.
+    pub claim_seconds: u32,
 }
 
 fn url_setting(name: &'static str, value: &str) -> Result<Url, ConfigError> {
@@ -350,6 +363,7 @@ impl Config {
                 concurrency: s.concurrency,
             },
             smtp_connections: s.smtp_connections,
+            claim_seconds: s.claim_seconds.max(1),
         })
     }
 

@@ -39,7 +39,8 @@ pub const MAX_ATTEMPTS: i64 = 10;
 pub const RETRY_BASE_SECS: i64 = 60;
 /// Longest delay between two attempts.
 pub const RETRY_MAX_SECS: i64 = 6 * 3600;
-/// How long a dispatcher may hold a claimed message before another may take it.
+/// How long a dispatcher may hold a claimed message before another may take it, by default
+/// (`HERALD_CLAIM_SECONDS`).
 pub const CLAIM_SECS: i64 = 600;
 /// Messages claimed at once.
 const BATCH: i64 = 200;
@@ -59,6 +60,8 @@ pub struct Notifier {
     pub base_url: Url,
     /// Messages sent at once.
     pub connections: usize,
+    /// How long claimed messages stay with this dispatcher before another may take them.
+    pub claim_secs: i64,
 }
 
 /// What a dispatch did.
@@ -294,7 +297,7 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
                 &claimer,
                 now,
                 BATCH,
-                now + Duration::seconds(CLAIM_SECS),
+                now + Duration::seconds(app.notifier.claim_secs),
                 opts.only,
             )
             .await?;
