@@ -20,7 +20,7 @@ use crate::config::{Config, Settings};
 /// releases, its blog feed), records every version with its class, and tells operators what
 /// to do about it.
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about, long_about = None, propagate_version = true)]
+#[command(name = "herald", version, about, long_about = None, propagate_version = true, args_override_self = true)]
 #[command(
     after_help = "Every option can also be set by its HERALD_* variable, in the environment \
 or in a .env file in the working directory. See .env.example.\n\n\

@@ -188,7 +188,7 @@ pub struct Settings {
     pub claim_seconds: u32,
 
     /// How many upstream requests may run at once.
-    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 8, global = true)]
+    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 16, global = true)]
     pub concurrency: usize,
 }
 

@@ -201,3 +201,30 @@ impl Source for GithubSource {
         self.fetch_repo(project, cx).boxed()
     }
 }
+
+/// Reads one page of `GET /repos/OWNER/REPO/releases` for `project` exactly as the adapter
+/// does: drafts skipped, tags outside `tag_prefix` ignored, unreadable tags reported in
+/// `warnings`, and a `{"message": ...}` answer turned into an error. Pagination, validators
+/// and I/O are left out: for tests and fuzzing of the parser.
+pub fn parse_releases_page(
+    body: &super::http::Body,
+    project: &Project,
+) -> Result<Fetched, SourceError> {
+    let mut fetched = Fetched::default();
+    match json_body::<Page>(body)? {
+        Page::Releases(releases) => {
+            for release in releases {
+                fetched
+                    .observations
+                    .extend(observe(release, project, &mut fetched.warnings));
+            }
+        }
+        Page::Message { message } => {
+            return Err(SourceError::document(
+                &body.url,
+                format!("GitHub says: {message}"),
+            ));
+        }
+    }
+    Ok(fetched)
+}

@@ -477,3 +477,32 @@ impl PypiSource {
         }
     }
 }
+
+impl PypiSource {
+    /// Reads one index answer for `project` exactly as the adapter does after its GET of
+    /// `/simple/NAME/`: a JSON body (by `Content-Type`) is read as a Simple API page, and
+    /// when that page lists `versions` (PEP 700) its files give dates and yanks; otherwise
+    /// the same body is read as the JSON API project document (`/pypi/NAME/json`), which
+    /// the adapter would fetch next. No I/O: for tests and fuzzing of the parsers.
+    pub fn parse_index_document(
+        &self,
+        project: &Project,
+        body: &Body,
+    ) -> Result<Fetched, SourceError> {
+        let Some(dist) = project.pypi.as_deref() else {
+            return Ok(Fetched::default());
+        };
+        let name = normalize_name(dist);
+        let speaks_json = body
+            .content_type
+            .as_deref()
+            .is_some_and(|ct| ct.contains("json"));
+        if speaks_json {
+            let page: SimplePage = json_body(body)?;
+            if let Some(versions) = page.versions.clone() {
+                return Ok(self.read_simple(project, &name, page, versions));
+            }
+        }
+        self.read_json(project, &name, body)
+    }
+}

@@ -1,0 +1,323 @@
+//! Check benchmarks, each printing its figure next to a simple peer measured in the same run:
+//!
+//! - P1: a cold check of the built-in preset (pretalx and its eleven plugins, every source)
+//!   with 50 ms of upstream latency, against fetching the same URLs one after another.
+//! - P2: a second run with nothing changed: share of 304 answers and body bytes, against the
+//!   cold run.
+//! - P3: 5,000 tracked projects (index pages generated from pretalx's real history): wall
+//!   time and peak memory of the `herald check` process, at 500 and 5,000 projects.
+//! - P5: `herald serve`: time from start to a healthy `/healthcheck`, and idle memory.
+//!
+//! `cargo bench --bench check` runs them all; `cargo bench --bench check -- P3` one of them.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(unused_macros, unused_imports)]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::pretalx;
+use common::{Fault, Sandbox, Upstream, at};
+use herald::check::{self, CheckOptions, CheckOutcome, RunSummary};
+use herald::config::projects::preset;
+
+const LATENCY_MS: u64 = 50;
+
+async fn run(app: &herald::app::App) -> RunSummary {
+    match check::run(app, &CheckOptions::default())
+        .await
+        .expect("check")
+    {
+        CheckOutcome::Completed(s) => s,
+        CheckOutcome::Busy { .. } => panic!("busy"),
+    }
+}
+
+/// The preset, with its blog feed pointed at the local upstream.
+fn preset_toml(upstream: &Upstream) -> String {
+    let mut out = String::new();
+    for p in preset().expect("preset") {
+        out.push_str(&format!("[[project]]\nname = \"{}\"\n", p.name));
+        if let Some(core) = &p.plugin_of {
+            out.push_str(&format!("plugin_of = \"{core}\"\n"));
+        }
+        if let Some(d) = &p.pypi {
+            out.push_str(&format!("pypi = \"{d}\"\n"));
+        }
+        if let Some(g) = &p.github {
+            out.push_str(&format!("github = \"{g}\"\n"));
+        }
+        if p.feed.is_some() {
+            out.push_str(&format!("feed = \"{}/p/news/feed/\"\n", upstream.url()));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn serve_preset(upstream: &Upstream, fixtures: &std::path::Path) {
+    let rows = pretalx::rows(fixtures);
+    pretalx::serve_history(upstream, &rows, &[]);
+    for p in preset()
+        .expect("preset")
+        .iter()
+        .filter(|p| p.plugin_of.is_some())
+    {
+        let dist = p.pypi.clone().expect("pypi");
+        let repo = p.github.as_ref().map(|g| g.to_string()).expect("github");
+        let history = common::plugins::history(fixtures, &dist, &repo);
+        common::plugins::serve(upstream, fixtures, &dist, &history);
+        let releases: Vec<serde_json::Value> = history
+            .iter()
+            .rev()
+            .map(|(v, d)| serde_json::json!({"tag_name": format!("v{v}"), "name": "", "draft": false, "prerelease": false,
+                "published_at": d.to_rfc3339(), "html_url": format!("https://github.com/{repo}/releases/tag/v{v}"), "body": "Notes."}))
+            .collect();
+        pretalx::serve_github(upstream, &repo, &releases, 100);
+    }
+}
+
+async fn p1_p2(fixtures: &std::path::Path, concurrency: &str) {
+    let upstream = Upstream::start().await;
+    serve_preset(&upstream, fixtures);
+    upstream.fault("/", Fault::Slow(Duration::from_millis(LATENCY_MS)));
+    let sandbox = Sandbox::new();
+    let projects = sandbox.projects(&preset_toml(&upstream));
+    let (app, _) = sandbox
+        .app_with(
+            &upstream.url(),
+            Some(&projects),
+            at("2026-11-22T06:00:00Z"),
+            &["--http-timeout", "10", "--concurrency", concurrency],
+        )
+        .await;
+    let t = Instant::now();
+    let cold = run(&app).await;
+    let cold_time = t.elapsed();
+    assert_eq!(cold.exit_code(), 0, "{cold:#?}");
+    let urls: Vec<String> = upstream
+        .requests()
+        .await
+        .iter()
+        .map(|r| match r.url.query() {
+            Some(q) => format!("{}{}?{q}", upstream.url(), r.url.path()),
+            None => format!("{}{}", upstream.url(), r.url.path()),
+        })
+        .collect();
+
+    // Peer: the same URLs, one after another, with the same client settings.
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    for url in &urls {
+        let _ = client
+            .get(url)
+            .send()
+            .await
+            .expect("GET")
+            .bytes()
+            .await
+            .expect("body");
+    }
+    let sequential = t.elapsed();
+    // The longest chain of requests that depend on each other: a page that links the next.
+    let chain = 2u32;
+    let floor = Duration::from_millis(LATENCY_MS) * chain;
+
+    upstream.forget_requests().await;
+    let t = Instant::now();
+    let warm = run(&app).await;
+    let warm_time = t.elapsed();
+    println!(
+        "P1 cold check of the preset ({} projects, {} requests, {LATENCY_MS} ms latency each):",
+        cold.projects.len(),
+        cold.requests
+    );
+    println!(
+        "  herald (at most {concurrency} requests at once): {:>7.0} ms",
+        cold_time.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  peer (the same URLs one after another): {:>7.0} ms",
+        sequential.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  longest dependent chain: {chain} requests = {} ms; herald is {:.1}x of it (goal: 2x)",
+        floor.as_millis(),
+        cold_time.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!("P2 second run, nothing changed:");
+    println!(
+        "  {} of {} requests answered 304 ({:.0}%, goal 95%); body bytes {} vs {} cold ({:.2}%, goal 2%); {:.0} ms",
+        warm.not_modified,
+        warm.requests,
+        100.0 * warm.not_modified as f64 / warm.requests.max(1) as f64,
+        warm.body_bytes,
+        cold.body_bytes,
+        100.0 * warm.body_bytes as f64 / cold.body_bytes.max(1) as f64,
+        warm_time.as_secs_f64() * 1000.0
+    );
+}
+
+/// Peak resident memory of the largest child process waited for so far, in MiB.
+fn children_peak_mib() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own; RUSAGE_CHILDREN is always valid.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+async fn p3(fixtures: &std::path::Path) {
+    let rows = pretalx::rows(fixtures);
+    let upstream = Upstream::start().await;
+    let page = serde_json::to_vec(&pretalx::simple_page(&rows, &[])).expect("json");
+    println!(
+        "P3 many tracked projects (each an index page with pretalx's 48 releases, {} bytes):",
+        page.len()
+    );
+    let mut previous: Option<(usize, f64, f64)> = None;
+    for count in [500usize, 5_000] {
+        let sandbox = Sandbox::new();
+        let mut toml = String::new();
+        for i in 0..count {
+            toml.push_str(&format!(
+                "[[project]]\nname = \"p{i}\"\npypi = \"p{i}\"\n\n"
+            ));
+            upstream.put(
+                &format!("/simple/p{i}/"),
+                "application/vnd.pypi.simple.v1+json",
+                page.clone(),
+            );
+        }
+        let projects = sandbox.projects(&toml);
+        let mut args: Vec<String> = vec!["check".into()];
+        args.extend(sandbox.args(&upstream.url(), Some(&projects)));
+        args.extend([
+            "--http-timeout".into(),
+            "30".into(),
+            "--concurrency".into(),
+            "32".into(),
+        ]);
+        let t = Instant::now();
+        let out = tokio::process::Command::from(
+            sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+        )
+        .output()
+        .await
+        .expect("herald check");
+        let wall = t.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let peak = children_peak_mib();
+        println!(
+            "  {count:>5} projects ({} releases): {wall:>6.2} s, peak {peak:>6.1} MiB",
+            count * 48
+        );
+        if let Some((n, w, m)) = previous {
+            let factor = count as f64 / n as f64;
+            println!(
+                "  growth for {factor:.0}x the projects: time {:.1}x, memory {:.1}x (goal: 30 s and 200 MB at 5,000, linear)",
+                wall / w,
+                peak / m
+            );
+        }
+        previous = Some((count, wall, peak));
+    }
+}
+
+async fn p5() {
+    let sandbox = Sandbox::new();
+    let upstream = Upstream::start().await;
+    upstream.put_json(
+        "/simple/demo/",
+        "application/vnd.pypi.simple.v1+json",
+        &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "demo", "versions": [], "files": []}),
+    );
+    let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
+    // Migrate first: the figure is the start of a service whose database exists.
+    let out = sandbox.herald(&["migrate", "--database-url", &sandbox.db_url()]);
+    assert!(out.status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "serve".to_string(),
+        "--listen".into(),
+        listen.clone(),
+        "--schedule".into(),
+        "0 6 1 1 *".into(),
+    ];
+    args.extend(sandbox.args(&upstream.url(), Some(&projects)));
+    herald::sources::http::install_tls_provider();
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    let mut child = tokio::process::Command::from(
+        sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+    )
+    .kill_on_drop(true)
+    .spawn()
+    .expect("serve");
+    let mut healthy = None;
+    for _ in 0..2_000 {
+        if let Ok(r) = client
+            .get(format!("http://{listen}/healthcheck"))
+            .send()
+            .await
+            && r.status() == reqwest::StatusCode::OK
+        {
+            healthy = Some(t.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let healthy = healthy.expect("never healthy");
+    // Let the catch-up run and the first dispatch finish, then read the idle footprint.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = child.id().expect("pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .expect("VmRSS")
+        / 1024.0;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait().await;
+    println!(
+        "P5 herald serve: healthy {:.0} ms after start (goal 100 ms), idle memory {rss:.1} MiB RSS (goal 20 MB)",
+        healthy.as_secs_f64() * 1000.0
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a.starts_with('P'))
+        .collect();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let Some(fixtures) = common::fixtures() else {
+        return;
+    };
+    if want("P1") || want("P2") {
+        // Half the default, the default (16), and every request of the preset at once.
+        for concurrency in ["8", "16", "32"] {
+            p1_p2(&fixtures, concurrency).await;
+        }
+    }
+    if want("P3") {
+        p3(&fixtures).await;
+    }
+    if want("P5") {
+        p5().await;
+    }
+}
