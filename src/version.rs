@@ -198,7 +198,10 @@ pub fn from_title(title: &str, aliases: &[String]) -> Option<Version> {
         None if has_release_word(title) => 0,
         None => return None,
     };
-    let haystack = title.get(start..)?;
+    // `mentions` measured the offset in the lower-case title: search that same string (a
+    // letter's lower case may be longer or shorter than the letter; digits never change).
+    let lower = title.to_lowercase();
+    let haystack = lower.get(start..)?;
     VERSION_TOKEN
         .captures_iter(haystack)
         .filter_map(|caps| caps.get(1))
