@@ -188,17 +188,21 @@ fn notes_url(r: &ReleaseRow) -> Option<String> {
         .or_else(|| pick(SourceKind::Pypi))
 }
 
-/// Per-version documents, fetched when missing or changed (never inside a transaction).
+/// Per-version documents, fetched when missing or changed (never inside a transaction),
+/// each at most once per `Docs`: one alerts pass shares it across every operator.
+#[derive(Default)]
 struct Docs {
     docs: HashMap<(String, String), ReleaseDoc>,
+    asked: HashSet<(String, String)>,
 }
 
 impl Docs {
     async fn gather(
+        &mut self,
         app: &App,
         wanted: &[(Project, String)],
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Docs> {
+    ) -> anyhow::Result<()> {
         let validators = app.store.validators().await?;
         let cx = FetchContext {
             http: &app.http,
@@ -206,9 +210,8 @@ impl Docs {
             resolved_url: None,
             now,
         };
-        let mut docs = HashMap::new();
+        let docs = &mut self.docs;
         let mut fresh = Vec::new();
-        let mut seen = HashSet::new();
         for (project, version) in wanted {
             let Some(dist) = project.pypi.as_deref() else {
                 continue;
@@ -216,7 +219,7 @@ impl Docs {
             let key = version::parse(version)
                 .map(|v| version::canonical_key(&v))
                 .unwrap_or_default();
-            if !seen.insert((project.name.clone(), key.clone())) {
+            if !self.asked.insert((project.name.clone(), key.clone())) {
                 continue;
             }
             let stored = app.store.release_doc(&project.name, &key).await?;
@@ -248,7 +251,7 @@ impl Docs {
             }
             tx.commit().await?;
         }
-        Ok(Docs { docs })
+        Ok(())
     }
 
     fn get(&self, project: &str, version: &Version) -> Option<&ReleaseDoc> {
@@ -472,6 +475,7 @@ fn core_of<'a>(app: &'a App, installed: &InventoryMap) -> Option<&'a Project> {
 
 async fn build(
     app: &App,
+    docs: &mut Docs,
     installed: &InventoryMap,
     untracked: Vec<String>,
     target_key: Option<&str>,
@@ -507,20 +511,21 @@ async fn build(
         None => catalog.latest_feature(&core.name),
     }
     .cloned();
-    let docs = Docs::gather(
+    docs.gather(
         app,
         &wanted_docs(app, &catalog, &core, installed, target.as_ref()),
         now,
     )
     .await?;
+    let docs = &*docs;
     let core_advice = core_advice(
         &catalog,
-        &docs,
+        docs,
         &core,
         installed.get(&core.name).map(String::as_str),
     );
     let plugins = match &target {
-        Some(t) => plugin_assessments(app, &catalog, &docs, &core, t, installed),
+        Some(t) => plugin_assessments(app, &catalog, docs, &core, t, installed),
         None => Vec::new(),
     };
     let recommendation = match (&target, target.as_ref().and_then(|t| t.parsed.clone())) {
@@ -542,7 +547,15 @@ async fn build(
 /// feature release.
 pub async fn advise(app: &App, items: &[Installed]) -> anyhow::Result<Advice> {
     let (installed, untracked) = tracked_inventory(app, items);
-    build(app, &installed, untracked, None, app.clock.now()).await
+    build(
+        app,
+        &mut Docs::default(),
+        &installed,
+        untracked,
+        None,
+        app.clock.now(),
+    )
+    .await
 }
 
 /// What [`process`] queued.
@@ -609,6 +622,7 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
         .map(|s| (s.id, s.email.as_str().to_string()))
         .collect();
     // Decide everything first (this may fetch documents); then one transaction queues it.
+    let mut docs = Docs::default();
     let mut queue: Vec<Queued> = Vec::new();
     let mut new_states: Vec<(i64, i64, BTreeMap<String, String>)> = Vec::new();
     for release_id in pending.clone() {
@@ -629,7 +643,8 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
             };
             match (project.plugin_of.clone(), release.class) {
                 (None, ReleaseClass::Feature) if uses_core(app, &installed, &project.name) => {
-                    let advice = build(app, &installed, Vec::new(), Some(&key), now).await?;
+                    let advice =
+                        build(app, &mut docs, &installed, Vec::new(), Some(&key), now).await?;
                     new_states.push((subscriber_id, release.id, verdict_map(&advice.plugins)));
                     queue.push(Queued {
                         subscriber_id,
@@ -650,7 +665,7 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
                     if release.parsed.as_ref().is_none_or(|v| inst >= *v) {
                         continue;
                     }
-                    let advice = build(app, &installed, Vec::new(), None, now).await?;
+                    let advice = build(app, &mut docs, &installed, Vec::new(), None, now).await?;
                     queue.push(Queued {
                         subscriber_id,
                         email,
@@ -681,7 +696,8 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
                             .map(version::canonical_key)
                             .unwrap_or_default();
                         let advice =
-                            build(app, &installed, Vec::new(), Some(&core_key), now).await?;
+                            build(app, &mut docs, &installed, Vec::new(), Some(&core_key), now)
+                                .await?;
                         let after = verdict_map(&advice.plugins);
                         if after == before {
                             continue;
@@ -841,7 +857,15 @@ pub async fn update_check(
             None => untracked.push(plugin.name.clone()),
         }
     }
-    let advice = build(app, &installed, untracked, None, app.clock.now()).await?;
+    let advice = build(
+        app,
+        &mut Docs::default(),
+        &installed,
+        untracked,
+        None,
+        app.clock.now(),
+    )
+    .await?;
     let names: Vec<String> = installed.keys().cloned().collect();
     let catalog = Catalog::load(app, &names).await?;
     let mut plugins = BTreeMap::new();

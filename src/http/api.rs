@@ -149,7 +149,7 @@ pub async fn healthcheck(State(web): State<Web>) -> Response {
 
 /// `GET /metrics`: Prometheus text format, read from the database at each scrape.
 pub async fn metrics(State(web): State<Web>) -> Result<Response, HttpError> {
-    let m = web.app.store.metrics().await?;
+    let m = web.app.store.metrics(web.app.clock.now()).await?;
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -195,7 +195,7 @@ pub struct Metrics {
 
 impl Store {
     /// Everything `/metrics` reports.
-    pub async fn metrics(&self) -> Result<Metrics, StoreError> {
+    pub async fn metrics(&self, now: DateTime<Utc>) -> Result<Metrics, StoreError> {
         const RUNS: &str = "SELECT status, COUNT(*) AS n FROM runs GROUP BY status ORDER BY status";
         const SOURCES: &str = "SELECT project, source, consecutive_failures, \
              deferred_until IS NOT NULL AND deferred_until > ? AS deferred FROM source_state ORDER BY project, source";
@@ -205,7 +205,7 @@ impl Store {
             m.runs.push((row.try_get("status")?, row.try_get("n")?));
         }
         for row in sqlx::query(SOURCES)
-            .bind(ts(Utc::now()))
+            .bind(ts(now))
             .fetch_all(self.pool())
             .await?
         {
