@@ -305,9 +305,7 @@ async fn main() {
         .filter(|a| a.starts_with('P'))
         .collect();
     let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
-    let Some(fixtures) = common::fixtures() else {
-        return;
-    };
+    let fixtures = common::fixtures();
     if want("P1") || want("P2") {
         // Half the default, the default (16), and every request of the preset at once.
         for concurrency in ["8", "16", "32"] {

@@ -60,17 +60,17 @@ struct World {
 }
 
 impl World {
-    async fn new() -> Option<World> {
-        let fixtures = common::fixtures()?;
+    async fn new() -> World {
+        let fixtures = common::fixtures();
         let rows = pretalx::rows(&fixtures);
         let upstream = Upstream::start().await;
         // The history as it stood before 2026.2.1.
         pretalx::serve_history(&upstream, &rows[..47], &[]);
-        Some(World {
+        World {
             upstream,
             sandbox: Sandbox::new(),
             rows,
-        })
+        }
     }
 
     async fn app(&self) -> (App, std::sync::Arc<herald::app::ManualClock>) {
@@ -93,9 +93,7 @@ impl World {
 
 #[tokio::test]
 async fn baseline_then_exactly_the_new_release_then_quiet() {
-    let Some(world) = World::new().await else {
-        return;
-    };
+    let world = World::new().await;
     let (app, clock) = world.app().await;
 
     let first = run(&app).await;
@@ -167,9 +165,7 @@ async fn baseline_then_exactly_the_new_release_then_quiet() {
 
 #[tokio::test]
 async fn a_release_seen_first_on_github_is_new_when_pypi_offers_it() {
-    let Some(world) = World::new().await else {
-        return;
-    };
+    let world = World::new().await;
     let (app, _) = world.app().await;
     run(&app).await;
     // GitHub and the blog know 2026.2.1; the index does not have it yet.
@@ -203,9 +199,7 @@ async fn a_release_seen_first_on_github_is_new_when_pypi_offers_it() {
 }
 
 async fn fault_scenario(kind: SourceKind, fault: Fault) {
-    let Some(world) = World::new().await else {
-        return;
-    };
+    let world = World::new().await;
     let (app, clock) = world.app().await;
     let prefix = match kind {
         SourceKind::Pypi => "/simple/",
@@ -320,9 +314,7 @@ fault_tests! {
 
 #[tokio::test]
 async fn an_empty_release_list_removes_nothing() {
-    let Some(world) = World::new().await else {
-        return;
-    };
+    let world = World::new().await;
     let (app, _) = world.app().await;
     run(&app).await;
     let before = snapshot(&app).await;
@@ -345,9 +337,7 @@ async fn an_empty_release_list_removes_nothing() {
 
 #[tokio::test]
 async fn a_deferred_source_is_not_asked_before_its_time() {
-    let Some(world) = World::new().await else {
-        return;
-    };
+    let world = World::new().await;
     let (app, clock) = world.app().await;
     run(&app).await;
     world
@@ -383,9 +373,7 @@ async fn a_deferred_source_is_not_asked_before_its_time() {
 
 #[tokio::test]
 async fn dry_runs_record_nothing() {
-    let Some(world) = World::new().await else {
-        return;
-    };
+    let world = World::new().await;
     let (app, _) = world.app().await;
     let dry = match check::run(
         &app,
@@ -418,9 +406,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_codes_and_messages_of_the_binary() {
-    let Some(world) = World::new().await else {
-        return;
-    };
+    let world = World::new().await;
     let projects = world
         .sandbox
         .projects(&pretalx::projects_toml(&world.upstream));
@@ -510,9 +496,7 @@ async fn exit_codes_and_messages_of_the_binary() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processes_started_together_run_once() {
-    let Some(world) = World::new().await else {
-        return;
-    };
+    let world = World::new().await;
     let projects = world
         .sandbox
         .projects(&pretalx::projects_toml(&world.upstream));

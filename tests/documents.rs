@@ -39,7 +39,7 @@ fn pypi_project(upstream: &Upstream, name: &str) -> String {
 
 #[tokio::test]
 async fn luigi_json_api_keeps_file_less_releases_unavailable() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let doc: Value = serde_json::from_slice(&common::read(&dir, "pypi/luigi.json")).expect("json");
     let upstream = Upstream::start().await;
     // An index without PEP 691 JSON answers the Simple API in HTML: Herald falls back.
@@ -93,7 +93,7 @@ async fn luigi_json_api_keeps_file_less_releases_unavailable() {
 
 #[tokio::test]
 async fn black_yanked_release_with_its_reason_in_both_apis() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     for simple in [true, false] {
         let upstream = Upstream::start().await;
         if simple {
@@ -134,7 +134,7 @@ async fn black_yanked_release_with_its_reason_in_both_apis() {
 
 #[tokio::test]
 async fn isodate_yanked_as_a_reason_string_in_the_simple_api() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let upstream = Upstream::start().await;
     upstream.put(
         "/simple/isodate/",
@@ -167,7 +167,7 @@ async fn isodate_yanked_as_a_reason_string_in_the_simple_api() {
 
 #[tokio::test]
 async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let mut releases_doc: Vec<Value> = serde_json::from_slice(&common::read(
         &dir,
         "github/releases_offirgolan_ember-cp-validations.json",

@@ -39,7 +39,7 @@ fn expected_link(entry: &Value) -> Option<String> {
 
 #[test]
 fn every_feed_reads_as_feed_rs_expects() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let mut compared = 0;
     for entry in std::fs::read_dir(dir.join("feeds")).expect("feeds dir") {
         let path = entry.expect("entry").path();
@@ -85,7 +85,7 @@ fn every_feed_reads_as_feed_rs_expects() {
 
 #[test]
 fn release_feeds_yield_versions_and_other_feeds_none() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let atom = common::read(&dir, "feeds/atom_example_6.xml");
     let found = entries(&atom, "atom_example_6.xml", &project("feed-rs")).expect("reads");
     let versions: Vec<String> = found.iter().map(|o| o.version.to_string()).collect();
@@ -131,7 +131,7 @@ fn feed_projects(upstream: &Upstream, feeds: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn a_broken_feed_fails_only_its_source() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let upstream = Upstream::start().await;
     upstream.put(
         "/broken.xml",
@@ -180,7 +180,7 @@ async fn a_broken_feed_fails_only_its_source() {
 
 #[tokio::test]
 async fn a_page_that_links_its_feed_is_followed() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let upstream = Upstream::start().await;
     upstream.put(
         "/feed-rs/",

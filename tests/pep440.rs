@@ -14,7 +14,7 @@ fn lines(text: &str) -> Vec<&str> {
 
 #[test]
 fn valid_versions_parse() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let text = String::from_utf8(common::read(&dir, "pep440/valid_versions.txt")).expect("utf-8");
     let valid = lines(&text);
     assert!(valid.len() > 200, "{} vectors", valid.len());
@@ -27,7 +27,7 @@ fn valid_versions_parse() {
 
 #[test]
 fn invalid_versions_are_refused() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let text = String::from_utf8(common::read(&dir, "pep440/invalid_versions.txt")).expect("utf-8");
     let invalid = lines(&text);
     assert_eq!(invalid.len(), 20);
@@ -47,7 +47,7 @@ fn invalid_versions_are_refused() {
 
 #[test]
 fn the_order_is_reproduced_exactly() {
-    let dir = fixtures_or_skip!();
+    let dir = common::fixtures();
     let text = String::from_utf8(common::read(&dir, "pep440/versions_sorted.txt")).expect("utf-8");
     let expected = lines(&text);
     assert_eq!(expected.len(), 92);

@@ -20,7 +20,7 @@ fn json_of(out: &std::process::Output) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_real_history_is_recorded_with_the_right_classes() {
-    let fixtures = fixtures_or_skip!();
+    let fixtures = common::fixtures();
     let rows = pretalx::rows(&fixtures);
     assert_eq!(rows.len(), 48);
     let upstream = Upstream::start().await;

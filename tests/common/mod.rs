@@ -19,31 +19,16 @@ use herald::app::{App, ManualClock};
 use herald::config::Config;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-/// `../shared/fixtures` (or `HERALD_FIXTURES`); `None`, with a loud message, when absent.
-pub fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("HERALD_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "\n!!! SKIPPED: fixtures folder {} is missing; set HERALD_FIXTURES to run this test !!!\n",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// Returns from the test when the fixtures are absent.
-#[macro_export]
-macro_rules! fixtures_or_skip {
-    () => {
-        match common::fixtures() {
-            Some(dir) => dir,
-            None => return,
-        }
-    };
+/// The real upstream data the tests read: `tests/fixtures/` of this repository (copied from
+/// upstream with provenance in each folder's SOURCES.md). A missing folder fails the test.
+pub fn fixtures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    assert!(
+        dir.join("pretalx/pretalx_releases.csv").is_file(),
+        "the fixtures folder {} is incomplete: it is part of the repository, restore it with git",
+        dir.display()
+    );
+    dir
 }
 
 /// Reads a fixture file.

@@ -30,8 +30,8 @@ pub struct Site {
 
 /// Starts a site whose upstream serves the first `served` releases of pretalx's history,
 /// after one check run (the baseline).
-pub async fn site(served: usize) -> Option<Site> {
-    let fixtures = super::fixtures()?;
+pub async fn site(served: usize) -> Site {
+    let fixtures = super::fixtures();
     let rows = pretalx::rows(&fixtures);
     let upstream = Upstream::start().await;
     pretalx::serve_history(&upstream, &rows[..served], &[]);
@@ -76,7 +76,7 @@ pub async fn site(served: usize) -> Option<Site> {
     tokio::spawn(http::serve(listener, web, async move {
         let _ = rx.await;
     }));
-    Some(Site {
+    Site {
         app,
         clock,
         base,
@@ -89,7 +89,7 @@ pub async fn site(served: usize) -> Option<Site> {
         upstream,
         _stop: tx,
         _sandbox: sandbox,
-    })
+    }
 }
 
 impl Site {
