@@ -7,13 +7,15 @@
 //! rules (`merge`) or SQL (`store`).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::decide::{self, Delivery};
@@ -34,6 +36,17 @@ pub struct CheckOptions {
     pub projects: Vec<String>,
     /// What started the run (`check`, `serve`, `api`).
     pub trigger: String,
+    /// Counters for a progress display, updated as the run goes on.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// How far a run has come, for a progress display (read while the run goes on).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Projects in this run.
+    pub projects_total: AtomicUsize,
+    /// Projects whose every source has answered (or failed).
+    pub projects_fetched: AtomicUsize,
 }
 
 /// How one source fared.
@@ -247,7 +260,12 @@ pub async fn run(app: &App, opts: &CheckOptions) -> anyhow::Result<CheckOutcome>
         }));
     }
 
-    let result = run_locked(app, opts, &projects, started_at).await;
+    // Every event of the run carries its id (in the JSON log format, under `span`).
+    let span =
+        tracing::info_span!("check", run_id = tracing::field::Empty, trigger = %opts.trigger);
+    let result = run_locked(app, opts, &projects, started_at)
+        .instrument(span)
+        .await;
     if let Some(task) = renewer {
         task.abort();
     }
@@ -293,7 +311,9 @@ async fn run_locked(
     let run_id = if opts.dry_run {
         None
     } else {
-        Some(app.store.start_run(&opts.trigger, now).await?)
+        let id = app.store.start_run(&opts.trigger, now).await?;
+        tracing::Span::current().record("run_id", id);
+        Some(id)
     };
     let validators = app.store.validators().await?;
     let states = app.store.source_states().await?;
@@ -302,11 +322,35 @@ async fn run_locked(
 
     // Fetch everything, bounded; no transaction is open meanwhile.
     let mut jobs = Vec::new();
+    let mut pending: Vec<AtomicUsize> = Vec::with_capacity(projects.len());
     for (index, project) in projects.iter().enumerate() {
-        for kind in project.sources() {
+        let kinds = project.sources();
+        pending.push(AtomicUsize::new(kinds.len()));
+        for kind in kinds {
             jobs.push((index, *project, kind));
         }
     }
+    if let Some(progress) = &opts.progress {
+        let sourceless = pending
+            .iter()
+            .filter(|n| n.load(Ordering::Relaxed) == 0)
+            .count();
+        progress
+            .projects_total
+            .store(projects.len(), Ordering::Relaxed);
+        progress
+            .projects_fetched
+            .store(sourceless, Ordering::Relaxed);
+    }
+    let pending = &pending;
+    // Counts a project as fetched when its last source has answered.
+    let fetched_one = move |index: usize| {
+        if pending[index].fetch_sub(1, Ordering::Relaxed) == 1
+            && let Some(progress) = &opts.progress
+        {
+            progress.projects_fetched.fetch_add(1, Ordering::Relaxed);
+        }
+    };
     // Boxed one by one so each future's Send-ness is checked with concrete lifetimes.
     let fetches: Vec<futures::future::BoxFuture<'_, (usize, SourceKind, Outcome)>> = jobs
         .into_iter()
@@ -318,6 +362,7 @@ async fn run_locked(
                     .and_then(|s| s.deferred_until)
                     .filter(|until| *until > now)
                 {
+                    fetched_one(index);
                     return (index, kind, Outcome::StillDeferred(until));
                 }
                 let cx = FetchContext {
@@ -330,6 +375,7 @@ async fn run_locked(
                     Ok(fetched) => Outcome::Fetched(fetched),
                     Err(err) => Outcome::Failed(err),
                 };
+                fetched_one(index);
                 (index, kind, outcome)
             }
             .boxed()

@@ -4,16 +4,21 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use herald::logging::{self, Level};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     if let Err(err) = dotenvy::dotenv()
         && !err.not_found()
     {
-        eprintln!("herald: error: cannot read .env: {err}");
+        let text = format!("error: cannot read .env: {err}");
+        logging::say_in(logging::format_from_env(), Level::Error, &text, &[]);
         return ExitCode::from(1);
     }
-    let cli = herald::cli::Cli::parse();
-    herald::logging::init();
+    let cli = match herald::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return herald::cli::usage_error(err),
+    };
+    logging::init(cli.settings.log_format);
     herald::cli::run(cli).await
 }

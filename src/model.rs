@@ -276,6 +276,36 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// An address as logs show it above `debug`: the local part's first character, `***`, and the
+/// domain (`o***@example.org`), enough to tell a domain's trouble apart without exposing who.
+pub fn mask_email(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_string(),
+    }
+}
+
+/// `text` with every address in it masked as [`mask_email`] does (a relay's answer often
+/// quotes the recipient: `550 5.1.1 <ops@example.org>: Recipient address rejected`).
+pub fn mask_emails_in(text: &str) -> String {
+    static ADDRESS: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?",
+        )
+        .ok()
+    });
+    match ADDRESS.as_ref() {
+        Some(re) => re
+            .replace_all(text, |caps: &regex::Captures<'_>| mask_email(&caps[0]))
+            .into_owned(),
+        // The pattern is a constant; should it ever fail to compile, hide the whole text.
+        None => "[text hidden: it may name a recipient]".to_string(),
+    }
+}
+
 impl FromStr for EmailAddress {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -383,4 +413,21 @@ pub fn normalize_name(name: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_masked_for_logs() {
+        assert_eq!(mask_email("ops@example.org"), "o***@example.org");
+        assert_eq!(mask_email("ü@example.org"), "ü***@example.org");
+        assert_eq!(mask_email("no-at-sign"), "***");
+        assert_eq!(
+            mask_emails_in("550 5.1.1 <ops.team+x@mail.example.org>: Recipient address rejected"),
+            "550 5.1.1 <o***@mail.example.org>: Recipient address rejected"
+        );
+        assert_eq!(mask_emails_in("421 try later"), "421 try later");
+    }
 }

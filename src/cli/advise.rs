@@ -34,7 +34,11 @@ impl InventoryArgs {
                 .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
             let (found, notes) = inventory::parse_freeze(&text);
             for note in notes {
-                eprintln!("herald: {}: {note}", path.display());
+                crate::logging::say(
+                    crate::logging::Level::Warn,
+                    &format!("{}: {note}", path.display()),
+                    &[],
+                );
             }
             items.extend(found);
         }

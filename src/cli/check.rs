@@ -1,10 +1,17 @@
 //! `herald check`: one full run, with a per-project summary on stdout.
 
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::alerts;
 use crate::app::App;
-use crate::check::{self, CheckOptions, CheckOutcome, RunSummary, SourceStatus};
+use crate::check::{self, CheckOptions, CheckOutcome, Progress, RunSummary, SourceStatus};
+use crate::logging::{self, Level};
 use crate::notify::{self, DispatchOptions, DispatchReport};
 
 /// Options of `herald check`.
@@ -22,15 +29,25 @@ pub struct CheckArgs {
 }
 
 pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
+    let display = ProgressDisplay::start(&app);
     let opts = CheckOptions {
         dry_run: args.dry_run,
         projects: args.project,
         trigger: "check".into(),
+        progress: display.as_ref().map(|d| d.progress.clone()),
     };
-    match check::run(&app, &opts).await? {
+    let outcome = check::run(&app, &opts).await;
+    if let Some(display) = display {
+        display.finish();
+    }
+    match outcome? {
         CheckOutcome::Busy { holder, since } => {
-            eprintln!(
-                "herald: a check is already running (holder {holder}, since {since}); nothing done"
+            logging::say(
+                Level::Info,
+                &format!(
+                    "a check is already running (holder {holder}, since {since}); nothing done"
+                ),
+                &[],
             );
             println!("A check is already running (since {since}); this one did nothing.");
             Ok(0)
@@ -70,20 +87,79 @@ pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
                     ),
                 }
             }
+            let run_id = summary.run_id.map(|id| id.to_string()).unwrap_or_default();
             for (project, source) in summary.failed_sources() {
-                eprintln!(
-                    "herald: {project}: {} {}: {}",
-                    source.source,
-                    if source.status == SourceStatus::Deferred {
-                        "deferred"
-                    } else {
-                        "failed"
-                    },
-                    source.error.as_deref().unwrap_or("unknown error")
+                let state = if source.status == SourceStatus::Deferred {
+                    "deferred"
+                } else {
+                    "failed"
+                };
+                logging::say(
+                    Level::Warn,
+                    &format!(
+                        "{project}: {} {state}: {}",
+                        source.source,
+                        source.error.as_deref().unwrap_or("unknown error")
+                    ),
+                    &[
+                        ("project", project),
+                        ("source", source.source.as_str()),
+                        ("state", state),
+                        ("run_id", &run_id),
+                    ],
                 );
             }
             Ok(summary.exit_code())
         }
+    }
+}
+
+/// A progress line on stderr while a check runs (projects fetched / total, requests sent,
+/// elapsed time): only on a terminal and in the text log format, never in cron or a pipe.
+struct ProgressDisplay {
+    progress: Arc<Progress>,
+    bar: ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressDisplay {
+    fn start(app: &App) -> Option<ProgressDisplay> {
+        if logging::format() != logging::LogFormat::Text || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let progress = Arc::new(Progress::default());
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{spinner} checking: {pos}/{len} projects, {msg} [{elapsed}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        let (p, b, http) = (progress.clone(), bar.clone(), app.http.clone());
+        let start = http.stats().requests.load(Ordering::Relaxed);
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                b.set_length(p.projects_total.load(Ordering::Relaxed) as u64);
+                b.set_position(p.projects_fetched.load(Ordering::Relaxed) as u64);
+                let sent = http.stats().requests.load(Ordering::Relaxed) - start;
+                b.set_message(format!(
+                    "{sent} request{}",
+                    if sent == 1 { "" } else { "s" }
+                ));
+            }
+        });
+        Some(ProgressDisplay {
+            progress,
+            bar,
+            ticker,
+        })
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
     }
 }
 

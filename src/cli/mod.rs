@@ -7,6 +7,7 @@ mod migrate;
 mod outbox;
 mod releases;
 mod serve;
+mod status;
 mod subscribers;
 
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 use crate::app::App;
 use crate::config::{Config, Settings};
+use crate::logging::{Level, LogFormat};
 
 /// Herald watches where a Python project announces releases (the package index, GitHub
 /// releases, its blog feed), records every version with its class, and tells operators what
@@ -75,6 +77,91 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Is Herald healthy, and what did the last runs do?
+    ///
+    /// Shows the last runs (time, duration, outcome, new releases), the sources failing or
+    /// deferred now and since when, the outbox by state with the oldest waiting message's age,
+    /// and the next scheduled run of `herald serve`.
+    ///
+    /// Exit codes: 0 healthy; 2 needs attention: a source has been failing (or rate limited)
+    /// for more than a day, or mail was dead-lettered since the previous `herald status`;
+    /// 1 it could not look (bad configuration, database unreachable). Each call records that
+    /// it looked, so a dead letter makes the next call exit 2 once: a monitoring probe can run
+    /// it as it is.
+    Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    ///
+    /// For bash: herald completions bash > /etc/bash_completion.d/herald
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print Herald's man page (roff) to stdout.
+    ///
+    /// To read it: herald man | man -l -
+    Man,
+}
+
+/// Reports a command line clap refused (or prints the help or version it asked for); in the
+/// JSON log format the refusal is one JSON line.
+pub fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = err.exit_code();
+    let json = crate::logging::format_from_env() == LogFormat::Json
+        || std::env::args()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || std::env::args().any(|a| a == "--log-format=json");
+    if !json
+        || matches!(
+            err.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+        )
+    {
+        let _ = err.print();
+    } else {
+        let text = err.render().to_string();
+        crate::logging::say_in(LogFormat::Json, Level::Error, text.trim(), &[]);
+    }
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
+}
+
+/// The man page: clap's rendering of the command line, plus an ENVIRONMENT section naming
+/// the `HERALD_*` variable of every option.
+fn man_page() -> anyhow::Result<Vec<u8>> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    let mut environment = String::from(".SH ENVIRONMENT\n");
+    for arg in command.get_arguments() {
+        if let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let roff = |text: &str| text.replace('\\', "\\\\").replace('-', "\\-");
+            environment.push_str(&format!(
+                ".TP\n\\fB{}\\fR\nThe same as \\fB\\-\\-{}\\fR: {}\n",
+                roff(&env.to_string_lossy()),
+                roff(long),
+                roff(&help)
+            ));
+        }
+    }
+    environment.push_str(
+        ".TP\n\\fBHERALD_LOG\\fR\nLog filter in tracing syntax (default: warn,herald=info).\n\
+         .TP\n\\fBNO_COLOR\\fR\nWhen set and not empty, logs carry no colour even on a terminal.\n",
+    );
+    page.extend_from_slice(environment.as_bytes());
+    Ok(page)
+}
+
+/// Writes to stdout; a reader that went away (`herald man | head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(0),
+    }
 }
 
 /// Runs a parsed command line.
@@ -82,15 +169,27 @@ pub async fn run(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("herald: error: {err:#}");
+            crate::logging::say(Level::Error, &format!("error: {err:#}"), &[]);
             ExitCode::from(1)
         }
     }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "herald", &mut script);
+            return print_bytes(&script);
+        }
+        Command::Man => return print_bytes(&man_page()?),
+        _ => {}
+    }
     let config = Config::from_settings(cli.settings)?;
     match cli.command {
+        Command::Completions { .. } | Command::Man => Ok(0),
+        Command::Status(args) => status::run(App::build(config).await?, args).await,
         Command::Migrate => migrate::run(&config).await,
         Command::Backup { file } => {
             let store = crate::store::Store::open(&config.database_url).await?;

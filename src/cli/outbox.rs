@@ -125,9 +125,13 @@ pub(super) async fn send_test(app: App, args: TestEmailArgs) -> anyhow::Result<u
     } else {
         // A test is not worth retrying later: record the failure and stop.
         app.store.mark_dead(id, &answer, app.clock.now()).await?;
-        eprintln!(
-            "herald: the test message to {to} was not sent through {}: {answer}",
-            mailer.relay()
+        crate::logging::say(
+            crate::logging::Level::Error,
+            &format!(
+                "the test message to {to} was not sent through {}: {answer}",
+                mailer.relay()
+            ),
+            &[],
         );
         Ok(1)
     }

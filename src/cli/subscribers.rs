@@ -128,7 +128,11 @@ pub(super) async fn unsubscribe(app: App, args: UnsubscribeArgs) -> anyhow::Resu
         println!("Unsubscribed {email}; mail still queued for them was dropped.");
         Ok(0)
     } else {
-        eprintln!("herald: {email} is not subscribed");
+        crate::logging::say(
+            crate::logging::Level::Error,
+            &format!("{email} is not subscribed"),
+            &[],
+        );
         Ok(1)
     }
 }

@@ -187,6 +187,17 @@ pub struct Settings {
     )]
     pub claim_seconds: u32,
 
+    /// Log format on stderr: text (human lines) or json (one object per line, for journald or Loki).
+    #[arg(
+        long,
+        env = "HERALD_LOG_FORMAT",
+        value_enum,
+        default_value_t = crate::logging::LogFormat::Text,
+        global = true,
+        value_name = "FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
+
     /// How many upstream requests may run at once.
     #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 16, global = true)]
     pub concurrency: usize,

@@ -26,7 +26,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::app::App;
-use crate::model::EmailAddress;
+use crate::model::{EmailAddress, mask_email, mask_emails_in};
 use crate::store::{DueDigest, NewMessage, OutboxRow, ReleaseRow};
 use crate::tokens::Signer;
 use content::{DigestMail, Footer, NewReleaseMail, Period, TestMail};
@@ -348,7 +348,13 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
                     report.sent += 1;
                 }
                 Ok(Err(SendError::Permanent(answer))) => {
-                    tracing::warn!(outbox_id = row.id, recipient = %row.recipient, "refused: {answer}");
+                    tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "refused: {answer}");
+                    tracing::warn!(
+                        outbox_id = row.id,
+                        recipient = %mask_email(&row.recipient),
+                        "refused: {}",
+                        mask_emails_in(&answer)
+                    );
                     app.store.mark_dead(row.id, &answer, now).await?;
                     report.dead += 1;
                     report.last_error = Some(answer);
@@ -356,12 +362,23 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
                 Ok(Err(SendError::Transient(answer))) => {
                     if row.attempts + 1 >= MAX_ATTEMPTS {
                         let why = format!("gave up after {MAX_ATTEMPTS} attempts: {answer}");
-                        tracing::warn!(outbox_id = row.id, recipient = %row.recipient, "{why}");
+                        tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "{why}");
+                        tracing::warn!(
+                            outbox_id = row.id,
+                            recipient = %mask_email(&row.recipient),
+                            "{}",
+                            mask_emails_in(&why)
+                        );
                         app.store.mark_dead(row.id, &why, now).await?;
                         report.dead += 1;
                     } else {
                         let next = now + retry_delay(row.attempts);
-                        tracing::info!(outbox_id = row.id, %next, "will retry: {answer}");
+                        tracing::info!(
+                            outbox_id = row.id,
+                            %next,
+                            "will retry: {}",
+                            mask_emails_in(&answer)
+                        );
                         app.store.mark_retry(row.id, &answer, next, now).await?;
                         report.retrying += 1;
                     }

@@ -11,6 +11,7 @@ mod outbox;
 mod releases;
 mod runs;
 mod sources;
+mod status;
 mod subscribers;
 
 pub use alerts::{InventoryMap, mark_alerts_done, put_compat_state, put_release_doc};
@@ -21,6 +22,7 @@ pub use releases::{
 };
 pub use runs::{LeaseOutcome, Metrics, RunRow};
 pub use sources::{SourceState, Validators, put_validators, source_failed, source_succeeded};
+pub use status::OutboxHealth;
 pub use subscribers::{PendingOutcome, SubscriberWrite, subscribers_following};
 
 use std::path::{Path, PathBuf};

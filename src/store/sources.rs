@@ -45,6 +45,8 @@ pub struct SourceState {
     pub deferred_until: Option<DateTime<Utc>>,
     /// The feed a configured page pointed to.
     pub resolved_url: Option<String>,
+    /// The first failed attempt since the last success (none while the source answers).
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -69,7 +71,7 @@ impl Store {
         &self,
     ) -> Result<HashMap<(String, String), SourceState>, StoreError> {
         const SQL: &str = "SELECT project, source, baseline_at, last_success_at, last_attempt_at, \
-                consecutive_failures, last_error, deferred_until, resolved_url FROM source_state";
+                consecutive_failures, last_error, deferred_until, resolved_url, failing_since FROM source_state";
         let mut out = HashMap::new();
         for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
             let get =
@@ -96,6 +98,10 @@ impl Store {
                     get("deferred_until")?.as_deref(),
                 )?,
                 resolved_url: get("resolved_url")?,
+                failing_since: parse_ts_opt(
+                    "source_state.failing_since",
+                    get("failing_since")?.as_deref(),
+                )?,
             };
             out.insert((state.project.clone(), state.source.clone()), state);
         }
@@ -137,7 +143,7 @@ pub async fn source_succeeded(
          ON CONFLICT (project, source) DO UPDATE SET \
             baseline_at = COALESCE(source_state.baseline_at, excluded.baseline_at), \
             last_success_at = excluded.last_success_at, last_attempt_at = excluded.last_attempt_at, \
-            consecutive_failures = 0, last_error = NULL, deferred_until = NULL, \
+            consecutive_failures = 0, last_error = NULL, deferred_until = NULL, failing_since = NULL, \
             resolved_url = COALESCE(excluded.resolved_url, source_state.resolved_url)";
     sqlx::query(SQL)
         .bind(project)
@@ -159,8 +165,9 @@ pub async fn source_failed(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO source_state (project, source, last_attempt_at, consecutive_failures, \
-            last_error, deferred_until) VALUES (?1, ?2, ?3, 1, ?4, ?5) \
+            last_error, deferred_until, failing_since) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?3) \
          ON CONFLICT (project, source) DO UPDATE SET last_attempt_at = excluded.last_attempt_at, \
+            failing_since = COALESCE(source_state.failing_since, excluded.failing_since), \
             consecutive_failures = source_state.consecutive_failures + 1, \
             last_error = excluded.last_error, deferred_until = excluded.deferred_until";
     sqlx::query(SQL)
