@@ -187,14 +187,7 @@ enum Outcome {
     StillDeferred(DateTime<Utc>),
 }
 
-/// This host's name, for lease holders.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty() && !h.contains(':'))
-        .unwrap_or_else(|| "localhost".to_string())
-}
+pub use crate::store::host_name;
 
 fn selected<'a>(app: &'a App, names: &[String]) -> anyhow::Result<Vec<&'a Project>> {
     if names.is_empty() {

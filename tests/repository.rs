@@ -53,7 +53,15 @@ fn no_test_reads_outside_the_repository() {
 #[test]
 fn every_fixture_folder_names_its_sources() {
     let dir = root().join("tests/fixtures");
-    for folder in ["", "pretalx", "pretalx/metadata", "pypi", "github", "feeds", "pep440"] {
+    for folder in [
+        "",
+        "pretalx",
+        "pretalx/metadata",
+        "pypi",
+        "github",
+        "feeds",
+        "pep440",
+    ] {
         let sources = dir.join(folder).join("SOURCES.md");
         let text = std::fs::read_to_string(&sources)
             .unwrap_or_else(|err| panic!("{}: {err}", sources.display()));

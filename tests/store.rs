@@ -4,7 +4,7 @@ mod common;
 
 use chrono::Duration;
 use common::{Sandbox, at};
-use herald::store::{LeaseOutcome, Store};
+use herald::store::{LeaseOutcome, NewMessage, Store, host_name};
 
 #[tokio::test]
 async fn migrations_apply_once_and_the_database_answers() {
@@ -183,4 +183,76 @@ async fn bad_database_urls_are_refused_clearly() {
         let err = Store::open(url).await.expect_err(url).to_string();
         assert!(err.contains(needle), "{url}: {err}");
     }
+}
+
+#[tokio::test]
+async fn claims_of_a_dead_dispatcher_on_this_host_are_taken_over_at_once() {
+    let sandbox = Sandbox::new();
+    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let t0 = at("2026-11-22T06:00:00Z");
+    let window = Duration::seconds(600);
+    for i in 0..6 {
+        let recipient = format!("op{i}@example.org");
+        store
+            .enqueue(
+                &NewMessage {
+                    subscriber_id: None,
+                    recipient: &recipient,
+                    kind: "test_message",
+                    subject_key: "test",
+                    payload: &serde_json::json!({}),
+                    message_id: &format!("<{i}@example.org>"),
+                },
+                t0,
+            )
+            .await
+            .expect("enqueue");
+    }
+    let host = host_name();
+    // A dispatcher on this host that has exited, one on another host, one alive here (us).
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let pid = child.id();
+    child.wait().expect("wait");
+    let dead = format!("{host}:{pid}:dead");
+    let remote = "elsewhere:1:remote";
+    let alive = format!("{host}:{}:alive", std::process::id());
+    for holder in [remote, alive.as_str(), dead.as_str()] {
+        let claimed = store
+            .claim_due(holder, t0, 2, t0 + window, None)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2, "{holder}");
+    }
+    // A second later, a new dispatcher here gets exactly the dead one's two messages.
+    let t1 = t0 + Duration::seconds(1);
+    let newcomer = format!("{host}:{}:new", std::process::id());
+    let taken = store
+        .claim_due(&newcomer, t1, 10, t1 + window, None)
+        .await
+        .expect("claim");
+    let recipients: Vec<&str> = taken.iter().map(|r| r.recipient.as_str()).collect();
+    assert_eq!(recipients, ["op4@example.org", "op5@example.org"]);
+    // The remote and the live claims wait for their window.
+    let later = store
+        .claim_due(
+            &newcomer,
+            t0 + Duration::seconds(599),
+            10,
+            t1 + window,
+            None,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(later.len(), 2, "still only the taken-over two");
+    let expired = store
+        .claim_due(
+            &newcomer,
+            t0 + Duration::seconds(601),
+            10,
+            t1 + window,
+            None,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(expired.len(), 6, "after the window every claim is free");
 }

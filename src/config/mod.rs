@@ -176,8 +176,8 @@ pub struct Settings {
     )]
     pub smtp_connections: u32,
 
-    /// How long a dispatcher keeps the messages it claimed before another process may send them
-    /// (covers a dispatcher that died mid-batch; longer than any batch takes).
+    /// How long a dispatcher on another host keeps the messages it claimed before this one may
+    /// send them (a dispatcher on this host that died gives its claims up at once).
     #[arg(
         long,
         env = "HERALD_CLAIM_SECONDS",

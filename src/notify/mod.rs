@@ -42,8 +42,8 @@ pub const RETRY_MAX_SECS: i64 = 6 * 3600;
 /// How long a dispatcher may hold a claimed message before another may take it, by default
 /// (`HERALD_CLAIM_SECONDS`).
 pub const CLAIM_SECS: i64 = 600;
-/// Messages claimed at once.
-const BATCH: i64 = 200;
+/// Messages claimed at once per connection: a dispatcher claims only what it is about to send.
+const CLAIM_PER_CONNECTION: i64 = 2;
 
 /// Everything the dispatcher needs, built once by `App::build`.
 #[derive(Debug)]
@@ -288,7 +288,15 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
     report.relay = Some(mailer.relay().to_string());
     let mailer = Arc::new(mailer);
     let mut accepted = 0usize;
-    let claimer = format!("{}:{}", std::process::id(), crate::tokens::random_token());
+    // `host:pid:nonce`: another dispatcher on this host takes the claims over at once when
+    // this process dies (see `Store::claim_due`).
+    let claimer = format!(
+        "{}:{}:{}",
+        crate::store::host_name(),
+        std::process::id(),
+        crate::tokens::random_token()
+    );
+    let batch_size = CLAIM_PER_CONNECTION * app.notifier.connections.max(1) as i64;
     loop {
         let now = app.clock.now();
         let rows = app
@@ -296,7 +304,7 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
             .claim_due(
                 &claimer,
                 now,
-                BATCH,
+                batch_size,
                 now + Duration::seconds(app.notifier.claim_secs),
                 opts.only,
             )

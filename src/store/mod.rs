@@ -20,7 +20,7 @@ pub use releases::{
     EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, known_releases,
     write_evidence, write_release,
 };
-pub use runs::{LeaseOutcome, Metrics, RunRow};
+pub use runs::{LeaseOutcome, Metrics, RunRow, host_name};
 pub use sources::{SourceState, Validators, put_validators, source_failed, source_succeeded};
 pub use status::OutboxHealth;
 pub use subscribers::{PendingOutcome, SubscriberWrite, subscribers_following};

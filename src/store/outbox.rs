@@ -217,7 +217,8 @@ impl Store {
     }
 
     /// Claims up to `limit` due messages (queued or retrying and due, or abandoned by a
-    /// dispatcher whose claim expired) for `claimer` until `claim_until`.
+    /// dispatcher whose claim expired or whose process on this host no longer runs) for
+    /// `claimer` (`host:pid:nonce`) until `claim_until`.
     pub async fn claim_due(
         &self,
         claimer: &str,
@@ -235,7 +236,27 @@ impl Store {
         const CLAIMED: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox \
              WHERE claimed_by = ? AND status = 'sending' ORDER BY id";
+        const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
+             WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
+        const FREE: &str =
+            "UPDATE outbox SET claimed_until = ?2 WHERE status = 'sending' AND claimed_by = ?1";
         let mut tx = self.begin().await?;
+        // A dispatcher that died on this host gives its claims up now, not when they expire.
+        let this_host = super::host_name();
+        let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
+            .bind(ts(now))
+            .fetch_all(&mut *tx)
+            .await?;
+        for holder in holders
+            .iter()
+            .filter(|h| super::runs::holder_is_dead(h, &this_host))
+        {
+            sqlx::query(FREE)
+                .bind(holder)
+                .bind(ts(now - chrono::Duration::microseconds(1)))
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(CLAIM)
             .bind(ts(now))
             .bind(ts(claim_until))

@@ -38,8 +38,18 @@ pub struct RunRow {
     pub summary: Option<serde_json::Value>,
 }
 
-/// Whether a process on this host is still alive (a crashed holder frees its lease early).
-fn holder_is_dead(holder: &str, this_host: &str) -> bool {
+/// This host's name, for lease and claim holders (`host:pid:...`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.contains(':'))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Whether a holder (`host:pid:...`) is a process on this host that no longer runs: its
+/// lease or claims are free at once. Holders on other hosts are never judged dead here.
+pub(crate) fn holder_is_dead(holder: &str, this_host: &str) -> bool {
     let mut parts = holder.split(':');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
