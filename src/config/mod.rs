@@ -7,11 +7,12 @@
 
 pub mod projects;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use ipnet::IpNet;
 use secrecy::SecretString;
 use url::Url;
 
@@ -124,6 +125,16 @@ pub struct Settings {
         global = true
     )]
     pub listen: String,
+
+    /// Reverse proxies whose forwarding headers (Forwarded, X-Forwarded-For) name the client:
+    /// comma-separated addresses or CIDR ranges, e.g. 127.0.0.1,10.0.0.0/8,::1 [default: none].
+    #[arg(
+        long,
+        env = "HERALD_TRUSTED_PROXIES",
+        global = true,
+        value_name = "ADDRESSES"
+    )]
+    pub trusted_proxies: Option<String>,
 
     /// Folder whose files override the built-in email templates, file by file.
     #[arg(long, env = "HERALD_TEMPLATES_DIR", global = true, value_name = "DIR")]
@@ -267,6 +278,8 @@ pub struct Config {
     pub timezone: chrono_tz::Tz,
     /// Listen address for `serve`.
     pub listen: SocketAddr,
+    /// Peers whose forwarding headers are believed (empty: nobody's).
+    pub trusted_proxies: Vec<IpNet>,
     /// Template overrides.
     pub templates_dir: Option<PathBuf>,
     /// HTTP limits.
@@ -299,6 +312,28 @@ fn seconds(name: &'static str, value: f64) -> Result<Duration, ConfigError> {
             message: format!("`{value}` must be a number of seconds between 0 and 3600"),
         })
     }
+}
+
+/// `127.0.0.1, 10.0.0.0/8, ::1` -> ranges; a single address is a range of one.
+fn trusted_proxies(value: Option<&str>) -> Result<Vec<IpNet>, ConfigError> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| entry.parse::<IpAddr>().map(|ip| IpNet::from(ip.to_canonical())))
+                .map_err(|_| ConfigError::Invalid {
+                    name: "HERALD_TRUSTED_PROXIES",
+                    message: format!(
+                        "`{entry}` is not an IP address or CIDR range (e.g. 127.0.0.1, 10.0.0.0/8, ::1)"
+                    ),
+                })
+        })
+        .collect()
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -364,6 +399,7 @@ impl Config {
                 ),
             })?,
             listen,
+            trusted_proxies: trusted_proxies(s.trusted_proxies.as_deref())?,
             templates_dir: s.templates_dir,
             http: HttpSettings {
                 timeout: seconds("HERALD_HTTP_TIMEOUT", s.http_timeout)?,
@@ -381,5 +417,36 @@ impl Config {
     /// The project with this name.
     pub fn project(&self, name: &str) -> Option<&Project> {
         self.projects.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_ranges() {
+        let parsed = trusted_proxies(Some(" 127.0.0.1, 10.0.0.0/8,::1,,192.168.1.7/16 "))
+            .expect("valid list");
+        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "192.168.0.0/16"]
+        );
+        assert!(trusted_proxies(None).expect("unset").is_empty());
+        assert!(trusted_proxies(Some("")).expect("empty").is_empty());
+        let mapped = trusted_proxies(Some("::ffff:127.0.0.1")).expect("mapped");
+        assert_eq!(mapped[0].to_string(), "127.0.0.1/32");
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_named() {
+        for bad in ["10.0.0.0/33", "localhost", "10.0.0.1 10.0.0.2", "*"] {
+            let err = trusted_proxies(Some(&format!("127.0.0.1,{bad}")))
+                .expect_err("refused")
+                .to_string();
+            assert!(err.starts_with("HERALD_TRUSTED_PROXIES: "), "{err}");
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
     }
 }

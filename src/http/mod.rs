@@ -3,15 +3,21 @@
 //! feeds, pretalx's update-check API and Prometheus metrics.
 //!
 //! Owns: routing, request limits (body size, per-client rate limits on the endpoints anyone
-//! can call), security headers, and one error type that never leaks internals. Does not own:
-//! the data (`store`), the reports (`alerts`) or delivery (`notify`).
+//! can call, keyed on the client address that [`forwarded`] finds behind trusted proxies),
+//! security headers, and one error type that never leaks internals. Does not own: the data
+//! (`store`), the reports (`alerts`) or delivery (`notify`).
+//!
+//! Every link and form action comes from `HERALD_BASE_URL`; nothing here builds a URL from
+//! request data (`Host`, `X-Forwarded-Host`, `X-Forwarded-Proto`).
 
 mod api;
+pub mod forwarded;
 mod pages;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -40,6 +46,8 @@ pub struct Web {
     api_limit: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Wakes the dispatcher when a confirmation mail was queued.
     pub mail_wakeup: Arc<tokio::sync::Notify>,
+    /// Whether the "proxy speaks HTTPS, base URL says http" warning was logged.
+    https_warned: Arc<AtomicBool>,
 }
 
 /// An error answer: a status and a message safe to show; details go to the log only.
@@ -99,16 +107,35 @@ impl Web {
             subscribe_limit: limiter(10, 5),
             api_limit: limiter(120, 30),
             mail_wakeup: Arc::new(tokio::sync::Notify::new()),
+            https_warned: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Logs once when a trusted proxy forwards HTTPS requests while `HERALD_BASE_URL` is
+    /// plain http: links in mails and pages would then point at the insecure address.
+    fn check_forwarded_scheme(&self, peer: IpAddr, headers: &axum::http::HeaderMap) {
+        let config = &self.app.config;
+        if config.base_url.scheme() == "http"
+            && forwarded::forwarded_https(peer, headers, &config.trusted_proxies)
+            && !self.https_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                base_url = %config.base_url,
+                "a trusted proxy forwards HTTPS requests, but HERALD_BASE_URL is http: links in \
+                 mails and pages use HERALD_BASE_URL, so set it to the public https:// address"
+            );
         }
     }
 }
 
+/// Per-client limits; the client is the peer, or who a trusted proxy says it forwards for.
 async fn rate_limited(
     State(web): State<Web>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
+    web.check_forwarded_scheme(peer.ip(), request.headers());
     let path = request.uri().path();
     let limit = if path == "/subscribe" && request.method() == axum::http::Method::POST {
         Some(&web.subscribe_limit)
@@ -118,7 +145,13 @@ async fn rate_limited(
         None
     };
     if let Some(limit) = limit
-        && limit.check_key(&peer.ip()).is_err()
+        && limit
+            .check_key(&forwarded::client_address(
+                peer.ip(),
+                request.headers(),
+                &web.app.config.trusted_proxies,
+            ))
+            .is_err()
     {
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
