@@ -32,8 +32,10 @@ pub fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
 
 /// The client's address for a request that came from `peer`.
 ///
-/// Only when `peer` is trusted are the forwarding headers read: `Forwarded` when present,
-/// otherwise `X-Forwarded-For`. The chain is walked from the right (the hop nearest to Herald):
+/// Only when `peer` is trusted are the forwarding headers read: `X-Forwarded-For` when present,
+/// otherwise `Forwarded`. `X-Forwarded-For` comes first because it is what nginx, Caddy,
+/// HAProxy and the common load balancers append to; they pass a client's own `Forwarded`
+/// through untouched, so preferring it would let a visitor choose their address. The chain is walked from the right (the hop nearest to Herald):
 /// the first address that is not a trusted proxy is the client; when every address is trusted,
 /// the left-most one is. A hop recorded as `unknown` or obfuscated stops the walk at the nearest
 /// known hop. An entry that cannot be read on the way gives the peer address.
@@ -42,10 +44,10 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     if !is_trusted(trusted, peer) {
         return peer;
     }
-    let hops = if headers.contains_key(header::FORWARDED) {
-        forwarded_hops(headers)
-    } else if headers.contains_key(X_FORWARDED_FOR) {
+    let hops = if headers.contains_key(X_FORWARDED_FOR) {
         x_forwarded_for_hops(headers)
+    } else if headers.contains_key(header::FORWARDED) {
+        forwarded_hops(headers)
     } else {
         return peer;
     };
@@ -505,22 +507,22 @@ mod tests {
                 "127.0.0.1",
             ),
             (
-                "both headers: Forwarded wins",
+                "both headers: X-Forwarded-For wins (a client's own Forwarded passed through)",
                 "127.0.0.1",
                 &[
                     ("x-forwarded-for", b"198.51.100.2"),
-                    ("forwarded", b"for=198.51.100.1"),
+                    ("forwarded", b"for=203.0.113.66"),
                 ],
-                "198.51.100.1",
+                "198.51.100.2",
             ),
             (
-                "both headers, Forwarded malformed: the peer, not XFF",
+                "both headers, Forwarded malformed: X-Forwarded-For still read",
                 "127.0.0.1",
                 &[
                     ("x-forwarded-for", b"198.51.100.2"),
                     ("forwarded", b"for=\"open"),
                 ],
-                "127.0.0.1",
+                "198.51.100.2",
             ),
         ];
         let trusted = nets(PROXIES);
