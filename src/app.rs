@@ -90,8 +90,15 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let templates = Templates::load(config.templates_dir.as_deref())?;
         let from = mail::sender(&config.from)?;
+        let ca_pem =
+            match &config.smtp_ca_file {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("HERALD_SMTP_CA_FILE: cannot read {}", path.display())
+                })?),
+                None => None,
+            };
         let mailer = match &config.smtp_url {
-            Some(url) => Some(Mailer::new(url, &config.from, config.smtp_connections)?),
+            Some(url) => Some(Mailer::new(url, &config.from, ca_pem.as_deref())?),
             None => None,
         };
         let store = Store::open(&config.database_url)

@@ -66,6 +66,11 @@ pub struct Settings {
     #[arg(long, env = "HERALD_SMTP_URL", hide_env_values = true, global = true)]
     pub smtp_url: Option<String>,
 
+    /// PEM file of certificates to trust for the relay, besides the system's (a private CA, or
+    /// a relay's self-signed certificate).
+    #[arg(long, env = "HERALD_SMTP_CA_FILE", global = true, value_name = "FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
+
     /// Sender address of Herald's mail.
     #[arg(
         long,
@@ -264,6 +269,8 @@ pub struct Config {
     pub github_token: Option<SecretString>,
     /// SMTP relay URL (carries credentials).
     pub smtp_url: Option<SecretString>,
+    /// Extra trusted certificates for the relay (PEM file).
+    pub smtp_ca_file: Option<PathBuf>,
     /// Sender address.
     pub from: String,
     /// Public base URL of the web service.
@@ -386,6 +393,7 @@ impl Config {
             github_api_url: url_setting("HERALD_GITHUB_API_URL", &s.github_api_url)?,
             github_token: non_empty(s.github_token).map(SecretString::from),
             smtp_url: non_empty(s.smtp_url).map(SecretString::from),
+            smtp_ca_file: s.smtp_ca_file,
             from: s.from,
             base_url: url_setting("HERALD_BASE_URL", &s.base_url)?,
             secret: non_empty(s.secret).map(SecretString::from),

@@ -235,6 +235,9 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    /// Header name and raw value pairs of a test request.
+    type Headers<'a> = &'a [(&'a str, &'a [u8])];
+
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter()
             .map(|n| n.parse().expect("test network"))
@@ -261,7 +264,7 @@ mod tests {
     #[test]
     fn client_address_table() {
         // (what, peer, headers, expected client)
-        let cases: &[(&str, &str, &[(&str, &[u8])], &str)] = &[
+        let cases: &[(&str, &str, Headers, &str)] = &[
             ("no headers", "127.0.0.1", &[], "127.0.0.1"),
             (
                 "untrusted peer with forged XFF",
@@ -547,7 +550,7 @@ mod tests {
     #[test]
     fn https_only_from_a_trusted_proxy() {
         let trusted = nets(PROXIES);
-        let cases: &[(&str, &[(&str, &[u8])], bool)] = &[
+        let cases: &[(&str, Headers, bool)] = &[
             ("127.0.0.1", &[("x-forwarded-proto", b"https")], true),
             ("127.0.0.1", &[("x-forwarded-proto", b"HTTPS")], true),
             ("127.0.0.1", &[("x-forwarded-proto", b"http")], false),

@@ -1,18 +1,16 @@
-//! SMTP through lettre: the pooled async transport built from `HERALD_SMTP_URL`, and the
-//! construction of every message (multipart/alternative, stable `Message-ID`, `List-Id`,
+//! Mail through lettre: the relay from `HERALD_SMTP_URL` (connections in [`super::smtp`]),
+//! and the construction of every message (multipart/alternative, stable `Message-ID`, `List-Id`,
 //! RFC 8058 one-click `List-Unsubscribe`, `Auto-Submitted`). Only the dispatcher calls
 //! [`Mailer::send`].
 
-use std::time::Duration;
-
+use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::smtp::{Relay, SmtpConnection};
 use super::templates::Rendered;
 use crate::model::EmailAddress;
 
@@ -37,10 +35,10 @@ pub enum SendError {
     Permanent(String),
 }
 
-/// The pooled SMTP transport and the sender.
+/// The relay and the sender: opens the connections the dispatcher sends through.
 #[derive(Clone)]
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    relay_at: Relay,
     from: Mailbox,
     relay: String,
 }
@@ -82,11 +80,11 @@ pub fn redacted(url: &str) -> String {
 }
 
 impl Mailer {
-    /// Builds the transport from the relay URL, with `connections` pooled connections.
+    /// Reads the relay URL; `ca_pem` adds trusted roots for the relay's certificate.
     pub fn new(
         url: &SecretString,
         from: &str,
-        connections: u32,
+        ca_pem: Option<&[u8]>,
     ) -> Result<Mailer, MailConfigError> {
         let raw = url.expose_secret();
         let shown = redacted(raw);
@@ -103,18 +101,8 @@ impl Mailer {
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(fail(format!("{shown}: the URL names no host")));
         }
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(raw)
-            .map_err(|err| fail(format!("{shown}: {err}")))?;
-        let transport = builder
-            .timeout(Some(Duration::from_secs(30)))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(connections.max(1))
-                    .idle_timeout(Duration::from_secs(30)),
-            )
-            .build();
         Ok(Mailer {
-            transport,
+            relay_at: Relay::from_url(url, ca_pem, &shown)?,
             from: sender(from)?,
             relay: shown,
         })
@@ -130,28 +118,22 @@ impl Mailer {
         &self.from
     }
 
-    /// Sends one message; returns the server's answer.
+    /// Opens a connection to the relay.
+    pub async fn connect(&self) -> Result<SmtpConnection, SendError> {
+        self.relay_at.connect().await
+    }
+
+    /// Sends one message over a connection of its own (a test message); returns the answer.
     pub async fn send(&self, message: Message) -> Result<String, SendError> {
-        match self.transport.send(message).await {
-            Ok(response) => Ok(format!(
-                "{} {}",
-                response.code(),
-                response.message().collect::<Vec<_>>().join(" ")
-            )),
-            Err(err) if err.is_permanent() => Err(SendError::Permanent(err.to_string())),
-            Err(err) => Err(SendError::Transient(describe(&err))),
+        let mut connection = self.connect().await?;
+        match connection.send(&message).await {
+            Ok(answer) => {
+                connection.quit().await;
+                Ok(answer)
+            }
+            Err(failure) => Err(failure.error),
         }
     }
-}
-
-fn describe(err: &lettre::transport::smtp::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(inner) = source {
-        text.push_str(&format!(": {inner}"));
-        source = inner.source();
-    }
-    text
 }
 
 /// A `Message-ID` that stays the same for a recipient and subject across retries.

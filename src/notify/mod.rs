@@ -12,14 +12,13 @@
 
 pub mod content;
 pub mod mail;
+pub mod smtp;
 pub mod templates;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use futures::StreamExt;
 use lettre::Message;
 use lettre::message::Mailbox;
 use serde::Serialize;
@@ -272,7 +271,9 @@ pub async fn queue_due_digests(app: &App, now: DateTime<Utc>) -> anyhow::Result<
     Ok(due.len())
 }
 
-/// Queues due digests and sends every due message.
+/// Queues due digests and sends every due message: one worker per connection
+/// (`HERALD_SMTP_CONNECTIONS`), each claiming a couple of messages at a time and sending them
+/// over a connection it keeps open, replacing it when it breaks.
 pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<DispatchReport> {
     let now = app.clock.now();
     let mut report = DispatchReport {
@@ -281,132 +282,226 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
             .context("cannot queue due digests")?,
         ..DispatchReport::default()
     };
-    let Some(mailer) = app.notifier.mailer.clone() else {
+    let Some(mailer) = app.notifier.mailer.as_ref() else {
         report.waiting = waiting(app).await?;
         return Ok(report);
     };
     report.relay = Some(mailer.relay().to_string());
-    let mailer = Arc::new(mailer);
-    let mut accepted = 0usize;
-    // `host:pid:nonce`: another dispatcher on this host takes the claims over at once when
-    // this process dies (see `Store::claim_due`).
-    let claimer = format!(
-        "{}:{}:{}",
-        crate::store::host_name(),
-        std::process::id(),
-        crate::tokens::random_token()
-    );
-    let batch_size = CLAIM_PER_CONNECTION * app.notifier.connections.max(1) as i64;
+    let shared = Shared {
+        // `host:pid:nonce`: another dispatcher on this host takes the claims over at once
+        // when this process dies (see `Store::claim_due`).
+        claimer: format!(
+            "{}:{}:{}",
+            crate::store::host_name(),
+            std::process::id(),
+            crate::tokens::random_token()
+        ),
+        accepted: std::sync::atomic::AtomicUsize::new(0),
+        report: std::sync::Mutex::new(report),
+    };
+    let workers =
+        (0..app.notifier.connections.max(1)).map(|index| worker(app, mailer, opts, &shared, index));
+    for outcome in futures::future::join_all(workers).await {
+        outcome?;
+    }
+    let mut report = shared
+        .report
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    report.waiting = waiting(app).await?;
+    Ok(report)
+}
+
+/// What the workers of one dispatch share.
+struct Shared {
+    claimer: String,
+    accepted: std::sync::atomic::AtomicUsize,
+    report: std::sync::Mutex<DispatchReport>,
+}
+
+impl Shared {
+    fn tally(&self, count: impl FnOnce(&mut DispatchReport)) {
+        let mut report = self
+            .report
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        count(&mut report);
+    }
+}
+
+fn stopping(opts: &DispatchOptions) -> bool {
+    opts.stop.as_ref().is_some_and(|s| *s.borrow())
+}
+
+/// One connection's worth of sending: claim, send, record, until nothing is due.
+async fn worker(
+    app: &App,
+    mailer: &Mailer,
+    opts: &DispatchOptions,
+    shared: &Shared,
+    index: usize,
+) -> anyhow::Result<()> {
+    // Each worker claims under its own name: a claim returns what this name holds.
+    let claimer = format!("{}:{index}", shared.claimer);
+    let mut connection: Option<smtp::SmtpConnection> = None;
+    let result = work(app, mailer, opts, shared, &claimer, &mut connection).await;
+    if let Some(connection) = connection {
+        connection.quit().await;
+    }
+    result
+}
+
+async fn work(
+    app: &App,
+    mailer: &Mailer,
+    opts: &DispatchOptions,
+    shared: &Shared,
+    claimer: &str,
+    connection: &mut Option<smtp::SmtpConnection>,
+) -> anyhow::Result<()> {
     loop {
+        if stopping(opts) {
+            return Ok(());
+        }
         let now = app.clock.now();
         let rows = app
             .store
             .claim_due(
-                &claimer,
+                claimer,
                 now,
-                batch_size,
+                CLAIM_PER_CONNECTION,
                 now + Duration::seconds(app.notifier.claim_secs),
                 opts.only,
             )
             .await?;
         if rows.is_empty() {
-            break;
+            return Ok(());
         }
         let batch = load_batch(app, &rows).await?;
-        let mut finished = std::collections::HashSet::new();
-        let jobs: Vec<(OutboxRow, Result<Message, String>)> = rows
-            .iter()
-            .map(|row| (row.clone(), compose(app, &batch, row)))
-            .collect();
-        let mut results = futures::stream::iter(jobs)
-            .map(|(row, composed)| {
-                let mailer = mailer.clone();
-                async move {
-                    match composed {
-                        Ok(message) => (row, Ok(mailer.send(message).await)),
-                        Err(why) => (row, Err(why)),
-                    }
+        for (index, row) in rows.iter().enumerate() {
+            if stopping(opts) {
+                for untried in &rows[index..] {
+                    app.store.unclaim(untried.id, app.clock.now()).await?;
                 }
-            })
-            .buffer_unordered(app.notifier.connections.max(1));
-        while let Some((row, outcome)) = results.next().await {
-            finished.insert(row.id);
-            let now = app.clock.now();
-            match outcome {
-                Err(why) => {
-                    tracing::error!(outbox_id = row.id, kind = %row.kind, "cannot compose: {why}");
-                    app.store
-                        .mark_dead(row.id, &format!("not sent: {why}"), now)
-                        .await?;
-                    report.dead += 1;
-                    report.last_error = Some(why);
-                }
-                Ok(Ok(answer)) => {
-                    accepted += 1;
-                    if opts.crash_after_accepting == Some(accepted) {
-                        anyhow::bail!(
-                            "simulated crash after the relay accepted message {}",
-                            row.id
-                        );
-                    }
-                    app.store.mark_sent(row.id, &answer, now).await?;
-                    if row.kind == "confirm_subscription" {
-                        app.store.scrub_payload(row.id).await?;
-                    }
-                    report.sent += 1;
-                }
-                Ok(Err(SendError::Permanent(answer))) => {
-                    tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "refused: {answer}");
-                    tracing::warn!(
-                        outbox_id = row.id,
-                        recipient = %mask_email(&row.recipient),
-                        "refused: {}",
-                        mask_emails_in(&answer)
-                    );
-                    app.store.mark_dead(row.id, &answer, now).await?;
-                    report.dead += 1;
-                    report.last_error = Some(answer);
-                }
-                Ok(Err(SendError::Transient(answer))) => {
-                    if row.attempts + 1 >= MAX_ATTEMPTS {
-                        let why = format!("gave up after {MAX_ATTEMPTS} attempts: {answer}");
-                        tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "{why}");
-                        tracing::warn!(
-                            outbox_id = row.id,
-                            recipient = %mask_email(&row.recipient),
-                            "{}",
-                            mask_emails_in(&why)
-                        );
-                        app.store.mark_dead(row.id, &why, now).await?;
-                        report.dead += 1;
-                    } else {
-                        let next = now + retry_delay(row.attempts);
-                        tracing::info!(
-                            outbox_id = row.id,
-                            %next,
-                            "will retry: {}",
-                            mask_emails_in(&answer)
-                        );
-                        app.store.mark_retry(row.id, &answer, next, now).await?;
-                        report.retrying += 1;
-                    }
-                    report.last_error = Some(answer);
-                }
+                return Ok(());
             }
-            if opts.stop.as_ref().is_some_and(|s| *s.borrow()) {
-                break;
-            }
-        }
-        drop(results);
-        if opts.stop.as_ref().is_some_and(|s| *s.borrow()) {
-            for row in rows.iter().filter(|r| !finished.contains(&r.id)) {
-                app.store.unclaim(row.id, app.clock.now()).await?;
-            }
-            break;
+            let outcome = match compose(app, &batch, row) {
+                Ok(message) => Ok(deliver(mailer, connection, &message).await),
+                Err(why) => Err(why),
+            };
+            record(app, opts, shared, row, outcome).await?;
         }
     }
-    report.waiting = waiting(app).await?;
-    Ok(report)
+}
+
+/// Sends over the worker's connection, opening one when there is none. A connection that
+/// was already in use and fails before the relay answered the message (it timed out or
+/// closed after its message limit, or answered `421`) is replaced and the message tried once
+/// more at once.
+async fn deliver(
+    mailer: &Mailer,
+    connection: &mut Option<smtp::SmtpConnection>,
+    message: &Message,
+) -> Result<String, SendError> {
+    let mut first_try = true;
+    loop {
+        let conn = match connection {
+            Some(conn) if conn.is_usable() => conn,
+            _ => connection.insert(mailer.connect().await?),
+        };
+        let reused = conn.sent > 0;
+        match conn.send(message).await {
+            Ok(answer) => return Ok(answer),
+            Err(failure) => {
+                // lettre has ended that conversation; the next message opens a new one.
+                *connection = None;
+                if !(failure.connection_lost && reused && first_try) {
+                    return Err(failure.error);
+                }
+                first_try = false;
+            }
+        }
+    }
+}
+
+/// Records one relay answer right after it arrived.
+async fn record(
+    app: &App,
+    opts: &DispatchOptions,
+    shared: &Shared,
+    row: &OutboxRow,
+    outcome: Result<Result<String, SendError>, String>,
+) -> anyhow::Result<()> {
+    let now = app.clock.now();
+    match outcome {
+        Err(why) => {
+            tracing::error!(outbox_id = row.id, kind = %row.kind, "cannot compose: {why}");
+            app.store
+                .mark_dead(row.id, &format!("not sent: {why}"), now)
+                .await?;
+            shared.tally(|r| {
+                r.dead += 1;
+                r.last_error = Some(why);
+            });
+        }
+        Ok(Ok(answer)) => {
+            let accepted = shared
+                .accepted
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            if opts.crash_after_accepting == Some(accepted) {
+                anyhow::bail!(
+                    "simulated crash after the relay accepted message {}",
+                    row.id
+                );
+            }
+            app.store.mark_sent(row.id, &answer, now).await?;
+            if row.kind == "confirm_subscription" {
+                app.store.scrub_payload(row.id).await?;
+            }
+            shared.tally(|r| r.sent += 1);
+        }
+        Ok(Err(SendError::Permanent(answer))) => {
+            tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "refused: {answer}");
+            tracing::warn!(
+                outbox_id = row.id,
+                recipient = %mask_email(&row.recipient),
+                "refused: {}",
+                mask_emails_in(&answer)
+            );
+            app.store.mark_dead(row.id, &answer, now).await?;
+            shared.tally(|r| {
+                r.dead += 1;
+                r.last_error = Some(answer);
+            });
+        }
+        Ok(Err(SendError::Transient(answer))) => {
+            if row.attempts + 1 >= MAX_ATTEMPTS {
+                let why = format!("gave up after {MAX_ATTEMPTS} attempts: {answer}");
+                tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "{why}");
+                tracing::warn!(
+                    outbox_id = row.id,
+                    recipient = %mask_email(&row.recipient),
+                    "{}",
+                    mask_emails_in(&why)
+                );
+                app.store.mark_dead(row.id, &why, now).await?;
+                shared.tally(|r| r.dead += 1);
+            } else {
+                let next = now + retry_delay(row.attempts);
+                tracing::info!(
+                    outbox_id = row.id,
+                    %next,
+                    "will retry: {}",
+                    mask_emails_in(&answer)
+                );
+                app.store.mark_retry(row.id, &answer, next, now).await?;
+                shared.tally(|r| r.retrying += 1);
+            }
+            shared.tally(|r| r.last_error = Some(answer));
+        }
+    }
+    Ok(())
 }
 
 async fn waiting(app: &App) -> anyhow::Result<i64> {
