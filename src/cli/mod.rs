@@ -2,6 +2,7 @@
 //! logs to stderr. [`run`] maps every outcome to the contract's exit codes.
 
 mod advise;
+mod backup;
 mod check;
 mod migrate;
 mod outbox;
@@ -69,10 +70,11 @@ pub enum Command {
     /// or blocked (its release declares it incompatible), with the evidence behind it.
     Advise(advise::AdviseArgs),
     /// Write a consistent copy of the SQLite database to FILE, even while a check is writing.
-    Backup {
-        /// Where to write the copy (must not exist yet).
-        file: std::path::PathBuf,
-    },
+    ///
+    /// When the signing key lives in .secret beside the database (no HERALD_SECRET), it is
+    /// saved beside the copy as FILE.secret (mode 0600), so links already mailed keep
+    /// working after a restore.
+    Backup(backup::BackupArgs),
     /// Apply pending database migrations and exit.
     Migrate,
 }
@@ -92,16 +94,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let config = Config::from_settings(cli.settings)?;
     match cli.command {
         Command::Migrate => migrate::run(&config).await,
-        Command::Backup { file } => {
-            let store = crate::store::Store::open(&config.database_url).await?;
-            store.backup(&file).await?;
-            println!(
-                "Backed up {} to {}.",
-                store.path().display(),
-                file.display()
-            );
-            Ok(0)
-        }
+        Command::Backup(args) => backup::run(&config, args).await,
         Command::Check(args) => check::run(App::build(config).await?, args).await,
         Command::Releases(args) => releases::run(App::build(config).await?, args).await,
         Command::Serve => serve::run(App::build(config).await?).await,
