@@ -6,7 +6,8 @@
 //! scheduled run was missed, and follows each run with operator alerts and delivery. The
 //! dispatcher runs continuously, because retries and digests fall due between checks. On a
 //! signal the web service stops accepting requests, the in-flight send and check finish, the
-//! lease is released and the process exits 0.
+//! lease is released and the process exits 0. Under systemd (`Type=notify`) it reports
+//! `READY=1` once it answers requests and `STOPPING=1` on the signal.
 
 use std::sync::Arc;
 
@@ -180,6 +181,12 @@ pub async fn signal() {
     }
 }
 
+fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
+    if let Err(err) = sd_notify::notify(&[state]) {
+        tracing::warn!("cannot notify the service manager (NOTIFY_SOCKET): {err}");
+    }
+}
+
 /// Runs the daemon on `listener` until `stop` resolves.
 pub async fn run(
     app: App,
@@ -204,7 +211,14 @@ pub async fn run(
     let http = tokio::spawn(crate::http::serve(listener, web, async move {
         let _ = http_rx.wait_for(|stop| *stop).await;
     }));
+    // systemd's Type=notify: ready once the listener is bound and the health check's database
+    // answers; without NOTIFY_SOCKET these calls do nothing.
+    if let Err(err) = app.store.ping().await {
+        tracing::warn!("the database does not answer yet: {err}");
+    }
+    notify_service_manager(sd_notify::NotifyState::Ready);
     stop.await;
+    notify_service_manager(sd_notify::NotifyState::Stopping);
     tracing::info!("stopping: finishing in-flight work");
     let _ = tx.send(true);
     let (a, b, c) = tokio::join!(sched, disp, http);

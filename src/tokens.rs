@@ -60,6 +60,25 @@ pub fn secret_path(database: &Path) -> PathBuf {
     database.with_file_name(".secret")
 }
 
+/// Where `herald backup FILE` keeps the key of a backup: `FILE.secret`, beside the copy.
+pub fn backup_secret_path(copy: &Path) -> PathBuf {
+    let mut name = copy.as_os_str().to_os_string();
+    name.push(".secret");
+    PathBuf::from(name)
+}
+
+/// Creates `path` readable by its owner only (mode 0600) and writes `bytes`; an existing file
+/// is an `AlreadyExists` error, never overwritten.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 impl Signer {
     /// A signer with the given key.
     pub fn new(key: SecretString) -> Signer {
@@ -92,22 +111,30 @@ impl Signer {
             Err(_) => {}
         }
         let key = random_token();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(&path) {
-            Ok(mut file) => {
-                file.write_all(key.as_bytes())
-                    .map_err(|e| fail(e.to_string()))?;
-                Ok(Signer::new(SecretString::from(key)))
-            }
+        match write_private(&path, key.as_bytes()) {
+            Ok(()) => Ok(Signer::new(SecretString::from(key))),
             // Another process created it first: use theirs.
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                 Signer::load(None, database)
             }
             Err(err) => Err(fail(format!("cannot create it: {err}"))),
         }
+    }
+
+    /// Writes this signer's key to `target` (mode 0600), for a backup; refuses to overwrite
+    /// an existing file. `Signer::load(None, db)` with the file restored as `.secret` beside
+    /// `db` gives a signer whose tokens are this one's.
+    pub fn save_key(&self, target: &Path) -> Result<(), TokenError> {
+        write_private(target, self.key.expose_secret().as_bytes()).map_err(|err| {
+            TokenError::KeyFile {
+                path: target.display().to_string(),
+                detail: if err.kind() == std::io::ErrorKind::AlreadyExists {
+                    "the file already exists; choose a new name".into()
+                } else {
+                    format!("cannot write it: {err}")
+                },
+            }
+        })
     }
 
     fn mac(&self, message: &str) -> HmacSha256 {
@@ -169,6 +196,17 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(hash_token("abc").len(), 64);
+
+        // A saved key restored as `.secret` beside another database verifies the same tokens.
+        let saved = dir.path().join("copy.db.secret");
+        assert_eq!(backup_secret_path(&dir.path().join("copy.db")), saved);
+        a.save_key(&saved).expect("saved");
+        assert!(a.save_key(&saved).is_err(), "never overwritten");
+        let elsewhere = dir.path().join("restored");
+        std::fs::create_dir(&elsewhere).expect("dir");
+        std::fs::copy(&saved, secret_path(&elsewhere.join("herald.db"))).expect("restore");
+        let c = Signer::load(None, &elsewhere.join("herald.db")).expect("restored key");
+        assert_eq!(c.verify("x", &a.sign("x", 7)), Some(7));
         assert_ne!(random_token(), random_token());
     }
 }

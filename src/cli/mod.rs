@@ -2,6 +2,7 @@
 //! logs to stderr. [`run`] maps every outcome to the contract's exit codes.
 
 mod advise;
+mod backup;
 mod check;
 mod migrate;
 mod outbox;
@@ -71,10 +72,11 @@ pub enum Command {
     /// or blocked (its release declares it incompatible), with the evidence behind it.
     Advise(advise::AdviseArgs),
     /// Write a consistent copy of the SQLite database to FILE, even while a check is writing.
-    Backup {
-        /// Where to write the copy (must not exist yet).
-        file: std::path::PathBuf,
-    },
+    ///
+    /// When the signing key lives in .secret beside the database (no HERALD_SECRET), it is
+    /// saved beside the copy as FILE.secret (mode 0600), so links already mailed keep
+    /// working after a restore.
+    Backup(backup::BackupArgs),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Is Herald healthy, and what did the last runs do?
@@ -191,16 +193,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions { .. } | Command::Man => Ok(0),
         Command::Status(args) => status::run(App::build(config).await?, args).await,
         Command::Migrate => migrate::run(&config).await,
-        Command::Backup { file } => {
-            let store = crate::store::Store::open(&config.database_url).await?;
-            store.backup(&file).await?;
-            println!(
-                "Backed up {} to {}.",
-                store.path().display(),
-                file.display()
-            );
-            Ok(0)
-        }
+        Command::Backup(args) => backup::run(&config, args).await,
         Command::Check(args) => check::run(App::build(config).await?, args).await,
         Command::Releases(args) => releases::run(App::build(config).await?, args).await,
         Command::Serve => serve::run(App::build(config).await?).await,

@@ -263,6 +263,7 @@ pub mod samples {
             upgrade_steps: vec![
                 "Make a backup of your database and your data directory first.".into(),
                 "pip install --upgrade-strategy eager -U pretalx==2026.2.1".into(),
+                "python -m pretalx check --deploy".into(),
                 "python -m pretalx migrate".into(),
                 "python -m pretalx rebuild".into(),
                 "Restart the pretalx web and worker services.".into(),

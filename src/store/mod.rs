@@ -255,6 +255,17 @@ impl Store {
             .bind(target.display().to_string())
             .execute(&self.pool)
             .await?;
+        // The copy holds subscribers' addresses: readable by its owner only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o600)).map_err(
+                |err| StoreError::Url {
+                    url: target.display().to_string(),
+                    reason: format!("cannot make the backup private: {err}"),
+                },
+            )?;
+        }
         Ok(())
     }
 
