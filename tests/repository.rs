@@ -61,6 +61,7 @@ fn every_fixture_folder_names_its_sources() {
         "github",
         "feeds",
         "pep440",
+        "tls",
     ] {
         let sources = dir.join(folder).join("SOURCES.md");
         let text = std::fs::read_to_string(&sources)

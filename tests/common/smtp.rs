@@ -68,6 +68,9 @@ struct State {
     fail_next: HashMap<Stage, (u16, String, usize)>,
     drop_during_data: usize,
     auth: Option<(String, String)>,
+    /// Messages one connection may carry, and whether the relay then says `421` to the next
+    /// MAIL (true) or closes the connection right after the last one (false).
+    per_connection: Option<(usize, bool)>,
 }
 
 struct Shared {
@@ -128,6 +131,13 @@ impl SmtpSink {
             shutdown,
             server: Mutex::new(Some(server)),
         }
+    }
+
+    /// Limits every connection to `n` messages, as relays do: with `say_421`, the next MAIL
+    /// is answered `421 4.7.0` and the connection closed; otherwise the connection is closed
+    /// right after the `n`th message was accepted.
+    pub fn limit_per_connection(&self, n: usize, say_421: bool) {
+        self.shared.lock().per_connection = Some((n, say_421));
     }
 
     /// Closes the listener and every connection; returns once the port is free. Messages
@@ -230,6 +240,7 @@ impl SmtpSink {
         state.rejected.clear();
         state.fail_next.clear();
         state.drop_during_data = 0;
+        state.per_connection = None;
     }
 }
 
@@ -465,7 +476,9 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         authenticated: false,
     };
     let mut line = Vec::new();
+    let mut carried = 0usize;
     loop {
+        let limit = session.shared.lock().per_connection;
         let next = match read_line(&mut reader, &mut line).await? {
             Line::Eof => return Ok(()),
             Line::TooLong => r(500, "5.5.2 Line too long"),
@@ -473,7 +486,13 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end_matches(['\r', '\n']);
                 let (verb, arg) = text.split_once(' ').unwrap_or((text, ""));
-                session.command(&verb.to_ascii_uppercase(), arg)
+                let verb = verb.to_ascii_uppercase();
+                match limit {
+                    Some((n, true)) if verb == "MAIL" && carried >= n => {
+                        r(421, "4.7.0 Too many messages on this connection")
+                    }
+                    _ => session.command(&verb, arg),
+                }
             }
         };
         let next = match next {
@@ -492,7 +511,21 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                     return Ok(());
                 }
                 match read_data(&mut reader, &mut line).await? {
-                    Some(data) => session.end_of_data(data),
+                    Some(data) => {
+                        let answer = session.end_of_data(data);
+                        if matches!(answer, Next::Reply(250, _)) {
+                            carried += 1;
+                            if let Some((n, false)) = limit
+                                && carried >= n
+                            {
+                                if let Next::Reply(code, text) = &answer {
+                                    reply(&mut out, *code, text).await?;
+                                }
+                                return Ok(());
+                            }
+                        }
+                        answer
+                    }
                     None => return Ok(()),
                 }
             }
