@@ -359,8 +359,11 @@ async fn work(
     claimer: &str,
     connection: &mut Option<smtp::SmtpConnection>,
 ) -> anyhow::Result<()> {
+    // On stop, each connection finishes the message it is on (at most one) and gives back
+    // what it claimed but did not start.
+    let mut started = false;
     loop {
-        if stopping(opts) {
+        if started && stopping(opts) {
             return Ok(());
         }
         let now = app.clock.now();
@@ -379,12 +382,13 @@ async fn work(
         }
         let batch = load_batch(app, &rows).await?;
         for (index, row) in rows.iter().enumerate() {
-            if stopping(opts) {
+            if started && stopping(opts) {
                 for untried in &rows[index..] {
                     app.store.unclaim(untried.id, app.clock.now()).await?;
                 }
                 return Ok(());
             }
+            started = true;
             let outcome = match compose(app, &batch, row) {
                 Ok(message) => Ok(deliver(mailer, connection, &message).await),
                 Err(why) => Err(why),
