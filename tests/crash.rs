@@ -18,7 +18,7 @@ use common::{Sandbox, Upstream, at};
 use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::store::SubscriberWrite;
 
-const SUBSCRIBERS: usize = 40;
+const SUBSCRIBERS: usize = 300;
 const CONNECTIONS: usize = 4;
 
 struct World {
@@ -27,6 +27,8 @@ struct World {
     sandbox: Sandbox,
     sink: SmtpSink,
     args: Vec<String>,
+    /// The same settings with no relay: mail stays queued.
+    without_relay: Vec<String>,
 }
 
 async fn world() -> World {
@@ -60,6 +62,7 @@ async fn world() -> World {
     }
     app.store.close().await;
     let mut args = sandbox.args(&upstream.url(), Some(&projects));
+    let without_relay = args.clone();
     args.extend([
         "--smtp-url".into(),
         sink.url(),
@@ -74,6 +77,7 @@ async fn world() -> World {
         sandbox,
         sink,
         args,
+        without_relay,
     };
     let out = w.check().output().await.expect("baseline");
     assert_eq!(
@@ -86,6 +90,17 @@ async fn world() -> World {
 }
 
 impl World {
+    /// `herald serve` on a free port, with a schedule that never fires during the test.
+    fn serve(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::from(self.sandbox.command(&["serve"]));
+        cmd.args(&self.args)
+            .args(["--listen", "127.0.0.1:0", "--schedule", "0 0 1 1 *"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
     fn check(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::from(self.sandbox.command(&["check"]));
         cmd.args(&self.args).kill_on_drop(true);
@@ -208,4 +223,84 @@ async fn four_checks_at_once_announce_each_release_once() {
             "op{i}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_of_herald_serve_loses_nothing() {
+    let w = world().await;
+    let kills: usize = std::env::var("HERALD_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    // Three new releases, recorded with no relay configured: their mail waits in the outbox.
+    let versions = ["2026.2.2", "2026.2.3", "2026.2.4"];
+    let extra: Vec<(&str, &str)> = versions
+        .iter()
+        .map(|v| (*v, "2026-07-10T10:00:00Z"))
+        .collect();
+    pretalx::serve_history(&w.upstream, &w.rows[..47], &extra);
+    let mut queue = tokio::process::Command::from(w.sandbox.command(&["check"]));
+    let out = queue.args(&w.without_relay).output().await.expect("queue");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = versions.len() * SUBSCRIBERS;
+
+    // herald serve's dispatcher, killed with SIGKILL at random moments, again and again.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..kills {
+        let mut child = w.serve().spawn().expect("spawn serve");
+        tokio::time::sleep(Duration::from_millis(next(&mut seed) % 300)).await;
+        child.start_kill().expect("SIGKILL");
+        child.wait().await.expect("reaped");
+    }
+    // A plain restart (default claim window) finishes the job, then stops on SIGTERM.
+    let mut child = w.serve().spawn().expect("spawn serve");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while (0..SUBSCRIBERS).any(|i| w.sink.count_for(&format!("op{i}@example.org")) < versions.len())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = child.id().expect("pid") as i32;
+    // SAFETY: kill(2) on the pid of a child this test owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().await.expect("serve exits");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "herald serve stops cleanly on SIGTERM"
+    );
+
+    let mut short = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let got = w.sink.count_for(&format!("op{i}@example.org"));
+        if got < versions.len() {
+            short.push((i, got));
+        }
+    }
+    let duplicates = w.sink.count().saturating_sub(expected);
+    eprintln!(
+        "serve crash test: {kills} kills; {} messages received for {expected} expected, {duplicates} duplicates",
+        w.sink.count()
+    );
+    assert!(short.is_empty(), "lost messages: {short:?}");
+    assert!(
+        duplicates <= kills * CONNECTIONS,
+        "{duplicates} duplicates for {kills} kills"
+    );
+    let (app, _) = w
+        .sandbox
+        .app(&w.upstream.url(), None, at("2026-11-22T06:00:00Z"))
+        .await;
+    let counts = app.store.outbox_counts().await.expect("counts");
+    assert_eq!(counts.get("sent"), Some(&(expected as i64)), "{counts:?}");
+    assert_eq!(
+        counts.len(),
+        1,
+        "nothing left queued, claimed or dead: {counts:?}"
+    );
 }
