@@ -19,13 +19,16 @@
 //! - [`check`]: one run, end to end, and its summary.
 //! - [`alerts`]: operator reports (compatibility, upgrade advice, vulnerabilities) and the
 //!   update-check answer.
-//! - [`notify`]: the outbox dispatcher, templates (minijinja) and SMTP (lettre).
+//! - [`notify`]: the outbox dispatcher (one worker per SMTP connection), templates
+//!   (minijinja), messages (lettre) and the relay connections Herald opens itself
+//!   ([`notify::smtp`]: `TCP_NODELAY`, implicit TLS or STARTTLS, AUTH).
 //! - [`tokens`]: the signing key, signed and random tokens.
 //! - [`store`]: all SQL; SQLite through sqlx with embedded migrations.
 //! - [`schedule`] (pure): cron times in a time zone, jitter, catch-up.
 //! - [`serve`]: the daemon: scheduler, dispatcher and web service until a signal.
-//! - [`http`]: the axum web service (pages, feeds, update check, health, metrics).
-//! - [`logging`]: tracing to stderr.
+//! - [`http`]: the axum web service (pages, feeds, update check, health, metrics); the client
+//!   address behind trusted proxies ([`http::forwarded`]).
+//! - [`logging`]: tracing to stderr, as text or JSON lines; the CLI's own stderr messages.
 
 pub mod alerts;
 pub mod app;
