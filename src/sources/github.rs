@@ -197,8 +197,8 @@ impl Source for GithubSource {
 
 /// Reads one page of `GET /repos/OWNER/REPO/releases` for `project` exactly as the adapter
 /// does: drafts skipped, tags of other packages (see [`attribution`]) in `skipped`,
-/// unreadable tags in `warnings` and `skipped`, and a `{"message": ...}` answer turned into an error. Pagination, validators
-/// and I/O are left out: for tests and fuzzing of the parser.
+/// unreadable tags in `warnings` and `skipped`, and a `{"message": ...}` answer turned into an
+/// error. Pagination, validators and I/O are left out: for tests and fuzzing of the parser.
 pub fn parse_releases_page(
     body: &super::http::Body,
     project: &Project,
