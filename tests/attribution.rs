@@ -67,6 +67,24 @@ async fn releases(
     serde_json::from_slice(&out.stdout).expect("releases JSON")
 }
 
+/// `herald outbox --all --json`.
+async fn outbox(sandbox: &Sandbox, upstream: &Upstream, projects: &std::path::Path) -> Value {
+    let out = herald(
+        sandbox,
+        upstream,
+        projects,
+        &[],
+        &["outbox", "--all", "--json"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("outbox JSON")
+}
+
 /// The project's source report in a run summary.
 fn source<'a>(summary: &'a Value, project: &str, source: &str) -> &'a Value {
     summary["projects"]
@@ -344,16 +362,7 @@ async fn a_run_that_sees_only_other_packages_new_tags_sends_nothing() {
     assert_eq!(only_other["projects"][0]["queued"], 0);
     assert_eq!(only_other["mail"]["sent"], 0);
     assert_eq!(sink.count(), 0, "nothing is mailed");
-    let outbox = herald(
-        &sandbox,
-        &upstream,
-        &projects,
-        &[],
-        &["outbox", "--all", "--json"],
-    )
-    .await;
-    let outbox: Value = serde_json::from_slice(&outbox.stdout).expect("outbox JSON");
-    assert_eq!(outbox, json!([]));
+    assert_eq!(outbox(&sandbox, &upstream, &projects).await, json!([]));
 
     // The same subscriber does hear of react's own next release.
     upstream.put_json(REACT, "application/json", &json!([hooks, v1831, v1830]));
@@ -527,15 +536,7 @@ async fn releases_recorded_under_the_earlier_rule_are_withdrawn_kept_and_never_m
     assert_eq!(run["projects"][0]["new"], json!([]));
     // The message queued under the earlier rule is not sent, and says why.
     assert_eq!(sink.count(), 0);
-    let outbox = herald(
-        &sandbox,
-        &upstream,
-        &projects,
-        &[],
-        &["outbox", "--all", "--json"],
-    )
-    .await;
-    let outbox = String::from_utf8_lossy(&outbox.stdout).into_owned();
+    let outbox = outbox(&sandbox, &upstream, &projects).await.to_string();
     assert!(
         outbox.contains("\"dead\"")
             && outbox.contains("Flurl 2.3.2 was withdrawn: the github tag `Flurl.Http.2.3.2`"),

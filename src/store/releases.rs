@@ -312,15 +312,11 @@ pub async fn withdraw_rejected(
     if rejected.is_empty() {
         return Ok(Vec::new());
     }
-    let json = serde_json::to_string(rejected).map_err(|err| StoreError::Corrupt {
-        column: "releases.withdrawn_reason",
-        detail: err.to_string(),
-    })?;
     let rows = sqlx::query(SQL)
         .bind(project)
         .bind(source.as_str())
         .bind(ts(now))
-        .bind(json)
+        .bind(serde_json::json!(rejected).to_string())
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()

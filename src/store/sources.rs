@@ -173,15 +173,11 @@ pub async fn first_reports(
         return Ok(HashSet::new());
     }
     let keys: Vec<String> = entries.iter().map(|e| skip_key(e)).collect();
-    let json = serde_json::to_string(&keys).map_err(|err| StoreError::Corrupt {
-        column: "skipped_entries.entry",
-        detail: err.to_string(),
-    })?;
     let rows: Vec<String> = sqlx::query_scalar(SQL)
         .bind(project)
         .bind(source.as_str())
         .bind(ts(now))
-        .bind(json)
+        .bind(serde_json::json!(keys).to_string())
         .fetch_all(&mut *conn)
         .await?;
     Ok(rows.into_iter().collect())
