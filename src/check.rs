@@ -18,11 +18,13 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::app::App;
+use crate::attribution;
 use crate::decide::{self, Delivery};
 use crate::merge::{self, SourceBatch};
 use crate::model::{Project, ReleaseClass, SourceKind, Subscriber};
-use crate::sources::{FetchContext, Fetched, SourceError};
+use crate::sources::{FetchContext, Fetched, Skipped, SourceError};
 use crate::store::{self, LeaseOutcome, NewMessage, ReleaseWrite, SourceState};
+use crate::version;
 
 /// How long a lease lasts without renewal.
 const LEASE_TTL_SECS: i64 = 120;
@@ -78,9 +80,27 @@ pub struct SourceReport {
     /// When it may be asked again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferred_until: Option<DateTime<Utc>>,
-    /// Entries it skipped.
+    /// What it skipped that no earlier run reported: one line per unreadable entry, and one
+    /// line listing the entries of other packages.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Entries it skipped in this run (reported or not).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A recorded release the run withdrew: the current attribution rule gives its only evidence
+/// to another package.
+#[derive(Debug, Clone, Serialize)]
+pub struct WithdrawnRelease {
+    /// Version.
+    pub version: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// A release the run found new.
@@ -111,6 +131,9 @@ pub struct ProjectReport {
     pub queued: usize,
     /// Releases added to subscribers' digests.
     pub digest_items: usize,
+    /// Releases recorded earlier that the run withdrew (never announced, kept on record).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn: Vec<WithdrawnRelease>,
     /// Per source.
     pub sources: Vec<SourceReport>,
 }
@@ -344,12 +367,19 @@ async fn run_locked(
             progress.projects_fetched.fetch_add(1, Ordering::Relaxed);
         }
     };
+    // A listing last read under an older attribution rule is read in full once: no validators.
+    let no_validators = HashMap::new();
     // Boxed one by one so each future's Send-ness is checked with concrete lifetimes.
     let fetches: Vec<futures::future::BoxFuture<'_, (usize, SourceKind, Outcome)>> = jobs
         .into_iter()
         .map(|(index, project, kind)| {
             let state: Option<&SourceState> = state_of(project, kind);
-            let validators = &validators;
+            let validators =
+                if state.is_some_and(|s| s.attribution_rule < attribution::RULE_VERSION) {
+                    &no_validators
+                } else {
+                    &validators
+                };
             async move {
                 if let Some(until) = state
                     .and_then(|s| s.deferred_until)
@@ -430,13 +460,16 @@ async fn record_project(
     let known = store::known_releases(&mut tx, &project.name).await?;
     let mut batches = Vec::new();
     let mut reports = Vec::new();
+    let mut rejected = Vec::new();
     let mut baseline = false;
     for (kind, outcome) in outcomes {
         match outcome {
             Outcome::Fetched(fetched) => {
-                for warning in &fetched.warnings {
+                let warnings = skip_warnings(&mut tx, project, kind, &fetched.skipped, now).await?;
+                for warning in &warnings {
                     tracing::warn!(project = %project.name, source = %kind, run_id, "{warning}");
                 }
+                rejected.push((kind, rejections(kind, &fetched.skipped)));
                 for (url, validators) in &fetched.validators {
                     store::put_validators(&mut tx, url, validators, now).await?;
                 }
@@ -445,6 +478,7 @@ async fn record_project(
                     &project.name,
                     kind,
                     fetched.resolved_url.as_deref(),
+                    (!fetched.not_modified).then_some(attribution::RULE_VERSION),
                     now,
                 )
                 .await?;
@@ -459,7 +493,8 @@ async fn record_project(
                     listed: fetched.observations.len(),
                     error: None,
                     deferred_until: None,
-                    warnings: fetched.warnings,
+                    warnings,
+                    skipped: fetched.skipped.len(),
                 });
                 if !fetched.not_modified {
                     batches.push(SourceBatch {
@@ -489,6 +524,7 @@ async fn record_project(
                     error: Some(message),
                     deferred_until: until,
                     warnings: Vec::new(),
+                    skipped: 0,
                 });
             }
             Outcome::StillDeferred(until) => reports.push(SourceReport {
@@ -500,6 +536,7 @@ async fn record_project(
                 )),
                 deferred_until: Some(until),
                 warnings: Vec::new(),
+                skipped: 0,
             }),
         }
     }
@@ -523,6 +560,7 @@ async fn record_project(
                 yanked: release.yanked.clone(),
                 baseline: release.baseline,
                 new_in_run: if release.announce { run_id } else { None },
+                attributed: release.evidence.iter().any(|e| !e.inherited),
                 now,
             },
         )
@@ -552,6 +590,16 @@ async fn record_project(
                 version: release.version.to_string(),
                 class: release.class,
                 line: release.line.clone(),
+            });
+        }
+    }
+    let mut withdrawn = Vec::new();
+    for (kind, rejected) in &rejected {
+        for w in store::withdraw_rejected(&mut tx, &project.name, *kind, rejected, now).await? {
+            tracing::warn!(project = %project.name, source = %kind, version = %w.version, run_id, "withdrawn: {}", w.reason);
+            withdrawn.push(WithdrawnRelease {
+                version: w.version,
+                reason: w.reason,
             });
         }
     }
@@ -618,6 +666,84 @@ async fn record_project(
         baseline,
         queued,
         digest_items,
+        withdrawn,
         sources: reports,
     })
+}
+
+/// Most entries of other packages named in one warning line.
+const LISTED_SKIPS: usize = 10;
+
+/// The warning lines for what a source skipped that no earlier run reported: each unreadable
+/// entry on its own line, the entries of other packages together on one. Entries reported
+/// before are logged at debug level only.
+async fn skip_warnings(
+    tx: &mut store::Tx,
+    project: &Project,
+    kind: SourceKind,
+    skipped: &[Skipped],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<String>> {
+    let raws: Vec<&str> = skipped.iter().map(|s| s.raw.as_str()).collect();
+    let mut first = store::first_reports(tx, &project.name, kind, &raws, now).await?;
+    // Each entry once, even when a listing repeats it.
+    let fresh: Vec<&Skipped> = skipped
+        .iter()
+        .filter(|s| first.remove(&store::skip_key(&s.raw)))
+        .collect();
+    if fresh.len() < skipped.len() {
+        tracing::debug!(project = %project.name, source = %kind, "skipped {} entries reported by an earlier run", skipped.len() - fresh.len());
+    }
+    let mut lines: Vec<String> = fresh
+        .iter()
+        .filter(|s| !s.other_package)
+        .map(|s| s.why.clone())
+        .collect();
+    let others: Vec<String> = fresh
+        .iter()
+        .filter(|s| s.other_package)
+        .map(|s| version::shorten(&s.raw))
+        .collect();
+    if !others.is_empty() {
+        let what = match (kind, others.len()) {
+            (SourceKind::Feed, 1) => "feed entry",
+            (SourceKind::Feed, _) => "feed entries",
+            (_, 1) => "tag",
+            _ => "tags",
+        };
+        let mut list = others[..others.len().min(LISTED_SKIPS)].join(", ");
+        if others.len() > LISTED_SKIPS {
+            list.push_str(&format!(" and {} more", others.len() - LISTED_SKIPS));
+        }
+        lines.push(format!(
+            "{}: {kind}: skipped {} {what} of other packages: {list}",
+            project.name,
+            others.len()
+        ));
+    }
+    Ok(lines)
+}
+
+/// What the current rule rejects of what a source listed, with the reason to record on a
+/// release an earlier rule gave to the project from it.
+fn rejections(kind: SourceKind, skipped: &[Skipped]) -> Vec<(String, String)> {
+    let what = match kind {
+        SourceKind::Github => "tag",
+        SourceKind::Feed => "entry",
+        SourceKind::Pypi => "version",
+    };
+    skipped
+        .iter()
+        .map(|s| {
+            let why = if s.other_package {
+                s.why.clone()
+            } else {
+                "is not a version".to_string()
+            };
+            (
+                s.raw.clone(),
+                format!("the {kind} {what} `{}` {why}", version::shorten(&s.raw)),
+            )
+        })
+        .collect()
 }

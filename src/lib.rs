@@ -10,6 +10,8 @@
 //! - [`config`]: `HERALD_*` settings and their `--flag` twins, the projects file, the preset.
 //! - [`app`]: [`app::App::build`], the one composition root, used by the binary and tests.
 //! - [`version`] (pure): PEP 440 parsing, tag normalisation, canonical keys, classes, lines.
+//! - [`attribution`] (pure): which tags, release names, feed titles and slugs are a project's,
+//!   and which are another package's; the one rule every source applies.
 //! - [`model`] (pure): projects, sources, classes, observations.
 //! - [`sources`]: PyPI, GitHub and feed adapters behind one trait; the shared HTTP client.
 //! - [`merge`] (pure): which observations are one release and which releases are new.
@@ -32,6 +34,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod attribution;
 pub mod check;
 pub mod cli;
 pub mod compat;

@@ -26,7 +26,8 @@ pub struct VersionError {
     pub reason: String,
 }
 
-fn shorten(s: &str) -> String {
+/// `s`, cut to 60 characters with `...` when longer (for messages).
+pub fn shorten(s: &str) -> String {
     if s.chars().count() > 60 {
         let head: String = s.chars().take(57).collect();
         format!("{head}...")
@@ -59,16 +60,28 @@ pub fn parse_tag(tag: &str, prefix: Option<&str>) -> Option<Result<Version, Vers
     if let Some(prefix) = prefix.filter(|p| !p.is_empty()) {
         rest = rest.strip_prefix(prefix)?;
     }
-    let stripped = rest
-        .strip_prefix("v.")
-        .or_else(|| rest.strip_prefix("V."))
-        .or_else(|| rest.strip_prefix('v'))
-        .or_else(|| rest.strip_prefix('V'))
-        .unwrap_or(rest);
-    Some(parse(stripped).map_err(|mut err| {
+    Some(parse_v(rest).map_err(|mut err| {
         err.input = shorten(tag);
         err
     }))
+}
+
+/// Parses a version that may be spelled with a leading `v`, `V` or `v.` (`v2.3.1`, `v.1.6.1`).
+pub fn parse_v(text: &str) -> Result<Version, VersionError> {
+    let text = text.trim();
+    let stripped = text
+        .strip_prefix("v.")
+        .or_else(|| text.strip_prefix("V."))
+        .or_else(|| text.strip_prefix('v'))
+        .or_else(|| text.strip_prefix('V'))
+        .unwrap_or(text);
+    parse(stripped)
+}
+
+/// Whether a string has the shape of a date (`2022-09-23`, `2024.05.01`), which Herald never
+/// reads as a version.
+pub fn is_date(text: &str) -> bool {
+    DATE_SHAPE.is_match(text)
 }
 
 /// The canonical key of a version: its PEP 440 normal form with trailing zero release
@@ -163,6 +176,10 @@ static DATE_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
 
 const RELEASE_WORDS: [&str; 5] = ["release", "releasing", "released", "version", "security"];
 
+/// Where the first mention of one of `aliases` in `text` ends (an offset in the lower-case
+/// text). A name counts only as a whole word: a letter, digit, `-`, `_`, `.`, `@` or `/` right
+/// before or after it makes it part of another word (`react` in `eslint-plugin-react-hooks`,
+/// `pretalx` in `pretalx-pages` or `pretalx.com`).
 fn mentions(text: &str, aliases: &[String]) -> Option<usize> {
     let lower = text.to_lowercase();
     aliases
@@ -171,8 +188,25 @@ fn mentions(text: &str, aliases: &[String]) -> Option<usize> {
             let spaced = alias.replace(['-', '_'], " ");
             [alias.clone(), spaced]
         })
-        .filter_map(|alias| lower.find(&alias).map(|at| at + alias.len()))
+        .filter(|alias| !alias.is_empty())
+        .filter_map(|alias| whole_word(&lower, &alias))
         .min()
+}
+
+/// A character that joins the letters around it into one word.
+pub(crate) fn joins_words(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '/')
+}
+
+/// The end of the first occurrence of `word` in `text` that stands as a word of its own.
+fn whole_word(text: &str, word: &str) -> Option<usize> {
+    text.match_indices(word)
+        .find(|(at, _)| {
+            let before = text[..*at].chars().next_back();
+            let after = text[at + word.len()..].chars().next();
+            !before.is_some_and(joins_words) && !after.is_some_and(joins_words)
+        })
+        .map(|(at, _)| at + word.len())
 }
 
 fn has_release_word(text: &str) -> bool {

@@ -19,7 +19,7 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A test that read `../shared` (or any folder beside the repository) would pass on the CI
+/// A test that read the shared folder beside the repository (or any folder outside it) would pass on the CI
 /// checkout and fail, or quietly skip, on a plain clone.
 #[test]
 fn no_test_reads_outside_the_repository() {
@@ -31,10 +31,15 @@ fn no_test_reads_outside_the_repository() {
         .iter()
         .filter(|p| !p.starts_with(root().join("tests/fixtures")))
         .filter(|p| !p.starts_with(root().join("tests/snapshots")))
-        .filter(|p| p.file_name().is_some_and(|n| n != "repository.rs"))
         .collect();
     assert!(code.len() > 20, "found only {} test files", code.len());
-    let forbidden = ["../shared", "HERALD_FIXTURES", "shared/fixtures", "\"..\""];
+    // Spelled in pieces so that this file does not name what it forbids.
+    let forbidden = [
+        concat!("..", "/shared"),
+        concat!("HERALD_", "FIXTURES"),
+        concat!("shared", "/fixtures"),
+        concat!("\"", "..", "\""),
+    ];
     let mut offenders = Vec::new();
     for path in code {
         let Ok(text) = std::fs::read_to_string(path) else {

@@ -208,6 +208,15 @@ pub fn render(summary: &RunSummary) -> String {
                 ),
             };
             out.push_str(&format!("  {:6}  {line}\n", s.source.as_str()));
+            for warning in &s.warnings {
+                out.push_str(&format!("          warning: {warning}\n"));
+            }
+        }
+        for w in &p.withdrawn {
+            out.push_str(&format!(
+                "  withdrawn {}: {} (kept on record, never announced)\n",
+                w.version, w.reason
+            ));
         }
     }
     let failed = summary.failed_sources().count();

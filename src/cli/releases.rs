@@ -1,4 +1,5 @@
-//! `herald releases`: what is recorded, newest first, as a table or JSON.
+//! `herald releases`: what is recorded, newest first, as a table or JSON; withdrawn releases
+//! (another package's under the current attribution rule) are listed with the reason.
 
 use clap::Args;
 
@@ -32,6 +33,7 @@ pub(super) async fn run(app: App, args: ReleasesArgs) -> anyhow::Result<u8> {
             projects: args.project,
             classes: args.classes,
             new_in_run: None,
+            with_withdrawn: true,
         })
         .await?;
     if args.json {
@@ -65,6 +67,9 @@ pub(super) async fn run(app: App, args: ReleasesArgs) -> anyhow::Result<u8> {
         }
         if r.available_at.is_none() {
             flags.push_str(" [not installable yet]");
+        }
+        if let Some(reason) = &r.withdrawn_reason {
+            flags.push_str(&format!(" [withdrawn: {reason}]"));
         }
         println!(
             "{:width$}  {:14}  {:10}  {:10}  {}{}",

@@ -60,7 +60,7 @@ struct RawProject {
     #[serde(default)]
     scheme: Option<Scheme>,
     pypi: Option<Spanned<String>>,
-    github: Option<Spanned<String>>,
+    github: Option<Spanned<RawGithub>>,
     feed: Option<Spanned<String>>,
     plugin_of: Option<Spanned<String>>,
     module: Option<Spanned<String>>,
@@ -69,6 +69,66 @@ struct RawProject {
     upgrade_steps: Vec<String>,
     #[serde(default)]
     compat: Vec<crate::compat::Override>,
+}
+
+/// `github = "owner/repo"`, or `github = { repo = "owner/repo", tag_prefix = "..." }`: the
+/// table form gives the GitHub source its own tag prefix.
+enum RawGithub {
+    Repo(String),
+    Table {
+        repo: String,
+        tag_prefix: Option<String>,
+    },
+}
+
+impl RawGithub {
+    fn repo(&self) -> &str {
+        match self {
+            RawGithub::Repo(repo) | RawGithub::Table { repo, .. } => repo,
+        }
+    }
+
+    fn tag_prefix(&self) -> Option<&str> {
+        match self {
+            RawGithub::Repo(_) => None,
+            RawGithub::Table { tag_prefix, .. } => tag_prefix.as_deref(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawGithub {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawGithub;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`owner/repository`, or a table with `repo` and `tag_prefix`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawGithub, E> {
+                Ok(RawGithub::Repo(v.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawGithub, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Table {
+                    repo: String,
+                    tag_prefix: Option<String>,
+                }
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawGithub::Table {
+                    repo: t.repo,
+                    tag_prefix: t.tag_prefix,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -148,7 +208,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
         };
         let github = match &p.github {
             Some(value) => {
-                let v = value.get_ref().trim();
+                let v = value.get_ref().repo().trim();
                 let caps = GITHUB.captures(v).ok_or_else(|| {
                     fail(
                         Some(value.span()),
@@ -162,6 +222,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
             }
             None => None,
         };
+        let tag_prefix = tag_prefix(p).map_err(|(span, message)| fail(span, message))?;
         let feed = match &p.feed {
             Some(value) => Some(parse_http_url(value.get_ref()).map_err(|why| {
                 fail(
@@ -205,11 +266,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
             feed,
             plugin_of: p.plugin_of.as_ref().map(|v| v.get_ref().trim().to_string()),
             module,
-            tag_prefix: p
-                .tag_prefix
-                .as_ref()
-                .map(|v| v.get_ref().to_string())
-                .filter(|v| !v.is_empty()),
+            tag_prefix,
             upgrade_steps: p
                 .upgrade_steps
                 .iter()
@@ -245,6 +302,37 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
         }
     }
     Ok(projects)
+}
+
+/// The project's tag prefix: `tag_prefix`, or the `tag_prefix` of its `github` table (one of
+/// the two). Either way it applies to GitHub tags only. An empty prefix is none.
+fn tag_prefix(p: &RawProject) -> Result<Option<String>, (Option<Range<usize>>, String)> {
+    let in_table = p
+        .github
+        .as_ref()
+        .and_then(|g| g.get_ref().tag_prefix().map(|t| (t, g.span())));
+    let (prefix, span) = match (&p.tag_prefix, in_table) {
+        (Some(top), Some(_)) => {
+            return Err((
+                Some(top.span()),
+                "tag_prefix is given twice: keep either `tag_prefix` or the one in the `github` table"
+                    .into(),
+            ));
+        }
+        (Some(top), None) => (top.get_ref().as_str(), top.span()),
+        (None, Some((inner, span))) => (inner, span),
+        (None, None) => return Ok(None),
+    };
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) || prefix.len() > 200 {
+        return Err((
+            Some(span),
+            format!(
+                "`tag_prefix = \"{}\"` must be at most 200 characters without spaces",
+                prefix.escape_default()
+            ),
+        ));
+    }
+    Ok(Some(prefix.to_string()).filter(|p| !p.is_empty()))
 }
 
 /// Parses an absolute `http`/`https` URL.
@@ -313,6 +401,54 @@ mod tests {
         );
         assert!(
             e.starts_with("projects.toml:6: ") && e.contains("maybe"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_github_table_gives_the_github_source_its_tag_prefix() {
+        let projects = parse(
+            "[[project]]\nname = \"apache-airflow-providers-google\"\npypi = \"apache-airflow-providers-google\"\ngithub = { repo = \"apache/airflow\", tag_prefix = \"providers-google/\" }\n\n[[project]]\nname = \"changesets-cli\"\ngithub = \"changesets/changesets\"\ntag_prefix = \"@changesets/cli@\"\n\n[[project]]\nname = \"plain\"\ngithub = { repo = \"o/plain\" }\n",
+            "projects.toml",
+        )
+        .expect("parses");
+        assert_eq!(projects[0].tag_prefix.as_deref(), Some("providers-google/"));
+        assert_eq!(
+            projects[0]
+                .github
+                .as_ref()
+                .map(|g| g.to_string())
+                .as_deref(),
+            Some("apache/airflow")
+        );
+        assert_eq!(
+            projects[0].pypi.as_deref(),
+            Some("apache-airflow-providers-google")
+        );
+        assert_eq!(projects[1].tag_prefix.as_deref(), Some("@changesets/cli@"));
+        assert_eq!(projects[2].tag_prefix, None);
+
+        let e = err(
+            "[[project]]\nname = \"p\"\ntag_prefix = \"a-\"\ngithub = { repo = \"o/p\", tag_prefix = \"b-\" }\n",
+        );
+        assert!(
+            e.starts_with("projects.toml:3: ") && e.contains("twice"),
+            "{e}"
+        );
+        let e = err("[[project]]\nname = \"p\"\ngithub = { repo = \"o/p\", prefix = \"b-\" }\n");
+        assert!(
+            e.starts_with("projects.toml:3: ") && e.contains("prefix"),
+            "{e}"
+        );
+        let e =
+            err("[[project]]\nname = \"p\"\ngithub = { repo = \"o/p\", tag_prefix = \"a b\" }\n");
+        assert!(
+            e.starts_with("projects.toml:3: ") && e.contains("without spaces"),
+            "{e}"
+        );
+        let e = err("[[project]]\nname = \"p\"\ngithub = { tag_prefix = \"b-\" }\n");
+        assert!(
+            e.starts_with("projects.toml:3: ") && e.contains("repo"),
             "{e}"
         );
     }

@@ -60,7 +60,7 @@ async fn filtered(web: &Web, q: &FeedQuery) -> Result<Vec<ReleaseRow>, HttpError
         .releases(&ReleaseFilter {
             projects,
             classes,
-            new_in_run: None,
+            ..ReleaseFilter::default()
         })
         .await?)
 }

@@ -160,11 +160,21 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
         unsubscribe_url: n.unsubscribe_url(subscriber_id),
     };
     let view = |id: i64| {
-        batch
+        let release = batch
             .releases
             .get(&id)
-            .map(|r| content::release_view(r, app.config.project(&r.project)))
-            .ok_or_else(|| format!("release {id} is no longer recorded"))
+            .ok_or_else(|| format!("release {id} is no longer recorded"))?;
+        // Mail queued before a run found the release to be another package's is never sent.
+        if let Some(reason) = &release.withdrawn_reason {
+            return Err(format!(
+                "{} {} was withdrawn: {reason}",
+                release.project, release.version
+            ));
+        }
+        Ok(content::release_view(
+            release,
+            app.config.project(&release.project),
+        ))
     };
     let (rendered, list) = match row.kind.as_str() {
         "new_release" | "digest" => {
@@ -185,7 +195,19 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
                     },
                 )
             } else {
-                let releases = ids_in(&row.payload)
+                let ids = ids_in(&row.payload);
+                let kept: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        batch
+                            .releases
+                            .get(id)
+                            .is_none_or(|r| r.withdrawn_at.is_none())
+                    })
+                    .collect();
+                // A digest leaves withdrawn releases out; one with nothing else is not sent.
+                let releases = if kept.is_empty() { ids } else { kept }
                     .into_iter()
                     .map(view)
                     .collect::<Result<Vec<_>, _>>()?;

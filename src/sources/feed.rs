@@ -1,7 +1,8 @@
 //! Blog feeds: RSS, Atom or JSON Feed through feed-rs. A configured HTML page is followed to
 //! the feed it links (`<link rel="alternate">`); a page without one is read for links to
-//! release posts. Each entry's version comes from its title or its URL slug; entries
-//! without a version are ignored. Posts are line evidence: a feature release's post also
+//! release posts. Each entry's version comes from its title or its URL slug, as
+//! [`attribution`] reads them; entries without a version are ignored, entries of other packages
+//! are skipped and reported. Posts are line evidence: a feature release's post also
 //! stands for the bugfix releases of its line that have none of their own.
 
 use std::collections::HashSet;
@@ -13,6 +14,7 @@ use url::Url;
 
 use super::http::{Body, Fetch, HttpError, Request};
 use super::{FetchContext, Fetched, Source, SourceError};
+use crate::attribution::{self, Candidate, Verdict};
 use crate::model::{Observation, Project, SourceKind};
 use crate::version;
 
@@ -72,11 +74,11 @@ pub fn discover_feed(html: &str, base: &Url) -> Option<Url> {
         })
 }
 
-/// Release posts an HTML page links to: same host, a version in the link text or slug.
+/// Release posts an HTML page links to: same host, a version in the link text or slug that
+/// [`attribution`] gives to the project.
 pub fn posts_from_page(html: &str, base: &Url, project: &Project) -> Vec<Observation> {
     let doc = Html::parse_document(html);
     let anchors = selector("a[href]");
-    let aliases = project.aliases();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for el in doc.select(&anchors) {
@@ -92,9 +94,11 @@ pub fn posts_from_page(html: &str, base: &Url, project: &Project) -> Vec<Observa
         }
         let text: String = el.text().collect::<Vec<_>>().join(" ");
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let Some(found) = version::from_title(&text, &aliases)
-            .or_else(|| version::from_slug(href.as_str(), &aliases))
-        else {
+        let candidate = Candidate::Entry {
+            title: &text,
+            link: Some(href.as_str()),
+        };
+        let Verdict::Own(found) = attribution::attribute(project, candidate) else {
             continue;
         };
         if !seen.insert(version::canonical_key(&found)) {
@@ -156,25 +160,35 @@ pub fn read_feed(bytes: &[u8], url: &str) -> Result<Vec<FeedEntry>, SourceError>
         .collect())
 }
 
-/// Release entries of a feed document: those whose title or slug names a version.
+/// Release entries of a feed document: those whose title or slug names a version that
+/// [`attribution`] gives to the project.
 pub fn entries(
     bytes: &[u8],
     url: &str,
     project: &Project,
 ) -> Result<Vec<Observation>, SourceError> {
-    let aliases = project.aliases();
-    let mut out = Vec::new();
+    Ok(read_entries(bytes, url, project)?.observations)
+}
+
+/// The project's entries of a feed document, and the entries of other packages it skipped.
+fn read_entries(bytes: &[u8], url: &str, project: &Project) -> Result<Fetched, SourceError> {
+    let mut fetched = Fetched::default();
     for entry in read_feed(bytes, url)? {
         let title = entry.title.clone().unwrap_or_default();
-        let found = version::from_title(&title, &aliases).or_else(|| {
-            entry
-                .link
-                .as_deref()
-                .and_then(|l| version::from_slug(l, &aliases))
-        });
-        let Some(found) = found else {
-            tracing::debug!(project = %project.name, title = %title, "feed entry names no version");
-            continue;
+        let candidate = Candidate::Entry {
+            title: &title,
+            link: entry.link.as_deref(),
+        };
+        let found = match attribution::attribute(project, candidate) {
+            Verdict::Own(found) => found,
+            Verdict::Other(why) => {
+                fetched.skip_other(&title, why);
+                continue;
+            }
+            Verdict::Unreadable(_) | Verdict::NotARelease => {
+                tracing::debug!(project = %project.name, title = %title, "feed entry names no version");
+                continue;
+            }
         };
         let raw = if title.is_empty() {
             entry.link.clone().unwrap_or_default()
@@ -186,19 +200,18 @@ pub fn entries(
         obs.url = entry.link;
         obs.notes = entry.summary.map(|s| s.chars().take(MAX_NOTES).collect());
         obs.line_post = true;
-        out.push(obs);
+        fetched.observations.push(obs);
     }
-    Ok(out)
+    Ok(fetched)
 }
 
 /// A fetched feed document: its release entries, its URL to fetch directly next time, and
 /// its validators.
 fn from_feed(body: Body, project: &Project) -> Result<Fetched, SourceError> {
     Ok(Fetched {
-        observations: entries(&body.bytes, &body.url, project)?,
         resolved_url: Some(body.url.clone()),
-        validators: vec![(body.url, body.validators)],
-        ..Fetched::default()
+        validators: vec![(body.url.clone(), body.validators.clone())],
+        ..read_entries(&body.bytes, &body.url, project)?
     })
 }
 

@@ -1,7 +1,9 @@
 //! GitHub releases: `GET /repos/OWNER/REPO/releases?per_page=100`, following `Link`
 //! pagination (the URL as given, never rebuilt, and only on the API's own origin, so a token
-//! never leaves it). Drafts are skipped; the `prerelease` flag, body and `html_url` are kept
-//! as evidence; the class always comes from the version.
+//! never leaves it). Drafts are skipped; which releases are the project's is decided by
+//! [`attribution`] from the tag (and, for tags without a version, the release name); the
+//! `prerelease` flag, body and `html_url` are kept as evidence; the class always comes from the
+//! version.
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -13,8 +15,8 @@ use url::Url;
 
 use super::http::{Fetch, Request};
 use super::{FetchContext, Fetched, Source, SourceError, json_body};
+use crate::attribution::{self, Candidate, Verdict};
 use crate::model::{Observation, Project, SourceKind};
-use crate::version;
 
 /// Pages read at most per repository (10,000 releases).
 const MAX_PAGES: usize = 100;
@@ -52,35 +54,29 @@ enum Page {
     Message { message: String },
 }
 
-fn observe(
-    release: GhRelease,
-    project: &Project,
-    warnings: &mut Vec<String>,
-) -> Option<Observation> {
+fn observe(release: GhRelease, project: &Project, fetched: &mut Fetched) -> Option<Observation> {
     if release.draft {
         return None;
     }
-    let prefix = project.tag_prefix.as_deref();
-    let parsed = match version::parse_tag(&release.tag_name, prefix) {
-        None => return None, // another package's tag in a shared repository
-        Some(Ok(v)) => Ok(v),
-        Some(Err(err)) => {
-            // Some projects tag oddly but name the release by its version.
-            match release.name.as_deref().filter(|n| !n.trim().is_empty()) {
-                Some(name) => version::from_title(name, &project.aliases()).ok_or(err),
-                None => Err(err),
-            }
-        }
+    let candidate = Candidate::Release {
+        tag: &release.tag_name,
+        name: release.name.as_deref(),
     };
-    let version = match parsed {
-        Ok(v) => v,
-        Err(err) => {
-            warnings.push(format!(
-                "{}: github: skipped release tag {}",
-                project.name, err
-            ));
+    let version = match attribution::attribute(project, candidate) {
+        Verdict::Own(v) => v,
+        Verdict::Other(why) => {
+            fetched.skip_other(&release.tag_name, why);
             return None;
         }
+        Verdict::Unreadable(err) => {
+            fetched.skip_unreadable(
+                &release.tag_name,
+                format!("{}: github: skipped release tag {err}", project.name),
+            );
+            return None;
+        }
+        // Only feed entries can announce nothing at all.
+        Verdict::NotARelease => return None,
     };
     let mut obs = Observation::new(release.tag_name, version);
     obs.published_at = release.published_at.or(release.created_at);
@@ -155,11 +151,8 @@ impl GithubSource {
             match json_body::<Page>(&body)? {
                 Page::Releases(releases) => {
                     for release in releases {
-                        fetched.observations.extend(observe(
-                            release,
-                            project,
-                            &mut fetched.warnings,
-                        ));
+                        let obs = observe(release, project, &mut fetched);
+                        fetched.observations.extend(obs);
                     }
                 }
                 Page::Message { message } => {
@@ -203,9 +196,9 @@ impl Source for GithubSource {
 }
 
 /// Reads one page of `GET /repos/OWNER/REPO/releases` for `project` exactly as the adapter
-/// does: drafts skipped, tags outside `tag_prefix` ignored, unreadable tags reported in
-/// `warnings`, and a `{"message": ...}` answer turned into an error. Pagination, validators
-/// and I/O are left out: for tests and fuzzing of the parser.
+/// does: drafts skipped, tags of other packages (see [`attribution`]) in `skipped`,
+/// unreadable tags in `warnings` and `skipped`, and a `{"message": ...}` answer turned into an
+/// error. Pagination, validators and I/O are left out: for tests and fuzzing of the parser.
 pub fn parse_releases_page(
     body: &super::http::Body,
     project: &Project,
@@ -214,9 +207,8 @@ pub fn parse_releases_page(
     match json_body::<Page>(body)? {
         Page::Releases(releases) => {
             for release in releases {
-                fetched
-                    .observations
-                    .extend(observe(release, project, &mut fetched.warnings));
+                let obs = observe(release, project, &mut fetched);
+                fetched.observations.extend(obs);
             }
         }
         Page::Message { message } => {

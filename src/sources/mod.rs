@@ -49,10 +49,45 @@ pub struct Fetched {
     pub validators: Vec<(String, Validators)>,
     /// The source answered 304: nothing changed since the last recorded fetch.
     pub not_modified: bool,
-    /// Entries skipped, one line each (unparsable tags or titles).
+    /// Entries skipped because they cannot be read, one line each (unparsable versions or
+    /// tags). Each is also in `skipped`.
     pub warnings: Vec<String>,
+    /// Every entry skipped: another package's tags and feed entries, and unreadable ones.
+    pub skipped: Vec<Skipped>,
     /// The feed a configured page pointed to, to fetch directly next time.
     pub resolved_url: Option<String>,
+}
+
+/// An entry a source skipped: another package's, or unreadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The source's own spelling (a tag, a title or a version).
+    pub raw: String,
+    /// Another package's (true), or unreadable (false).
+    pub other_package: bool,
+    /// Why, one line: for an unreadable entry, its line in `warnings`.
+    pub why: String,
+}
+
+impl Fetched {
+    /// Records another package's entry.
+    pub fn skip_other(&mut self, raw: &str, why: String) {
+        self.skipped.push(Skipped {
+            raw: raw.to_string(),
+            other_package: true,
+            why,
+        });
+    }
+
+    /// Records an unreadable entry and its warning line.
+    pub fn skip_unreadable(&mut self, raw: &str, warning: String) {
+        self.warnings.push(warning.clone());
+        self.skipped.push(Skipped {
+            raw: raw.to_string(),
+            other_package: false,
+            why: warning,
+        });
+    }
 }
 
 /// A failed fetch.

@@ -16,6 +16,7 @@ use url::Url;
 
 use super::http::{Body, Fetch, Request};
 use super::{FetchContext, Fetched, Source, SourceError, json_body};
+use crate::attribution::{self, Candidate, Verdict};
 use crate::model::{Observation, Project, SourceKind};
 use crate::version;
 
@@ -132,15 +133,17 @@ fn observation(
     raw: &str,
     files: &[FileFacts],
     page: Option<String>,
-    warnings: &mut Vec<String>,
-    project: &str,
+    fetched: &mut Fetched,
+    project: &Project,
 ) -> Option<Observation> {
-    let version = match version::parse(raw) {
-        Ok(v) => v,
-        Err(err) => {
-            warnings.push(format!("{project}: pypi: skipped {err}"));
+    let version = match attribution::attribute(project, Candidate::IndexVersion(raw)) {
+        Verdict::Own(v) => v,
+        Verdict::Unreadable(err) => {
+            fetched.skip_unreadable(raw, format!("{}: pypi: skipped {err}", project.name));
             return None;
         }
+        // The index lists one distribution: the rule gives none of its versions away.
+        Verdict::Other(_) | Verdict::NotARelease => return None,
     };
     let mut obs = Observation::new(raw, version);
     obs.published_at = files.iter().filter_map(|f| f.uploaded).min();
@@ -200,13 +203,8 @@ impl PypiSource {
                 .and_then(|v| by_key.remove(&version::canonical_key(&v)))
                 .unwrap_or_default();
             let page = self.page(name, &raw);
-            fetched.observations.extend(observation(
-                &raw,
-                &files,
-                page,
-                &mut fetched.warnings,
-                &project.name,
-            ));
+            let obs = observation(&raw, &files, page, &mut fetched, project);
+            fetched.observations.extend(obs);
         }
         fetched
     }
@@ -235,13 +233,8 @@ impl PypiSource {
                 })
                 .collect();
             let page = self.page(name, &raw);
-            fetched.observations.extend(observation(
-                &raw,
-                &facts,
-                page,
-                &mut fetched.warnings,
-                &project.name,
-            ));
+            let obs = observation(&raw, &facts, page, &mut fetched, project);
+            fetched.observations.extend(obs);
         }
         Ok(fetched)
     }

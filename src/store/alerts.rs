@@ -90,7 +90,8 @@ impl Store {
 
     /// Releases found new whose operator alerts are not decided yet.
     pub async fn releases_pending_alerts(&self) -> Result<Vec<i64>, StoreError> {
-        const SQL: &str = "SELECT id FROM releases WHERE new_in_run IS NOT NULL AND alerts_done_at IS NULL ORDER BY id";
+        const SQL: &str = "SELECT id FROM releases WHERE new_in_run IS NOT NULL AND alerts_done_at IS NULL \
+             AND withdrawn_at IS NULL ORDER BY id";
         Ok(sqlx::query_scalar(SQL).fetch_all(self.pool()).await?)
     }
 

@@ -17,11 +17,14 @@ mod subscribers;
 pub use alerts::{InventoryMap, mark_alerts_done, put_compat_state, put_release_doc};
 pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use releases::{
-    EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, known_releases,
-    write_evidence, write_release,
+    EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, Withdrawal, known_releases,
+    withdraw_rejected, write_evidence, write_release,
 };
 pub use runs::{LeaseOutcome, Metrics, RunRow, host_name};
-pub use sources::{SourceState, Validators, put_validators, source_failed, source_succeeded};
+pub use sources::{
+    SourceState, Validators, first_reports, put_validators, skip_key, source_failed,
+    source_succeeded,
+};
 pub use status::OutboxHealth;
 pub use subscribers::{PendingOutcome, SubscriberWrite, subscribers_following};
 

@@ -59,6 +59,9 @@ pub struct ReleaseWrite<'a> {
     pub baseline: bool,
     /// The run that announces it.
     pub new_in_run: Option<i64>,
+    /// A source gave own (not inherited) evidence of it in this run: it is the project's
+    /// under the current rule, so an earlier withdrawal is lifted.
+    pub attributed: bool,
     /// Now.
     pub now: DateTime<Utc>,
 }
@@ -91,6 +94,12 @@ pub struct ReleaseRow {
     pub baseline: bool,
     /// The run that found it new, if any.
     pub new_in_run: Option<i64>,
+    /// When a run found that the current attribution rule gives it to another package.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdrawn_at: Option<DateTime<Utc>>,
+    /// Why (`the github tag `x` names another package (`y`)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdrawn_reason: Option<String>,
     /// One entry per source that saw it.
     pub sources: Vec<EvidenceRow>,
     /// Parsed version, for ordering.
@@ -128,6 +137,9 @@ pub struct ReleaseFilter {
     pub classes: Vec<ReleaseClass>,
     /// Only releases found new by this run.
     pub new_in_run: Option<i64>,
+    /// Include withdrawn releases (another package's under the current attribution rule);
+    /// every listing but `herald releases` leaves them out.
+    pub with_withdrawn: bool,
 }
 
 fn source_kind(text: &str) -> Result<SourceKind, StoreError> {
@@ -199,7 +211,9 @@ pub async fn write_release(
             yanked = COALESCE(?10, releases.yanked), \
             yanked_reason = CASE WHEN ?10 IS NULL THEN releases.yanked_reason ELSE ?11 END, \
             baseline = MAX(releases.baseline, excluded.baseline), \
-            new_in_run = COALESCE(releases.new_in_run, excluded.new_in_run) \
+            new_in_run = COALESCE(releases.new_in_run, excluded.new_in_run), \
+            withdrawn_at = CASE WHEN ?14 THEN NULL ELSE releases.withdrawn_at END, \
+            withdrawn_reason = CASE WHEN ?14 THEN NULL ELSE releases.withdrawn_reason END \
          RETURNING id";
     let (yanked, reason) = match &w.yanked {
         Some((yanked, reason)) => (Some(i64::from(*yanked)), reason.clone()),
@@ -219,6 +233,7 @@ pub async fn write_release(
         .bind(reason)
         .bind(w.baseline)
         .bind(w.new_in_run)
+        .bind(w.attributed)
         .fetch_one(&mut *conn)
         .await?;
     Ok(id)
@@ -263,12 +278,66 @@ pub async fn write_evidence(
     Ok(())
 }
 
+/// A release a run withdrew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// Its version.
+    pub version: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Withdraws the project's releases whose only own evidence is an entry of `source` that the
+/// current attribution rule rejects: `rejected` pairs each rejected spelling with the reason to
+/// record. Releases another source also gives evidence of are kept as they are. Run after this
+/// run's evidence is written (an entry the rule still gives to the project has replaced the
+/// rejected spelling by then).
+pub async fn withdraw_rejected(
+    conn: &mut SqliteConnection,
+    project: &str,
+    source: SourceKind,
+    rejected: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Withdrawal>, StoreError> {
+    const SQL: &str = "UPDATE releases SET withdrawn_at = ?3, withdrawn_reason = ( \
+            SELECT json_extract(j.value, '$[1]') FROM evidence e \
+            JOIN json_each(?4) j ON e.raw = json_extract(j.value, '$[0]') \
+            WHERE e.release_id = releases.id AND e.source = ?2 AND e.inherited = 0) \
+         WHERE project = ?1 AND withdrawn_at IS NULL \
+         AND EXISTS (SELECT 1 FROM evidence e JOIN json_each(?4) j ON e.raw = json_extract(j.value, '$[0]') \
+            WHERE e.release_id = releases.id AND e.source = ?2 AND e.inherited = 0) \
+         AND NOT EXISTS (SELECT 1 FROM evidence o \
+            WHERE o.release_id = releases.id AND o.inherited = 0 AND o.source <> ?2) \
+         RETURNING version, withdrawn_reason";
+    if rejected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(SQL)
+        .bind(project)
+        .bind(source.as_str())
+        .bind(ts(now))
+        .bind(serde_json::json!(rejected).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Withdrawal {
+                version: row.try_get("version")?,
+                reason: row
+                    .try_get::<Option<String>, _>("withdrawn_reason")?
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 impl Store {
     /// Recorded releases matching `filter`, newest first (by publication date, else first
     /// sight; ties by project, then version).
     pub async fn releases(&self, filter: &ReleaseFilter) -> Result<Vec<ReleaseRow>, StoreError> {
         const RELEASES: &str = "SELECT id, project, version, class, line, published_at, first_seen_at, \
-                available_at, yanked, yanked_reason, baseline, new_in_run FROM releases";
+                available_at, yanked, yanked_reason, baseline, new_in_run, withdrawn_at, \
+                withdrawn_reason FROM releases";
         const EVIDENCE: &str = "SELECT release_id, source, url, raw, published_at, notes, prerelease_flag, \
                 inherited FROM evidence ORDER BY release_id, source";
         let mut evidence: HashMap<i64, Vec<EvidenceRow>> = HashMap::new();
@@ -307,27 +376,12 @@ impl Store {
             if filter.new_in_run.is_some() && filter.new_in_run != new_in_run {
                 continue;
             }
-            let id: i64 = row.try_get("id")?;
-            let version: String = row.try_get("version")?;
-            let published: Option<String> = row.try_get("published_at")?;
-            let first_seen: String = row.try_get("first_seen_at")?;
-            let available: Option<String> = row.try_get("available_at")?;
-            out.push(ReleaseRow {
-                id,
-                parsed: Version::from_str(&version).ok(),
-                project,
-                version,
-                class,
-                line: row.try_get("line")?,
-                published_at: parse_ts_opt("releases.published_at", published.as_deref())?,
-                first_seen_at: parse_ts("releases.first_seen_at", &first_seen)?,
-                available_at: parse_ts_opt("releases.available_at", available.as_deref())?,
-                yanked: row.try_get("yanked")?,
-                yanked_reason: row.try_get("yanked_reason")?,
-                baseline: row.try_get("baseline")?,
-                new_in_run,
-                sources: evidence.remove(&id).unwrap_or_default(),
-            });
+            let mut release = release_row(&row)?;
+            if release.withdrawn_at.is_some() && !filter.with_withdrawn {
+                continue;
+            }
+            release.sources = evidence.remove(&release.id).unwrap_or_default();
+            out.push(release);
         }
         out.sort_by(|a, b| {
             let date_a = a.published_at.unwrap_or(a.first_seen_at);
@@ -343,7 +397,8 @@ impl Store {
     /// One release with its evidence.
     pub async fn release(&self, id: i64) -> Result<Option<ReleaseRow>, StoreError> {
         const RELEASE: &str = "SELECT id, project, version, class, line, published_at, first_seen_at, \
-                available_at, yanked, yanked_reason, baseline, new_in_run FROM releases WHERE id = ?";
+                available_at, yanked, yanked_reason, baseline, new_in_run, withdrawn_at, \
+                withdrawn_reason FROM releases WHERE id = ?";
         const EVIDENCE: &str = "SELECT release_id, source, url, raw, published_at, notes, prerelease_flag, \
                 inherited FROM evidence WHERE release_id = ? ORDER BY source";
         let Some(row) = sqlx::query(RELEASE)
@@ -382,6 +437,7 @@ fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRow, StoreError> 
     let published: Option<String> = row.try_get("published_at")?;
     let first_seen: String = row.try_get("first_seen_at")?;
     let available: Option<String> = row.try_get("available_at")?;
+    let withdrawn: Option<String> = row.try_get("withdrawn_at")?;
     Ok(ReleaseRow {
         id: row.try_get("id")?,
         parsed: Version::from_str(&version).ok(),
@@ -396,6 +452,8 @@ fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRow, StoreError> 
         yanked_reason: row.try_get("yanked_reason")?,
         baseline: row.try_get("baseline")?,
         new_in_run: row.try_get("new_in_run")?,
+        withdrawn_at: parse_ts_opt("releases.withdrawn_at", withdrawn.as_deref())?,
+        withdrawn_reason: row.try_get("withdrawn_reason")?,
         sources: Vec::new(),
     })
 }

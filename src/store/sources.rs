@@ -1,6 +1,6 @@
 //! HTTP validators per URL and the health of each project x source.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
@@ -47,6 +47,8 @@ pub struct SourceState {
     pub resolved_url: Option<String>,
     /// The first failed attempt since the last success (none while the source answers).
     pub failing_since: Option<DateTime<Utc>>,
+    /// The attribution rule version the source's listing was last read under (0: never).
+    pub attribution_rule: i64,
 }
 
 impl Store {
@@ -71,7 +73,8 @@ impl Store {
         &self,
     ) -> Result<HashMap<(String, String), SourceState>, StoreError> {
         const SQL: &str = "SELECT project, source, baseline_at, last_success_at, last_attempt_at, \
-                consecutive_failures, last_error, deferred_until, resolved_url, failing_since FROM source_state";
+                consecutive_failures, last_error, deferred_until, resolved_url, failing_since, \
+                attribution_rule FROM source_state";
         let mut out = HashMap::new();
         for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
             let get =
@@ -102,6 +105,7 @@ impl Store {
                     "source_state.failing_since",
                     get("failing_since")?.as_deref(),
                 )?,
+                attribution_rule: row.try_get("attribution_rule")?,
             };
             out.insert((state.project.clone(), state.source.clone()), state);
         }
@@ -130,29 +134,65 @@ pub async fn put_validators(
 }
 
 /// Records a successful fetch (a 200 or a 304). The first success sets the baseline.
+/// `attribution_rule` is the rule version a listing read with a body was judged under (none for
+/// a 304).
 pub async fn source_succeeded(
     conn: &mut SqliteConnection,
     project: &str,
     source: SourceKind,
     resolved_url: Option<&str>,
+    attribution_rule: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO source_state (project, source, baseline_at, last_success_at, last_attempt_at, \
-            consecutive_failures, last_error, deferred_until, resolved_url) \
-         VALUES (?1, ?2, ?3, ?3, ?3, 0, NULL, NULL, ?4) \
+            consecutive_failures, last_error, deferred_until, resolved_url, attribution_rule) \
+         VALUES (?1, ?2, ?3, ?3, ?3, 0, NULL, NULL, ?4, COALESCE(?5, 0)) \
          ON CONFLICT (project, source) DO UPDATE SET \
             baseline_at = COALESCE(source_state.baseline_at, excluded.baseline_at), \
             last_success_at = excluded.last_success_at, last_attempt_at = excluded.last_attempt_at, \
             consecutive_failures = 0, last_error = NULL, deferred_until = NULL, failing_since = NULL, \
-            resolved_url = COALESCE(excluded.resolved_url, source_state.resolved_url)";
+            resolved_url = COALESCE(excluded.resolved_url, source_state.resolved_url), \
+            attribution_rule = COALESCE(?5, source_state.attribution_rule)";
     sqlx::query(SQL)
         .bind(project)
         .bind(source.as_str())
         .bind(ts(now))
         .bind(resolved_url)
+        .bind(attribution_rule)
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Of the entries a source skipped in this run, those no earlier run reported (each is
+/// remembered per project and source, cut to 200 characters).
+pub async fn first_reports(
+    conn: &mut SqliteConnection,
+    project: &str,
+    source: SourceKind,
+    entries: &[&str],
+    now: DateTime<Utc>,
+) -> Result<HashSet<String>, StoreError> {
+    const SQL: &str = "INSERT INTO skipped_entries (project, source, entry, first_seen_at) \
+         SELECT ?1, ?2, value, ?3 FROM json_each(?4) WHERE true \
+         ON CONFLICT (project, source, entry) DO NOTHING RETURNING entry";
+    if entries.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let keys: Vec<String> = entries.iter().map(|e| skip_key(e)).collect();
+    let rows: Vec<String> = sqlx::query_scalar(SQL)
+        .bind(project)
+        .bind(source.as_str())
+        .bind(ts(now))
+        .bind(serde_json::json!(keys).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// How a skipped entry is remembered: its first 200 characters.
+pub fn skip_key(entry: &str) -> String {
+    entry.chars().take(200).collect()
 }
 
 /// Records a failed fetch; `deferred_until` is set when the upstream asked to wait.
