@@ -35,10 +35,10 @@ fn no_test_reads_outside_the_repository() {
     assert!(code.len() > 20, "found only {} test files", code.len());
     // Spelled in pieces so that this file does not name what it forbids.
     let forbidden = [
-        concat!("..", "/shared"),
+        concat!(".", "./shared"),
         concat!("HERALD_", "FIXTURES"),
         concat!("shared", "/fixtures"),
-        concat!("\"", "..", "\""),
+        concat!("\"", ".", ".", "\""),
     ];
     let mut offenders = Vec::new();
     for path in code {
