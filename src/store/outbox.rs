@@ -229,7 +229,8 @@ impl Store {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
              WHERE id IN (SELECT id FROM outbox \
-                WHERE ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
+                WHERE status IN ('queued', 'retrying', 'sending') \
+                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
                     OR (status = 'sending' AND claimed_until < ?1)) \
                   AND (?4 IS NULL OR id = ?4) \
                 ORDER BY next_attempt_at, id LIMIT ?3)";
