@@ -3,9 +3,15 @@
 //! subscriber's current digest period. Digest periods are calendar periods in UTC (a day, an
 //! ISO week) and fall due when they end; an empty period produces nothing.
 //!
+//! One message per subscriber per project per run: [`instant_messages`] folds the instant
+//! deliveries of one run into one message per subscriber and project, newest release first.
+//!
 //! Owns: those rules. Pure: no I/O, no clock.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Datelike, Duration, NaiveTime, Utc};
+use pep440_rs::Version;
 
 use crate::model::{DigestMode, ReleaseClass, Subscriber, SubscriberStatus};
 
@@ -18,6 +24,8 @@ pub struct NewRelease {
     pub project: String,
     /// Canonical version key.
     pub key: String,
+    /// Version (orders a run's releases, newest first).
+    pub version: Version,
     /// Class.
     pub class: ReleaseClass,
 }
@@ -111,10 +119,64 @@ pub fn decide(
     out
 }
 
+/// One instant message: every release of one project that one run found for one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstantMessage {
+    /// Subscriber.
+    pub subscriber_id: i64,
+    /// Project.
+    pub project: String,
+    /// The releases, newest first.
+    pub release_ids: Vec<i64>,
+    /// The outbox subject key: the newest release's [`release_subject`].
+    pub subject_key: String,
+}
+
+/// Folds the instant deliveries of one run into one message per subscriber and project, its
+/// releases newest first; a release found alone keeps the message it always had.
+///
+/// The subject key of a message is its newest release's, the key that release's own message
+/// would have had. Each release is announced in exactly one run, in the transaction that
+/// queues its messages: a crash leaves either the releases and their messages or neither, and
+/// the unique (recipient, subject key) refuses a second message for the same newest release.
+pub fn instant_messages(releases: &[NewRelease], deliveries: &[Delivery]) -> Vec<InstantMessage> {
+    let mut groups: BTreeMap<(i64, &str), Vec<&NewRelease>> = BTreeMap::new();
+    for delivery in deliveries {
+        let Delivery::Instant {
+            subscriber_id,
+            release_id,
+            ..
+        } = delivery
+        else {
+            continue;
+        };
+        if let Some(release) = releases.iter().find(|r| r.release_id == *release_id) {
+            groups
+                .entry((*subscriber_id, release.project.as_str()))
+                .or_default()
+                .push(release);
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|((subscriber_id, project), mut found)| {
+            found.sort_by(|a, b| b.version.cmp(&a.version));
+            let newest = found.first()?;
+            Some(InstantMessage {
+                subscriber_id,
+                project: project.to_string(),
+                subject_key: release_subject(project, &newest.key),
+                release_ids: found.iter().map(|r| r.release_id).collect(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::EmailAddress;
+    use crate::version;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
@@ -152,6 +214,7 @@ mod tests {
             release_id: id,
             project: project.into(),
             key: format!("1.{id}"),
+            version: version::parse(&format!("1.{id}")).expect("version"),
             class,
         }
     }
@@ -250,5 +313,80 @@ mod tests {
             decide(&[], &subs, now).is_empty(),
             "no release, no digest item"
         );
+    }
+
+    fn versioned(id: i64, version: &str, class: ReleaseClass) -> NewRelease {
+        NewRelease {
+            release_id: id,
+            project: "pretalx".into(),
+            key: version::canonical_key(&version::parse(version).expect("version")),
+            version: version::parse(version).expect("version"),
+            class,
+        }
+    }
+
+    #[test]
+    fn one_instant_message_per_subscriber_and_project_newest_first() {
+        use ReleaseClass::*;
+        // The order merge plans them in: ascending.
+        let mut found = vec![
+            versioned(45, "2026.1.2", Bugfix),
+            versioned(46, "2026.2.0", Feature),
+            versioned(47, "2026.2.1", Bugfix),
+        ];
+        found.push(NewRelease {
+            project: "pretalx-pages".into(),
+            ..versioned(50, "1.10.0", Feature)
+        });
+        let subs = [
+            sub(
+                1,
+                DigestMode::Instant,
+                &[Feature, Bugfix],
+                &["pretalx", "pretalx-pages"],
+                true,
+            ),
+            sub(2, DigestMode::Instant, &[Feature], &["pretalx"], true),
+            sub(3, DigestMode::Daily, &[Feature, Bugfix], &["pretalx"], true),
+        ];
+        let deliveries = decide(&found, &subs, at("2026-07-09T06:00:00Z"));
+        assert_eq!(
+            instant_messages(&found, &deliveries),
+            [
+                InstantMessage {
+                    subscriber_id: 1,
+                    project: "pretalx".into(),
+                    release_ids: vec![47, 46, 45],
+                    subject_key: "release:pretalx:2026.2.1".into(),
+                },
+                InstantMessage {
+                    subscriber_id: 1,
+                    project: "pretalx-pages".into(),
+                    release_ids: vec![50],
+                    subject_key: "release:pretalx-pages:1.10".into(),
+                },
+                // Only one release is for this subscriber: its message as ever.
+                InstantMessage {
+                    subscriber_id: 2,
+                    project: "pretalx".into(),
+                    release_ids: vec![46],
+                    subject_key: release_subject("pretalx", "2026.2"),
+                },
+            ]
+        );
+        let digest_items = deliveries
+            .iter()
+            .filter(|d| {
+                matches!(
+                    d,
+                    Delivery::Digest {
+                        subscriber_id: 3,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(digest_items, 3, "digests still list every release");
+        assert!(instant_messages(&found, &[]).is_empty());
     }
 }
