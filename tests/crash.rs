@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::pretalx::{self, Row};
@@ -17,6 +18,7 @@ use common::smtp::SmtpSink;
 use common::{Sandbox, Upstream, at};
 use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::store::SubscriberWrite;
+use mail_parser::MessageParser;
 
 const SUBSCRIBERS: usize = 40;
 const CONNECTIONS: usize = 4;
@@ -143,31 +145,74 @@ async fn sigkill_at_random_moments_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let expected = kills * SUBSCRIBERS;
-    let received = w.sink.count();
-    let mut short = Vec::new();
-    for i in 0..SUBSCRIBERS {
-        let got = w.sink.count_for(&format!("op{i}@example.org"));
-        if got < kills {
-            short.push((i, got));
+    // A release a killed run had found is announced with the next run's, in one message per
+    // subscriber: every subscriber must have been told about every release.
+    let (app, _) = w
+        .sandbox
+        .app(&w.upstream.url(), None, at("2026-11-22T06:00:00Z"))
+        .await;
+    let rows = app.store.outbox(&[], i64::MAX).await.expect("outbox");
+    let mut releases_of: HashMap<&str, Vec<String>> = HashMap::new();
+    for row in &rows {
+        let ids = row.payload["release_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+            .unwrap_or_else(|| Vec::from_iter(row.payload["release_id"].as_i64()));
+        for id in ids {
+            let release = app.store.release(id).await.expect("release").expect("row");
+            releases_of
+                .entry(row.message_id.as_str())
+                .or_default()
+                .push(release.version);
         }
     }
-    let duplicates = received.saturating_sub(expected);
+    let expected = rows.len();
+    let received = w.sink.count();
+    let mut delivered: HashSet<(String, String)> = HashSet::new();
+    let mut told: HashMap<String, HashSet<String>> = HashMap::new();
+    for message in w.sink.messages() {
+        let parsed = MessageParser::default()
+            .parse(&message.data)
+            .expect("parses");
+        let id = format!("<{}>", parsed.message_id().expect("Message-ID"));
+        for rcpt in &message.rcpt_to {
+            delivered.insert((rcpt.clone(), id.clone()));
+            told.entry(rcpt.clone())
+                .or_default()
+                .extend(releases_of.get(id.as_str()).cloned().unwrap_or_default());
+        }
+    }
+    let mut short = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let email = format!("op{i}@example.org");
+        let heard = told.remove(&email).unwrap_or_default();
+        let missing = versions.iter().filter(|v| !heard.contains(*v)).count();
+        if missing > 0 {
+            short.push((i, missing));
+        }
+    }
+    let duplicates = received.saturating_sub(delivered.len());
     eprintln!(
         "crash test: {kills} runs, {killed} killed with SIGKILL, {finished} finished; {received} messages received for {expected} expected, {duplicates} duplicates"
     );
     assert!(
         short.is_empty(),
-        "lost messages (subscriber, received): {short:?}"
+        "lost releases (subscriber, releases never told): {short:?}"
     );
+    assert_eq!(delivered.len(), expected, "every queued message arrived");
+    // Never a combined and a single message (or two combined ones) for the same release.
+    let mut announced: HashMap<(&str, &str), usize> = HashMap::new();
+    for (rcpt, id) in &delivered {
+        for version in releases_of.get(id.as_str()).into_iter().flatten() {
+            *announced.entry((rcpt, version)).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = announced.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "announced twice: {twice:?}");
     assert!(
         duplicates <= killed * CONNECTIONS,
         "{duplicates} duplicates for {killed} kills"
     );
-    let (app, _) = w
-        .sandbox
-        .app(&w.upstream.url(), None, at("2026-11-22T06:00:00Z"))
-        .await;
     let counts = app.store.outbox_counts().await.expect("counts");
     assert_eq!(counts.get("sent"), Some(&(expected as i64)), "{counts:?}");
     assert_eq!(
