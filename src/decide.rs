@@ -4,7 +4,8 @@
 //! ISO week) and fall due when they end; an empty period produces nothing.
 //!
 //! One message per subscriber per project per run: [`instant_messages`] folds the instant
-//! deliveries of one run into one message per subscriber and project, newest release first.
+//! deliveries of one run into one message per subscriber and project, newest release first,
+//! and [`core_alert`] picks the one core message an operator gets from one alerts pass.
 //!
 //! Owns: those rules. Pure: no I/O, no clock.
 
@@ -14,6 +15,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveTime, Utc};
 use pep440_rs::Version;
 
 use crate::model::{DigestMode, ReleaseClass, Subscriber, SubscriberStatus};
+use crate::version;
 
 /// A release a run found new.
 #[derive(Debug, Clone)]
@@ -172,11 +174,75 @@ pub fn instant_messages(releases: &[NewRelease], deliveries: &[Delivery]) -> Vec
         .collect()
 }
 
+/// A core release an operator-alerts pass handles.
+#[derive(Debug, Clone)]
+pub struct PassRelease {
+    /// Row id.
+    pub release_id: i64,
+    /// Version.
+    pub version: Version,
+    /// Class (pre-releases never alert).
+    pub class: ReleaseClass,
+}
+
+/// The one message about a core project an operator gets from one alerts pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreAlert {
+    /// The compatibility report for the newest feature release the pass found.
+    Report {
+        /// That feature release.
+        release_id: i64,
+        /// The newest bugfix release of its line the pass found too: the one to install.
+        upgrade_to: Option<i64>,
+    },
+    /// Upgrade advice for the newest bugfix release the pass found newer than the installed
+    /// version.
+    Bugfix {
+        /// That bugfix release.
+        release_id: i64,
+    },
+}
+
+/// Picks the one core message for an operator from the core releases of one pass: the
+/// compatibility report for the newest feature release when there is one and the operator
+/// uses the core (it carries the advice for the newest state, so no bugfix advice comes with
+/// it); otherwise the advice for the newest bugfix release newer than the installed version;
+/// otherwise nothing. Releases that a newer one of the same pass supersedes get no message.
+pub fn core_alert(
+    releases: &[PassRelease],
+    installed: Option<&Version>,
+    uses_core: bool,
+) -> Option<CoreAlert> {
+    let newest = |keep: &dyn Fn(&PassRelease) -> bool| {
+        releases
+            .iter()
+            .filter(|r| keep(r))
+            .max_by(|a, b| a.version.cmp(&b.version))
+    };
+    if uses_core && let Some(feature) = newest(&|r| r.class == ReleaseClass::Feature) {
+        let line = version::line(&feature.version);
+        let upgrade_to = newest(&|r| {
+            r.class == ReleaseClass::Bugfix
+                && r.version > feature.version
+                && version::line(&r.version) == line
+        });
+        return Some(CoreAlert::Report {
+            release_id: feature.release_id,
+            upgrade_to: upgrade_to.map(|r| r.release_id),
+        });
+    }
+    let installed = installed?;
+    newest(&|r| r.class == ReleaseClass::Bugfix && r.version > *installed).map(|r| {
+        CoreAlert::Bugfix {
+            release_id: r.release_id,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::EmailAddress;
-    use crate::version;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
@@ -388,5 +454,76 @@ mod tests {
             .count();
         assert_eq!(digest_items, 3, "digests still list every release");
         assert!(instant_messages(&found, &[]).is_empty());
+    }
+
+    fn pass(id: i64, version: &str, class: ReleaseClass) -> PassRelease {
+        PassRelease {
+            release_id: id,
+            version: version::parse(version).expect("version"),
+            class,
+        }
+    }
+
+    #[test]
+    fn one_core_alert_per_pass_for_the_newest_state() {
+        use ReleaseClass::*;
+        let v = |s: &str| version::parse(s).expect("version");
+        let burst = [
+            pass(45, "2026.1.2", Bugfix),
+            pass(46, "2026.2.0", Feature),
+            pass(47, "2026.2.1", Bugfix),
+        ];
+        let report = Some(CoreAlert::Report {
+            release_id: 46,
+            upgrade_to: Some(47),
+        });
+        assert_eq!(core_alert(&burst, Some(&v("2026.1.1")), true), report);
+        // Plugins only: still the report, never a stale bugfix advice.
+        assert_eq!(core_alert(&burst, None, true), report);
+        assert_eq!(core_alert(&burst, None, false), None);
+        // A feature release alone, as ever.
+        assert_eq!(
+            core_alert(&burst[1..2], Some(&v("2026.1.2")), true),
+            Some(CoreAlert::Report {
+                release_id: 46,
+                upgrade_to: None
+            })
+        );
+        // A bugfix release of an older line does not become the one to install.
+        assert_eq!(
+            core_alert(
+                &[pass(46, "2026.2.0", Feature), pass(48, "2026.1.3", Bugfix)],
+                None,
+                true
+            ),
+            Some(CoreAlert::Report {
+                release_id: 46,
+                upgrade_to: None
+            })
+        );
+        // Bugfix releases only: one advice, for the newest.
+        let fixes = [
+            pass(40, "2025.2.1", Bugfix),
+            pass(41, "2025.2.2", Bugfix),
+            pass(39, "2025.1.9", Bugfix),
+        ];
+        assert_eq!(
+            core_alert(&fixes, Some(&v("2025.2.0")), true),
+            Some(CoreAlert::Bugfix { release_id: 41 })
+        );
+        assert_eq!(
+            core_alert(&fixes[..1], Some(&v("2025.2.0")), true),
+            Some(CoreAlert::Bugfix { release_id: 40 })
+        );
+        assert_eq!(core_alert(&fixes, Some(&v("2025.2.2")), true), None);
+        assert_eq!(core_alert(&fixes, None, true), None);
+        assert_eq!(
+            core_alert(
+                &[pass(60, "2026.3.0rc1", Prerelease)],
+                Some(&v("2026.2.1")),
+                true
+            ),
+            None
+        );
     }
 }

@@ -40,6 +40,12 @@ fn every_built_in_template() {
         &t.render("new_releases", &samples::new_releases())
             .expect("renders"),
     );
+    for kind in ["compat_report", "bugfix_advice"] {
+        snapshot(
+            &format!("{kind}_found"),
+            &t.render(kind, &samples::alert_found()).expect("renders"),
+        );
+    }
     assert_eq!(KINDS.len(), 8);
 }
 

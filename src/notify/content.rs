@@ -139,6 +139,10 @@ pub struct AlertMail {
     pub trigger: serde_json::Value,
     /// Plugins whose verdict changed (follow-ups).
     pub changed: Vec<String>,
+    /// The core releases one alerts pass found, newest first, when it found several.
+    pub found: Vec<String>,
+    /// The newest bugfix release of the reported feature release's line, found with it.
+    pub upgrade_to: Option<String>,
     /// Footer.
     pub footer: Footer,
 }
@@ -148,6 +152,15 @@ impl AlertMail {
     pub fn new(payload: &serde_json::Value, footer: Footer) -> AlertMail {
         let plugins = payload["plugins"].as_array().cloned().unwrap_or_default();
         let ok = |p: &serde_json::Value| matches!(p["verdict"].as_str(), Some("ready" | "likely"));
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         AlertMail {
             compatible: plugins.iter().filter(|p| ok(p)).count(),
             total: plugins.len(),
@@ -160,14 +173,9 @@ impl AlertMail {
                 .get("trigger")
                 .cloned()
                 .unwrap_or(serde_json::Value::Null),
-            changed: payload["changed"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            changed: strings(&payload["changed"]),
+            found: strings(&payload["found"]),
+            upgrade_to: payload["upgrade_to"].as_str().map(str::to_string),
             advice: payload.clone(),
             footer,
         }
@@ -396,6 +404,14 @@ pub mod samples {
     /// An alert sample.
     pub fn alert() -> AlertMail {
         AlertMail::new(&advice(), footer())
+    }
+
+    /// An alert sample for a pass that found 2026.2.0 and 2026.2.1 at once.
+    pub fn alert_found() -> AlertMail {
+        let mut advice = advice();
+        advice["found"] = serde_json::json!(["2026.2.1", "2026.2.0"]);
+        advice["upgrade_to"] = "2026.2.1".into();
+        AlertMail::new(&advice, footer())
     }
 
     /// `test_message` sample.

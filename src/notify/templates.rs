@@ -193,6 +193,7 @@ impl Templates {
         self.render("test_message", &content::samples::test_message())?;
         for kind in ["compat_report", "compat_followup", "bugfix_advice"] {
             self.render(kind, &content::samples::alert())?;
+            self.render(kind, &content::samples::alert_found())?;
         }
         Ok(())
     }
