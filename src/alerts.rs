@@ -1,10 +1,10 @@
 //! Operator alerts: what an operator who registered an inventory (core version and plugins)
 //! should do. [`advise`] builds the report for an inventory now (the `advise` command, the
 //! update-check API and the mails use it); [`process`] runs after a check records new
-//! releases and queues, once per release, the compatibility report for a new core feature
-//! release, the follow-up when a plugin release changes a verdict, and the advice for a new
-//! bugfix release (upgrade soon, or your line no longer gets fixes), with the known
-//! vulnerabilities the upgrade closes.
+//! releases and queues, per operator and pass, one message about the core (the compatibility
+//! report for the newest new feature release, else the advice for the newest new bugfix
+//! release: upgrade soon, or your line no longer gets fixes, with the known vulnerabilities
+//! the upgrade closes), and the follow-up when a plugin release changes a verdict.
 //!
 //! Owns: gathering the evidence (recorded releases, per-version documents fetched before any
 //! transaction) and queueing alerts through the outbox. Does not own: the verdict rules
@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::compat::{self, Assessment, CoreRelease, PluginRelease};
+use crate::decide::{self, CoreAlert, PassRelease};
 use crate::inventory::Installed;
 use crate::model::{Project, ReleaseClass, SourceKind, normalize_name};
 use crate::sources::FetchContext;
@@ -603,16 +604,251 @@ fn uses_core(app: &App, installed: &InventoryMap, core: &str) -> bool {
             .any(|p| p.plugin_of.as_deref() == Some(core))
 }
 
-/// Decides and queues the operator alerts of every release found new and not handled yet.
+/// Verdicts an operator was told, per (subscriber, core release).
+type CompatStates = BTreeMap<(i64, i64), BTreeMap<String, String>>;
+
+/// An operator: a subscriber with an inventory.
+struct Operator<'a> {
+    subscriber_id: i64,
+    email: &'a str,
+    installed: &'a InventoryMap,
+}
+
+/// One alerts pass: the releases it handles, what it will queue and record.
+struct Pass<'a> {
+    app: &'a App,
+    now: DateTime<Utc>,
+    docs: Docs,
+    /// Feature and bugfix releases of tracked projects, in the order they were recorded.
+    found: Vec<ReleaseRow>,
+    states: &'a CompatStates,
+    queue: Vec<Queued>,
+    new_states: Vec<(i64, i64, BTreeMap<String, String>)>,
+    report: AlertsReport,
+}
+
+fn key_of(release: &ReleaseRow) -> String {
+    release
+        .parsed
+        .as_ref()
+        .map(version::canonical_key)
+        .unwrap_or_default()
+}
+
+impl Pass<'_> {
+    /// The feature and bugfix releases of `core` this pass found, newest first.
+    fn core_releases(&self, core: &Project) -> Vec<ReleaseRow> {
+        let mut releases: Vec<ReleaseRow> = self
+            .found
+            .iter()
+            .filter(|r| r.project == core.name && r.parsed.is_some())
+            .cloned()
+            .collect();
+        releases.sort_by(|a, b| b.parsed.cmp(&a.parsed));
+        releases
+    }
+
+    /// Queues the one message about `core` this pass owes an operator (see
+    /// [`decide::core_alert`]); true when there is one. When the pass found several releases
+    /// of the core, the message lists them (`found`, newest first).
+    async fn core_message(&mut self, op: &Operator<'_>, core: &Project) -> anyhow::Result<bool> {
+        let releases = self.core_releases(core);
+        let pass: Vec<PassRelease> = releases
+            .iter()
+            .filter_map(|r| {
+                Some(PassRelease {
+                    release_id: r.id,
+                    version: r.parsed.clone()?,
+                    class: r.class,
+                })
+            })
+            .collect();
+        let installed = op
+            .installed
+            .get(&core.name)
+            .and_then(|v| version::parse(v).ok());
+        let uses = uses_core(self.app, op.installed, &core.name);
+        let alert = decide::core_alert(&pass, installed.as_ref(), uses);
+        let row = |id: i64| releases.iter().find(|r| r.id == id);
+        let (kind, prefix, release, mut payload) = match alert {
+            Some(CoreAlert::Report {
+                release_id,
+                upgrade_to,
+            }) => {
+                let Some(release) = row(release_id) else {
+                    return Ok(false);
+                };
+                let newer = upgrade_to.and_then(row);
+                let payload = self.report_payload(op, core, release, newer).await?;
+                ("compat_report", "compat", release, payload)
+            }
+            Some(CoreAlert::Bugfix { release_id }) => {
+                let Some(release) = row(release_id) else {
+                    return Ok(false);
+                };
+                let advice = build(
+                    self.app,
+                    &mut self.docs,
+                    op.installed,
+                    Vec::new(),
+                    None,
+                    self.now,
+                )
+                .await?;
+                self.report.bugfix_advice += 1;
+                let payload = serde_json::to_value(&advice)?;
+                ("bugfix_advice", "bugfix", release, payload)
+            }
+            None => return Ok(false),
+        };
+        if releases.len() > 1 {
+            let found: Vec<&str> = releases.iter().map(|r| r.version.as_str()).collect();
+            payload["found"] = serde_json::to_value(found)?;
+        }
+        self.queue.push(Queued {
+            subscriber_id: op.subscriber_id,
+            email: op.email.to_string(),
+            kind,
+            subject_key: format!("{prefix}:{}:{}", core.name, key_of(release)),
+            payload,
+        });
+        Ok(true)
+    }
+
+    /// The compatibility report for the feature release `release`, and the verdicts it tells.
+    /// With `newer`, the newest bugfix release of its line found with it, the report says to
+    /// install that one (`upgrade_to`), and so does its recommendation.
+    async fn report_payload(
+        &mut self,
+        op: &Operator<'_>,
+        core: &Project,
+        release: &ReleaseRow,
+        newer: Option<&ReleaseRow>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut advice = build(
+            self.app,
+            &mut self.docs,
+            op.installed,
+            Vec::new(),
+            Some(&key_of(release)),
+            self.now,
+        )
+        .await?;
+        self.new_states
+            .push((op.subscriber_id, release.id, verdict_map(&advice.plugins)));
+        if let Some(newer_v) = newer.and_then(|r| r.parsed.as_ref())
+            && !advice.plugins.is_empty()
+        {
+            advice.recommendation = compat::recommendation(&core.name, newer_v, &advice.plugins);
+        }
+        let mut payload = serde_json::to_value(&advice)?;
+        if let Some(newer) = newer {
+            payload["upgrade_to"] = newer.version.clone().into();
+        }
+        self.report.compat_reports += 1;
+        Ok(payload)
+    }
+
+    /// Re-assesses, after this pass's releases of plugins an operator runs, every release of
+    /// `core` the operator was told about, and queues a follow-up for each whose verdicts
+    /// changed. With `superseded` (the operator's core message of this pass carries the
+    /// current verdicts already) the new verdicts are recorded and nothing more is sent.
+    async fn followups(
+        &mut self,
+        op: &Operator<'_>,
+        core: &Project,
+        superseded: bool,
+    ) -> anyhow::Result<()> {
+        let app = self.app;
+        let triggers: Vec<&ReleaseRow> = self
+            .found
+            .iter()
+            .filter(|r| op.installed.contains_key(&r.project))
+            .filter(|r| {
+                app.config
+                    .project(&r.project)
+                    .is_some_and(|p| p.plugin_of.as_deref() == Some(&core.name))
+            })
+            .collect();
+        if triggers.is_empty() {
+            return Ok(());
+        }
+        let told = self
+            .states
+            .range((op.subscriber_id, i64::MIN)..=(op.subscriber_id, i64::MAX));
+        for ((_, core_release_id), before) in told {
+            let Some(core_release) = app.store.release(*core_release_id).await? else {
+                continue;
+            };
+            if core_release.project != core.name {
+                continue;
+            }
+            let core_key = key_of(&core_release);
+            let advice = build(
+                app,
+                &mut self.docs,
+                op.installed,
+                Vec::new(),
+                Some(&core_key),
+                self.now,
+            )
+            .await?;
+            let after = verdict_map(&advice.plugins);
+            if after == *before {
+                continue;
+            }
+            let changed: Vec<String> = after
+                .iter()
+                .filter(|(k, v)| before.get(*k) != Some(*v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            // The plugin release behind the change, when this pass found several.
+            let Some(trigger) = triggers
+                .iter()
+                .find(|r| changed.contains(&r.project))
+                .or(triggers.first())
+            else {
+                continue;
+            };
+            let subject_key = format!(
+                "compat-followup:{}:{core_key}:{}",
+                core.name,
+                fingerprint(&after)
+            );
+            self.new_states
+                .push((op.subscriber_id, *core_release_id, after));
+            if superseded {
+                continue;
+            }
+            let mut payload = serde_json::to_value(&advice)?;
+            payload["trigger"] =
+                serde_json::json!({"project": trigger.project, "version": trigger.version});
+            payload["changed"] = serde_json::to_value(changed)?;
+            self.queue.push(Queued {
+                subscriber_id: op.subscriber_id,
+                email: op.email.to_string(),
+                kind: "compat_followup",
+                subject_key,
+                payload,
+            });
+            self.report.followups += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Decides and queues the operator alerts of every release found new and not handled yet:
+/// per operator and core project, one message for the whole pass (the compatibility report
+/// of the newest feature release, else advice for the newest bugfix release), or, when the
+/// pass found no core release for them, the follow-ups of plugin releases that changed a
+/// verdict.
 pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     let now = app.clock.now();
-    let mut report = AlertsReport::default();
     let pending = app.store.releases_pending_alerts().await?;
     if pending.is_empty() {
-        return Ok(report);
+        return Ok(AlertsReport::default());
     }
-    let inventories: Vec<(i64, InventoryMap)> =
-        app.store.inventories().await?.into_iter().collect();
+    let inventories = app.store.inventories().await?;
     let states = app.store.compat_states().await?;
     let emails: HashMap<i64, String> = app
         .store
@@ -621,115 +857,48 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
         .into_iter()
         .map(|s| (s.id, s.email.as_str().to_string()))
         .collect();
+    let mut found = Vec::new();
+    for release_id in &pending {
+        if let Some(release) = app.store.release(*release_id).await?
+            && release.class != ReleaseClass::Prerelease
+            && app.config.project(&release.project).is_some()
+        {
+            found.push(release);
+        }
+    }
     // Decide everything first (this may fetch documents); then one transaction queues it.
-    let mut docs = Docs::default();
-    let mut queue: Vec<Queued> = Vec::new();
-    let mut new_states: Vec<(i64, i64, BTreeMap<String, String>)> = Vec::new();
-    for release_id in pending.clone() {
-        let Some(release) = app.store.release(release_id).await? else {
+    let mut pass = Pass {
+        app,
+        now,
+        docs: Docs::default(),
+        found,
+        states: &states,
+        queue: Vec::new(),
+        new_states: Vec::new(),
+        report: AlertsReport::default(),
+    };
+    let cores: Vec<&Project> = app
+        .config
+        .projects
+        .iter()
+        .filter(|p| p.plugin_of.is_none())
+        .collect();
+    for (subscriber_id, installed) in &inventories {
+        let Some(email) = emails.get(subscriber_id) else {
             continue;
         };
-        let Some(project) = app.config.project(&release.project).cloned() else {
-            continue;
+        let op = Operator {
+            subscriber_id: *subscriber_id,
+            email,
+            installed,
         };
-        let key = release
-            .parsed
-            .as_ref()
-            .map(version::canonical_key)
-            .unwrap_or_default();
-        for (subscriber_id, installed) in inventories.clone() {
-            let Some(email) = emails.get(&subscriber_id).cloned() else {
-                continue;
-            };
-            match (project.plugin_of.clone(), release.class) {
-                (None, ReleaseClass::Feature) if uses_core(app, &installed, &project.name) => {
-                    let advice =
-                        build(app, &mut docs, &installed, Vec::new(), Some(&key), now).await?;
-                    new_states.push((subscriber_id, release.id, verdict_map(&advice.plugins)));
-                    queue.push(Queued {
-                        subscriber_id,
-                        email,
-                        kind: "compat_report",
-                        subject_key: format!("compat:{}:{key}", project.name),
-                        payload: serde_json::to_value(&advice)?,
-                    });
-                    report.compat_reports += 1;
-                }
-                (None, ReleaseClass::Bugfix) => {
-                    let Some(inst) = installed
-                        .get(&project.name)
-                        .and_then(|v| version::parse(v).ok())
-                    else {
-                        continue;
-                    };
-                    if release.parsed.as_ref().is_none_or(|v| inst >= *v) {
-                        continue;
-                    }
-                    let advice = build(app, &mut docs, &installed, Vec::new(), None, now).await?;
-                    queue.push(Queued {
-                        subscriber_id,
-                        email,
-                        kind: "bugfix_advice",
-                        subject_key: format!("bugfix:{}:{key}", project.name),
-                        payload: serde_json::to_value(&advice)?,
-                    });
-                    report.bugfix_advice += 1;
-                }
-                (Some(core), ReleaseClass::Feature | ReleaseClass::Bugfix)
-                    if installed.contains_key(&project.name) =>
-                {
-                    // Re-assess every core release this operator was told about.
-                    let told: Vec<(i64, BTreeMap<String, String>)> = states
-                        .range((subscriber_id, i64::MIN)..=(subscriber_id, i64::MAX))
-                        .map(|((_, core_release_id), before)| (*core_release_id, before.clone()))
-                        .collect();
-                    for (core_release_id, before) in told {
-                        let Some(core_release) = app.store.release(core_release_id).await? else {
-                            continue;
-                        };
-                        if core_release.project != core {
-                            continue;
-                        }
-                        let core_key = core_release
-                            .parsed
-                            .as_ref()
-                            .map(version::canonical_key)
-                            .unwrap_or_default();
-                        let advice =
-                            build(app, &mut docs, &installed, Vec::new(), Some(&core_key), now)
-                                .await?;
-                        let after = verdict_map(&advice.plugins);
-                        if after == before {
-                            continue;
-                        }
-                        let changed: Vec<String> = after
-                            .iter()
-                            .filter(|(k, v)| before.get(*k) != Some(*v))
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        let mut payload = serde_json::to_value(&advice)?;
-                        payload["trigger"] = serde_json::json!({"project": project.name, "version": release.version});
-                        payload["changed"] = serde_json::to_value(changed)?;
-                        queue.push(Queued {
-                            subscriber_id,
-                            email: email.clone(),
-                            kind: "compat_followup",
-                            subject_key: format!(
-                                "compat-followup:{core}:{core_key}:{}",
-                                fingerprint(&after)
-                            ),
-                            payload,
-                        });
-                        new_states.push((subscriber_id, core_release_id, after));
-                        report.followups += 1;
-                    }
-                }
-                _ => {}
-            }
+        for core in &cores {
+            let told = pass.core_message(&op, core).await?;
+            pass.followups(&op, core, told).await?;
         }
     }
     let mut tx = app.store.begin().await?;
-    for q in &queue {
+    for q in &pass.queue {
         let message_id = app.notifier.message_id(&q.email, &q.subject_key);
         store::enqueue(
             &mut tx,
@@ -745,14 +914,14 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
         )
         .await?;
     }
-    for (subscriber_id, core_release_id, verdicts) in &new_states {
+    for (subscriber_id, core_release_id, verdicts) in &pass.new_states {
         store::put_compat_state(&mut tx, *subscriber_id, *core_release_id, verdicts, now).await?;
     }
     for id in &pending {
         store::mark_alerts_done(&mut tx, *id, now).await?;
     }
     tx.commit().await.context("cannot record operator alerts")?;
-    Ok(report)
+    Ok(pass.report)
 }
 
 /// One plugin in pretalx's update-check payload (`name` is the plugin's module name).

@@ -582,6 +582,7 @@ async fn record_project(
                 release_id: id,
                 project: project.name.clone(),
                 key: release.key.clone(),
+                version: release.version.clone(),
                 class: release.class,
             });
             tracing::info!(project = %project.name, version = %release.version, class = %release.class, run_id, "new release");
@@ -604,53 +605,8 @@ async fn record_project(
         }
     }
     // Who hears about it is decided in the same transaction that records it.
-    let (mut queued, mut digest_items) = (0, 0);
-    if !announced.is_empty() {
-        let subscribers = store::subscribers_following(&mut tx, &project.name).await?;
-        let by_id: HashMap<i64, &Subscriber> = subscribers.iter().map(|s| (s.id, s)).collect();
-        for delivery in decide::decide(&announced, &subscribers, now) {
-            match delivery {
-                Delivery::Instant {
-                    subscriber_id,
-                    release_id,
-                    subject_key,
-                } => {
-                    let Some(sub) = by_id.get(&subscriber_id) else {
-                        continue;
-                    };
-                    let message_id = app.notifier.message_id(sub.email.as_str(), &subject_key);
-                    let payload = serde_json::json!({ "release_id": release_id });
-                    let message = NewMessage {
-                        subscriber_id: Some(subscriber_id),
-                        recipient: sub.email.as_str(),
-                        kind: "new_release",
-                        subject_key: &subject_key,
-                        payload: &payload,
-                        message_id: &message_id,
-                    };
-                    queued += usize::from(store::enqueue(&mut tx, &message, now).await?);
-                }
-                Delivery::Digest {
-                    subscriber_id,
-                    release_id,
-                    period,
-                    due_at,
-                } => {
-                    digest_items += usize::from(
-                        store::add_digest_item(
-                            &mut tx,
-                            subscriber_id,
-                            release_id,
-                            &period,
-                            due_at,
-                            now,
-                        )
-                        .await?,
-                    );
-                }
-            }
-        }
-    }
+    let (queued, digest_items) =
+        queue_release_mail(app, &mut tx, &project.name, &announced, now).await?;
     if dry_run {
         tx.rollback().await?;
     } else {
@@ -746,4 +702,60 @@ fn rejections(kind: SourceKind, skipped: &[Skipped]) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Queues, in the run's transaction, one message per instant subscriber for all the releases
+/// of this run and a digest item per release for the others; returns (messages, items).
+async fn queue_release_mail(
+    app: &App,
+    tx: &mut store::Tx,
+    project: &str,
+    announced: &[decide::NewRelease],
+    now: DateTime<Utc>,
+) -> anyhow::Result<(usize, usize)> {
+    let (mut queued, mut digest_items) = (0, 0);
+    if announced.is_empty() {
+        return Ok((queued, digest_items));
+    }
+    let subscribers = store::subscribers_following(tx, project).await?;
+    let by_id: HashMap<i64, &Subscriber> = subscribers.iter().map(|s| (s.id, s)).collect();
+    let deliveries = decide::decide(announced, &subscribers, now);
+    for message in decide::instant_messages(announced, &deliveries) {
+        let Some(sub) = by_id.get(&message.subscriber_id) else {
+            continue;
+        };
+        let (kind, payload) = match message.release_ids.as_slice() {
+            [release_id] => (
+                "new_release",
+                serde_json::json!({ "release_id": release_id }),
+            ),
+            ids => ("new_releases", serde_json::json!({ "release_ids": ids })),
+        };
+        let message_id = app
+            .notifier
+            .message_id(sub.email.as_str(), &message.subject_key);
+        let message = NewMessage {
+            subscriber_id: Some(message.subscriber_id),
+            recipient: sub.email.as_str(),
+            kind,
+            subject_key: &message.subject_key,
+            payload: &payload,
+            message_id: &message_id,
+        };
+        queued += usize::from(store::enqueue(tx, &message, now).await?);
+    }
+    for delivery in deliveries {
+        if let Delivery::Digest {
+            subscriber_id,
+            release_id,
+            period,
+            due_at,
+        } = delivery
+        {
+            digest_items += usize::from(
+                store::add_digest_item(tx, subscriber_id, release_id, &period, due_at, now).await?,
+            );
+        }
+    }
+    Ok((queued, digest_items))
 }

@@ -3,11 +3,19 @@
 //! subscriber's current digest period. Digest periods are calendar periods in UTC (a day, an
 //! ISO week) and fall due when they end; an empty period produces nothing.
 //!
+//! One message per subscriber per project per run: [`instant_messages`] folds the instant
+//! deliveries of one run into one message per subscriber and project, newest release first,
+//! and [`core_alert`] picks the one core message an operator gets from one alerts pass.
+//!
 //! Owns: those rules. Pure: no I/O, no clock.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Datelike, Duration, NaiveTime, Utc};
+use pep440_rs::Version;
 
 use crate::model::{DigestMode, ReleaseClass, Subscriber, SubscriberStatus};
+use crate::version;
 
 /// A release a run found new.
 #[derive(Debug, Clone)]
@@ -18,6 +26,8 @@ pub struct NewRelease {
     pub project: String,
     /// Canonical version key.
     pub key: String,
+    /// Version (orders a run's releases, newest first).
+    pub version: Version,
     /// Class.
     pub class: ReleaseClass,
 }
@@ -111,6 +121,124 @@ pub fn decide(
     out
 }
 
+/// One instant message: every release of one project that one run found for one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstantMessage {
+    /// Subscriber.
+    pub subscriber_id: i64,
+    /// Project.
+    pub project: String,
+    /// The releases, newest first.
+    pub release_ids: Vec<i64>,
+    /// The outbox subject key: the newest release's [`release_subject`].
+    pub subject_key: String,
+}
+
+/// Folds the instant deliveries of one run into one message per subscriber and project, its
+/// releases newest first; a release found alone keeps the message it always had.
+///
+/// The subject key of a message is its newest release's, the key that release's own message
+/// would have had. Each release is announced in exactly one run, in the transaction that
+/// queues its messages: a crash leaves either the releases and their messages or neither, and
+/// the unique (recipient, subject key) refuses a second message for the same newest release.
+pub fn instant_messages(releases: &[NewRelease], deliveries: &[Delivery]) -> Vec<InstantMessage> {
+    let mut groups: BTreeMap<(i64, &str), Vec<&NewRelease>> = BTreeMap::new();
+    for delivery in deliveries {
+        let Delivery::Instant {
+            subscriber_id,
+            release_id,
+            ..
+        } = delivery
+        else {
+            continue;
+        };
+        if let Some(release) = releases.iter().find(|r| r.release_id == *release_id) {
+            groups
+                .entry((*subscriber_id, release.project.as_str()))
+                .or_default()
+                .push(release);
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|((subscriber_id, project), mut found)| {
+            found.sort_by(|a, b| b.version.cmp(&a.version));
+            let newest = found.first()?;
+            Some(InstantMessage {
+                subscriber_id,
+                project: project.to_string(),
+                subject_key: release_subject(project, &newest.key),
+                release_ids: found.iter().map(|r| r.release_id).collect(),
+            })
+        })
+        .collect()
+}
+
+/// A core release an operator-alerts pass handles.
+#[derive(Debug, Clone)]
+pub struct PassRelease {
+    /// Row id.
+    pub release_id: i64,
+    /// Version.
+    pub version: Version,
+    /// Class (pre-releases never alert).
+    pub class: ReleaseClass,
+}
+
+/// The one message about a core project an operator gets from one alerts pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreAlert {
+    /// The compatibility report for the newest feature release the pass found.
+    Report {
+        /// That feature release.
+        release_id: i64,
+        /// The newest bugfix release of its line the pass found too: the one to install.
+        upgrade_to: Option<i64>,
+    },
+    /// Upgrade advice for the newest bugfix release the pass found newer than the installed
+    /// version.
+    Bugfix {
+        /// That bugfix release.
+        release_id: i64,
+    },
+}
+
+/// Picks the one core message for an operator from the core releases of one pass: the
+/// compatibility report for the newest feature release when there is one and the operator
+/// uses the core (it carries the advice for the newest state, so no bugfix advice comes with
+/// it); otherwise the advice for the newest bugfix release newer than the installed version;
+/// otherwise nothing. Releases that a newer one of the same pass supersedes get no message.
+pub fn core_alert(
+    releases: &[PassRelease],
+    installed: Option<&Version>,
+    uses_core: bool,
+) -> Option<CoreAlert> {
+    let newest = |keep: &dyn Fn(&PassRelease) -> bool| {
+        releases
+            .iter()
+            .filter(|r| keep(r))
+            .max_by(|a, b| a.version.cmp(&b.version))
+    };
+    if uses_core && let Some(feature) = newest(&|r| r.class == ReleaseClass::Feature) {
+        let line = version::line(&feature.version);
+        let upgrade_to = newest(&|r| {
+            r.class == ReleaseClass::Bugfix
+                && r.version > feature.version
+                && version::line(&r.version) == line
+        });
+        return Some(CoreAlert::Report {
+            release_id: feature.release_id,
+            upgrade_to: upgrade_to.map(|r| r.release_id),
+        });
+    }
+    let installed = installed?;
+    newest(&|r| r.class == ReleaseClass::Bugfix && r.version > *installed).map(|r| {
+        CoreAlert::Bugfix {
+            release_id: r.release_id,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +280,7 @@ mod tests {
             release_id: id,
             project: project.into(),
             key: format!("1.{id}"),
+            version: version::parse(&format!("1.{id}")).expect("version"),
             class,
         }
     }
@@ -249,6 +378,152 @@ mod tests {
         assert!(
             decide(&[], &subs, now).is_empty(),
             "no release, no digest item"
+        );
+    }
+
+    fn versioned(id: i64, version: &str, class: ReleaseClass) -> NewRelease {
+        NewRelease {
+            release_id: id,
+            project: "pretalx".into(),
+            key: version::canonical_key(&version::parse(version).expect("version")),
+            version: version::parse(version).expect("version"),
+            class,
+        }
+    }
+
+    #[test]
+    fn one_instant_message_per_subscriber_and_project_newest_first() {
+        use ReleaseClass::*;
+        // The order merge plans them in: ascending.
+        let mut found = vec![
+            versioned(45, "2026.1.2", Bugfix),
+            versioned(46, "2026.2.0", Feature),
+            versioned(47, "2026.2.1", Bugfix),
+        ];
+        found.push(NewRelease {
+            project: "pretalx-pages".into(),
+            ..versioned(50, "1.10.0", Feature)
+        });
+        let subs = [
+            sub(
+                1,
+                DigestMode::Instant,
+                &[Feature, Bugfix],
+                &["pretalx", "pretalx-pages"],
+                true,
+            ),
+            sub(2, DigestMode::Instant, &[Feature], &["pretalx"], true),
+            sub(3, DigestMode::Daily, &[Feature, Bugfix], &["pretalx"], true),
+        ];
+        let deliveries = decide(&found, &subs, at("2026-07-09T06:00:00Z"));
+        assert_eq!(
+            instant_messages(&found, &deliveries),
+            [
+                InstantMessage {
+                    subscriber_id: 1,
+                    project: "pretalx".into(),
+                    release_ids: vec![47, 46, 45],
+                    subject_key: "release:pretalx:2026.2.1".into(),
+                },
+                InstantMessage {
+                    subscriber_id: 1,
+                    project: "pretalx-pages".into(),
+                    release_ids: vec![50],
+                    subject_key: "release:pretalx-pages:1.10".into(),
+                },
+                // Only one release is for this subscriber: its message as ever.
+                InstantMessage {
+                    subscriber_id: 2,
+                    project: "pretalx".into(),
+                    release_ids: vec![46],
+                    subject_key: release_subject("pretalx", "2026.2"),
+                },
+            ]
+        );
+        let digest_items = deliveries
+            .iter()
+            .filter(|d| {
+                matches!(
+                    d,
+                    Delivery::Digest {
+                        subscriber_id: 3,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(digest_items, 3, "digests still list every release");
+        assert!(instant_messages(&found, &[]).is_empty());
+    }
+
+    fn pass(id: i64, version: &str, class: ReleaseClass) -> PassRelease {
+        PassRelease {
+            release_id: id,
+            version: version::parse(version).expect("version"),
+            class,
+        }
+    }
+
+    #[test]
+    fn one_core_alert_per_pass_for_the_newest_state() {
+        use ReleaseClass::*;
+        let v = |s: &str| version::parse(s).expect("version");
+        let burst = [
+            pass(45, "2026.1.2", Bugfix),
+            pass(46, "2026.2.0", Feature),
+            pass(47, "2026.2.1", Bugfix),
+        ];
+        let report = Some(CoreAlert::Report {
+            release_id: 46,
+            upgrade_to: Some(47),
+        });
+        assert_eq!(core_alert(&burst, Some(&v("2026.1.1")), true), report);
+        // Plugins only: still the report, never a stale bugfix advice.
+        assert_eq!(core_alert(&burst, None, true), report);
+        assert_eq!(core_alert(&burst, None, false), None);
+        // A feature release alone, as ever.
+        assert_eq!(
+            core_alert(&burst[1..2], Some(&v("2026.1.2")), true),
+            Some(CoreAlert::Report {
+                release_id: 46,
+                upgrade_to: None
+            })
+        );
+        // A bugfix release of an older line does not become the one to install.
+        assert_eq!(
+            core_alert(
+                &[pass(46, "2026.2.0", Feature), pass(48, "2026.1.3", Bugfix)],
+                None,
+                true
+            ),
+            Some(CoreAlert::Report {
+                release_id: 46,
+                upgrade_to: None
+            })
+        );
+        // Bugfix releases only: one advice, for the newest.
+        let fixes = [
+            pass(40, "2025.2.1", Bugfix),
+            pass(41, "2025.2.2", Bugfix),
+            pass(39, "2025.1.9", Bugfix),
+        ];
+        assert_eq!(
+            core_alert(&fixes, Some(&v("2025.2.0")), true),
+            Some(CoreAlert::Bugfix { release_id: 41 })
+        );
+        assert_eq!(
+            core_alert(&fixes[..1], Some(&v("2025.2.0")), true),
+            Some(CoreAlert::Bugfix { release_id: 40 })
+        );
+        assert_eq!(core_alert(&fixes, Some(&v("2025.2.2")), true), None);
+        assert_eq!(core_alert(&fixes, None, true), None);
+        assert_eq!(
+            core_alert(
+                &[pass(60, "2026.3.0rc1", Prerelease)],
+                Some(&v("2026.2.1")),
+                true
+            ),
+            None
         );
     }
 }

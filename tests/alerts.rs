@@ -317,7 +317,7 @@ async fn one_report_one_follow_up_and_silence_after() {
         "the baseline alerts nobody"
     );
 
-    // 2026.2.0 and 2026.2.1 come out, with some plugin releases.
+    // 2026.2.0 and 2026.2.1 come out, with some plugin releases, and one run finds both.
     clock.set(at("2026-07-09T06:00:00Z"));
     world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
     let (_, alerts, sent) = run(&app).await;
@@ -327,12 +327,12 @@ async fn one_report_one_follow_up_and_silence_after() {
             alerts.bugfix_advice,
             alerts.followups
         ),
-        (1, 1, 0),
+        (1, 0, 0),
         "{alerts:?}"
     );
     assert_eq!(
-        sent, 4,
-        "two release announcements, one compatibility report, one bugfix advice"
+        sent, 2,
+        "one release announcement for both, one compatibility report that is also the advice"
     );
     let msgs = world.sink.messages();
     let parsed: Vec<_> = msgs
@@ -343,17 +343,21 @@ async fn one_report_one_follow_up_and_silence_after() {
         .iter()
         .map(|p| p.subject().unwrap_or_default().to_string())
         .collect();
+    assert!(
+        subjects.contains(&"pretalx 2026.2.1 and 1 more release".to_string()),
+        "{subjects:?}"
+    );
     let report = parsed
         .iter()
         .find(|p| {
             p.subject()
-                .is_some_and(|s| s.starts_with("pretalx 2026.2.0 is out:"))
+                .is_some_and(|s| s.starts_with("pretalx 2026.2.0 and 2026.2.1 are out:"))
         })
         .unwrap_or_else(|| panic!("no compatibility report in {subjects:?}"));
     assert_eq!(
         report.subject(),
         Some(
-            "pretalx 2026.2.0 is out: 2 of your 4 plugins have compatible releases, pretalx-pages, pretalx-public-voting have none yet"
+            "pretalx 2026.2.0 and 2026.2.1 are out: 2 of your 4 plugins have compatible releases, pretalx-pages, pretalx-public-voting have none yet"
         )
     );
     let text = report.body_text(0).expect("text");
@@ -370,17 +374,15 @@ async fn one_report_one_follow_up_and_silence_after() {
         html.contains("<table") && html.contains("pretalx-media-ccc-de"),
         "{html}"
     );
-    let advice = parsed
-        .iter()
-        .find(|p| {
-            p.subject().is_some_and(|s| {
-                s.starts_with("pretalx 2026.2.1 is out: your 2026.1.2 no longer gets fixes")
-            })
-        })
-        .unwrap_or_else(|| panic!("no bugfix advice in {subjects:?}"));
-    let text = advice.body_text(0).expect("text");
+    // What the bugfix advice said is in the report, about the newest release.
+    let text = report.body_text(0).expect("text");
     assert!(
         text.contains("Feature releases since your version") && text.contains("pretalx 2026.2.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("and so is 2026.2.1, which fixes bugs in it: install 2026.2.1.")
+            && text.contains("Installed: 2026.1.2. Latest: 2026.2.1."),
         "{text}"
     );
 
@@ -394,7 +396,7 @@ async fn one_report_one_follow_up_and_silence_after() {
     assert_eq!((alerts.followups, sent), (1, 1), "{alerts:?}");
     let all = world.sink.messages();
     let follow = MessageParser::default()
-        .parse(&all[4].data)
+        .parse(&all[2].data)
         .expect("parses");
     assert_eq!(
         follow.subject(),
@@ -432,7 +434,218 @@ async fn one_report_one_follow_up_and_silence_after() {
     clock.set(at("2026-07-23T06:00:00Z"));
     let (_, alerts, sent) = run(&app).await;
     assert_eq!((alerts.followups, sent), (0, 0));
-    assert_eq!(world.sink.count_for("ops@example.org"), 5);
+    assert_eq!(world.sink.count_for("ops@example.org"), 3);
+}
+
+#[tokio::test]
+async fn three_core_releases_in_one_run_give_an_operator_one_advice() {
+    let world = World::new().await;
+    // rows[45] is 2026.1.2: the history before it, then a run that finds 2026.1.2, 2026.2.0
+    // and 2026.2.1 at once.
+    assert_eq!(world.rows[45].version, "2026.1.2");
+    world.serve_until(world.rows[45].published(), &[]);
+    let (app, clock) = world.app("2026-04-30T06:00:00Z").await;
+    let (_, alerts, sent) = run(&app).await;
+    assert_eq!((alerts.compat_reports + alerts.bugfix_advice, sent), (0, 0));
+    let email: EmailAddress = "ops@example.org".parse().expect("email");
+    let (id, _) = app
+        .store
+        .upsert_subscriber(
+            &SubscriberWrite {
+                email: &email,
+                projects: &["pretalx".to_string()],
+                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
+                digest: DigestMode::Instant,
+                status: SubscriberStatus::Confirmed,
+                token_hash: None,
+                token_expires_at: None,
+            },
+            app.clock.now(),
+        )
+        .await
+        .expect("subscribe");
+    let mut map: InventoryMap = OPERATOR
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    map.insert("pretalx".into(), "2026.1.1".into());
+    app.store
+        .set_inventory(id, &map, app.clock.now())
+        .await
+        .expect("inventory");
+
+    clock.set(at("2026-07-09T06:00:00Z"));
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let (queued, alerts, sent) = run(&app).await;
+    assert_eq!(queued, 1, "one release mail for the three releases");
+    assert_eq!(
+        (
+            alerts.compat_reports,
+            alerts.bugfix_advice,
+            alerts.followups
+        ),
+        (1, 0, 0),
+        "{alerts:?}"
+    );
+    assert_eq!(sent, 2);
+    assert_eq!(world.sink.count_for("ops@example.org"), 2);
+    let parsed: Vec<_> = world
+        .sink
+        .messages()
+        .iter()
+        .map(|m| MessageParser::default().parse(&m.data).expect("parses"))
+        .map(|p| {
+            (
+                p.subject().unwrap_or_default().to_string(),
+                p.body_text(0).expect("text").into_owned(),
+                p.body_html(0).expect("html").into_owned(),
+            )
+        })
+        .collect();
+    let subjects: Vec<&str> = parsed.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert!(
+        subjects.contains(&"pretalx 2026.2.1 and 2 more releases"),
+        "{subjects:?}"
+    );
+    // The one advice: the compatibility report for 2026.2.0, about 2026.2.1.
+    let (subject, text, html) = parsed
+        .iter()
+        .find(|(s, _, _)| s.starts_with("pretalx 2026.2.0 and 2026.2.1 are out:"))
+        .unwrap_or_else(|| panic!("no compatibility report in {subjects:?}"));
+    assert_eq!(
+        subject,
+        "pretalx 2026.2.0 and 2026.2.1 are out: 2 of your 4 plugins have compatible releases, pretalx-pages, pretalx-public-voting have none yet"
+    );
+    for needle in [
+        "and so is 2026.2.1, which fixes bugs in it: install 2026.2.1.",
+        "This check found 3 releases of pretalx at once (2026.2.1, 2026.2.0, 2026.1.2)",
+        "Installed: 2026.1.1. Latest: 2026.2.1.",
+        "pretalx-venueless (installed 1.8.0): LIKELY, install 1.9.0",
+        "pretalx-pages (installed 1.9.0): UNKNOWN",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    assert!(html.contains("<table"), "{html}");
+    // Nothing recommends what 2026.2.1 superseded.
+    for (subject, text, html) in &parsed {
+        for stale in [
+            "pretalx 2026.1.2 is out",
+            "pretalx==2026.1.2",
+            "pretalx==2026.2.0",
+            "upgrade to 2026.1.2",
+        ] {
+            assert!(
+                !subject.contains(stale) && !text.contains(stale) && !html.contains(stale),
+                "{stale} in {subject}: {text}"
+            );
+        }
+    }
+
+    // Re-runs send nothing.
+    for _ in 0..2 {
+        clock.advance(chrono::Duration::hours(6));
+        let (queued, alerts, sent) = run(&app).await;
+        assert_eq!(
+            (
+                queued,
+                alerts.compat_reports + alerts.followups + alerts.bugfix_advice,
+                sent
+            ),
+            (0, 0, 0)
+        );
+    }
+    assert_eq!(world.sink.count(), 2);
+}
+
+#[tokio::test]
+async fn a_core_bugfix_and_a_plugin_release_in_one_run_give_one_advice() {
+    let world = World::new().await;
+    world.serve_until(at("2026-07-07T00:00:00Z"), &[]);
+    let (app, clock) = world.app("2026-07-07T06:00:00Z").await;
+    let email: EmailAddress = "ops@example.org".parse().expect("email");
+    let (id, _) = app
+        .store
+        .upsert_subscriber(
+            &SubscriberWrite {
+                email: &email,
+                projects: &["pretalx-pages".to_string()],
+                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
+                digest: DigestMode::Instant,
+                status: SubscriberStatus::Confirmed,
+                token_hash: None,
+                token_expires_at: None,
+            },
+            app.clock.now(),
+        )
+        .await
+        .expect("subscribe");
+    let map: InventoryMap = OPERATOR
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    app.store
+        .set_inventory(id, &map, app.clock.now())
+        .await
+        .expect("inventory");
+    run(&app).await;
+    clock.set(at("2026-07-09T06:00:00Z"));
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let (_, alerts, _) = run(&app).await;
+    assert_eq!(alerts.compat_reports, 1, "{alerts:?}");
+
+    // One run finds a pretalx-pages release that changes its verdict and a core bugfix
+    // release: the bugfix advice carries the new verdicts; no follow-up beside it.
+    clock.set(at("2026-07-21T06:00:00Z"));
+    let pages = [("pretalx-pages", "1.10.0", "2026-07-20T10:00:00Z")];
+    world.serve_until(at("2026-07-09T00:00:00Z"), &pages);
+    let core: Vec<Row> = world.rows.clone();
+    world.upstream.put_json(
+        "/simple/pretalx/",
+        "application/vnd.pypi.simple.v1+json",
+        &pretalx::simple_page(&core, &[("2026.2.2", "2026-07-20T12:00:00Z")]),
+    );
+    let (queued, alerts, sent) = run(&app).await;
+    assert_eq!(
+        (
+            queued,
+            alerts.bugfix_advice,
+            alerts.followups,
+            alerts.compat_reports,
+            sent
+        ),
+        (1, 1, 0, 0, 2),
+        "the pretalx-pages release mail and one advice: {alerts:?}"
+    );
+    let all = world.sink.messages();
+    let advice = all
+        .iter()
+        .map(|m| MessageParser::default().parse(&m.data).expect("parses"))
+        .find(|p| {
+            p.subject()
+                .is_some_and(|s| s.starts_with("pretalx 2026.2.2 is out:"))
+        })
+        .expect("the bugfix advice");
+    let text = advice.body_text(0).expect("text");
+    assert!(
+        text.contains("pretalx-pages (installed 1.9.0): LIKELY, install 1.10.0"),
+        "{text}"
+    );
+    // The change was told: it never comes back as a follow-up.
+    clock.advance(chrono::Duration::hours(6));
+    world.serve_until(
+        at("2026-07-09T00:00:00Z"),
+        &[
+            pages[0],
+            ("pretalx-venueless", "1.9.1", "2026-07-21T08:00:00Z"),
+        ],
+    );
+    world.upstream.put_json(
+        "/simple/pretalx/",
+        "application/vnd.pypi.simple.v1+json",
+        &pretalx::simple_page(&core, &[("2026.2.2", "2026-07-20T12:00:00Z")]),
+    );
+    let (_, alerts, _) = run(&app).await;
+    assert_eq!(alerts.followups, 0, "{alerts:?}");
 }
 
 #[tokio::test]

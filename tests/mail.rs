@@ -336,6 +336,175 @@ async fn a_release_mail_is_well_formed_with_working_links() {
 }
 
 #[tokio::test]
+async fn three_releases_in_one_run_make_one_message_per_subscriber() {
+    let world = World::new().await;
+    // rows[45] is 2026.1.2: the baseline knows everything before it.
+    assert_eq!(world.rows[45].version, "2026.1.2");
+    pretalx::serve_history(&world.upstream, &world.rows[..45], &[]);
+    let (app, clock) = world.app("2").await;
+    let (baseline, _) = check_and_send(&app).await;
+    assert!(baseline.new_releases().next().is_none());
+    subscribe(
+        &app,
+        "alice@example.org",
+        &["pretalx"],
+        &[Feature, Bugfix],
+        DigestMode::Instant,
+        SubscriberStatus::Confirmed,
+    )
+    .await;
+    subscribe(
+        &app,
+        "bob@example.org",
+        &["pretalx"],
+        &[Feature],
+        DigestMode::Instant,
+        SubscriberStatus::Confirmed,
+    )
+    .await;
+    subscribe(
+        &app,
+        "dave@example.org",
+        &["pretalx"],
+        &[Feature, Bugfix],
+        DigestMode::Daily,
+        SubscriberStatus::Confirmed,
+    )
+    .await;
+
+    // 2026.1.2, 2026.2.0 and 2026.2.1 are out when the next run looks.
+    clock.advance(chrono::Duration::hours(2));
+    world.release_2026_2_1(None);
+    let (summary, mail) = check_and_send(&app).await;
+    let found: Vec<&str> = summary.new_releases().map(|r| r.version.as_str()).collect();
+    assert_eq!(found, ["2026.1.2", "2026.2.0", "2026.2.1"]);
+    assert_eq!(summary.queued(), 2, "one message for alice, one for bob");
+    assert_eq!(
+        summary.projects[0].digest_items, 3,
+        "digests list each release"
+    );
+    assert_eq!((mail.sent, mail.retrying, mail.dead), (2, 0, 0));
+    assert_eq!(world.sink.count_for("alice@example.org"), 1);
+    assert_eq!(world.sink.count_for("bob@example.org"), 1);
+    let received = world.sink.messages();
+    let of = |addr: &str| {
+        let raw = &received
+            .iter()
+            .find(|m| m.rcpt_to == [addr])
+            .unwrap_or_else(|| panic!("no mail for {addr}"))
+            .data;
+        MessageParser::default().parse(raw).expect("parses")
+    };
+
+    let alice = of("alice@example.org");
+    assert_eq!(
+        alice.subject(),
+        Some("pretalx 2026.2.1 and 2 more releases")
+    );
+    assert_eq!(
+        format!("<{}>", alice.message_id().expect("Message-ID")),
+        app.notifier
+            .message_id("alice@example.org", "release:pretalx:2026.2.1"),
+        "the newest release's subject key"
+    );
+    assert_eq!(header(&alice, "Auto-Submitted"), "auto-generated");
+    assert!(header(&alice, "List-Unsubscribe").contains(&format!("{BASE}unsubscribe/")));
+    let text = alice.body_text(0).expect("text").into_owned();
+    let html = alice.body_html(0).expect("html").replace("&#x2f;", "/");
+    assert!(
+        text.starts_with(
+            "3 new releases of pretalx, newest first: 2026.2.1 (bugfix release), 2026.2.0 (feature release), 2026.1.2 (bugfix release)."
+        ),
+        "{text}"
+    );
+    for part in [&text, &html] {
+        let mut last = 0;
+        for (version, class) in [
+            ("2026.2.1", "bugfix release"),
+            ("2026.2.0", "feature release"),
+            ("2026.1.2", "bugfix release"),
+        ] {
+            // Newest first, each with its class, notes and links.
+            let at = part
+                .find(&format!("Release notes of pretalx {version}."))
+                .unwrap_or_else(|| panic!("notes of {version} in {part}"));
+            assert!(at > last, "{version} out of order in {part}");
+            last = at;
+            assert!(part.contains(class), "{part}");
+            assert!(
+                part.contains(&format!(
+                    "https://github.com/pretalx/pretalx/releases/tag/v{version}"
+                )),
+                "{part}"
+            );
+            assert!(
+                part.contains(&format!(
+                    "{}/project/pretalx/{version}/",
+                    world.upstream.url()
+                )),
+                "{part}"
+            );
+        }
+        // Only the newest is the one to install.
+        assert!(
+            part.contains("pip install --upgrade-strategy eager -U pretalx==2026.2.1"),
+            "{part}"
+        );
+        assert!(!part.contains("pretalx==2026.2.0"), "{part}");
+        assert!(!part.contains("pretalx==2026.1.2"), "{part}");
+        assert!(
+            part.contains("Superseded by pretalx 2026.2.1, above: upgrade to that one instead."),
+            "{part}"
+        );
+    }
+
+    // Bob wants feature releases only: one of the three, mailed as a release found alone.
+    let bob = of("bob@example.org");
+    assert_eq!(
+        bob.subject(),
+        Some("pretalx 2026.2.0 released (feature release)")
+    );
+    assert_eq!(
+        format!("<{}>", bob.message_id().expect("Message-ID")),
+        app.notifier
+            .message_id("bob@example.org", "release:pretalx:2026.2")
+    );
+    let text = bob.body_text(0).expect("text");
+    assert!(
+        text.starts_with("pretalx 2026.2.0: a feature release")
+            && text.contains("-U pretalx==2026.2.0")
+            && !text.contains("2026.2.1"),
+        "{text}"
+    );
+
+    // Re-runs send nothing; the digest is as it always was.
+    for _ in 0..2 {
+        clock.advance(chrono::Duration::hours(1));
+        let (again, mail) = check_and_send(&app).await;
+        assert_eq!((again.queued(), mail.sent), (0, 0), "re-runs send nothing");
+    }
+    clock.set(at("2026-07-09T06:00:00Z"));
+    let (_, mail) = check_and_send(&app).await;
+    assert_eq!((mail.sent, mail.digests_queued), (1, 1));
+    let digest = world
+        .sink
+        .messages()
+        .into_iter()
+        .find(|m| m.rcpt_to == ["dave@example.org"])
+        .expect("digest");
+    let parsed = MessageParser::default()
+        .parse(&digest.data)
+        .expect("parses");
+    assert_eq!(
+        parsed.subject(),
+        Some(
+            "Daily digest for 2026-07-08: 3 new releases (pretalx 2026.1.2, pretalx 2026.2.0, pretalx 2026.2.1)"
+        )
+    );
+    assert_eq!(world.sink.count(), 3);
+}
+
+#[tokio::test]
 async fn digests_list_their_period_and_empty_periods_send_nothing() {
     let world = World::new().await;
     let (app, clock) = world.app("2").await;

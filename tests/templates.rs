@@ -35,7 +35,82 @@ fn every_built_in_template() {
     for kind in ["compat_report", "compat_followup", "bugfix_advice"] {
         snapshot(kind, &t.render(kind, &samples::alert()).expect("renders"));
     }
-    assert_eq!(KINDS.len(), 7);
+    snapshot(
+        "new_releases",
+        &t.render("new_releases", &samples::new_releases())
+            .expect("renders"),
+    );
+    for kind in ["compat_report", "bugfix_advice"] {
+        snapshot(
+            &format!("{kind}_found"),
+            &t.render(kind, &samples::alert_found()).expect("renders"),
+        );
+    }
+    assert_eq!(KINDS.len(), 8);
+}
+
+#[test]
+fn several_releases_in_one_message_newest_first_and_escaped() {
+    let t = Templates::builtin().expect("templates");
+    let mut mail = samples::new_releases();
+    let r = t.render("new_releases", &mail).expect("renders");
+    assert_eq!(r.subject, "pretalx 2026.2.1 and 2 more releases");
+    let at = |needle: &str| {
+        r.text
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} in {}", r.text))
+    };
+    assert!(at("pretalx 2026.2.1: a bugfix release") < at("pretalx 2026.2.0: a feature release"));
+    assert!(at("pretalx 2026.2.0: a feature release") < at("pretalx 2026.1.2: a bugfix release"));
+    // Only the newest is the one to install.
+    assert!(r.text.contains("-U pretalx==2026.2.1"), "{}", r.text);
+    for stale in ["pretalx==2026.2.0", "pretalx==2026.1.2"] {
+        assert!(
+            !r.text.contains(stale) && !r.html.contains(stale),
+            "{stale}"
+        );
+    }
+    assert!(
+        r.text.contains(
+            "Superseded by pretalx 2026.2.1, above: read these notes before you upgrade to it."
+        ),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text
+            .contains("Superseded by pretalx 2026.2.1, above: upgrade to that one instead."),
+        "{}",
+        r.text
+    );
+    // Two releases: the singular.
+    mail.releases.truncate(2);
+    let two = t.render("new_releases", &mail).expect("renders");
+    assert_eq!(two.subject, "pretalx 2026.2.1 and 1 more release");
+
+    // Upstream text in any of the releases is escaped or sanitised.
+    let mut mail = samples::new_releases();
+    let notes = "Fixed <script>alert(1)</script> and <a href=\"javascript:alert(1)\">this</a>";
+    for release in &mut mail.releases {
+        release.project = "evil<b>\"&'".into();
+    }
+    mail.release.project = "evil<b>\"&'".into();
+    mail.releases[2].version = "2026.1.2<img src=x onerror=alert(1)>".into();
+    mail.releases[2].notes_html = Some(content::markdown_html(notes));
+    mail.releases[2].notes_text = Some(notes.into());
+    mail.releases[1].superseded_by = Some("2026.2.1<i>".into());
+    let r = t.render("new_releases", &mail).expect("renders");
+    for needle in ["<script", "javascript:", "<img", "<b>\"", "<i>"] {
+        assert!(!r.html.contains(needle), "{needle} in {}", r.html);
+    }
+    assert!(
+        r.html.contains("evil&lt;b&gt;&quot;&amp;&#x27; 2026.2.1<"),
+        "{}",
+        r.html
+    );
+    assert!(r.text.contains("2026.1.2<img src=x onerror=alert(1)>"));
+    assert_eq!(r.subject, "evil<b>\"&' 2026.2.1 and 2 more releases");
+    snapshot("new_releases_hostile", &r);
 }
 
 #[test]

@@ -51,6 +51,8 @@ pub struct ReleaseView {
     pub yanked: bool,
     /// Why.
     pub yanked_reason: Option<String>,
+    /// The newer release of the same message that replaces it (it then has no upgrade steps).
+    pub superseded_by: Option<String>,
 }
 
 /// The footer of mails sent to a subscriber.
@@ -62,13 +64,33 @@ pub struct Footer {
     pub unsubscribe_url: String,
 }
 
-/// Context of `new_release`.
+/// Context of `new_release` (one release) and `new_releases` (every release of a project
+/// that one run found): `release` describes the newest, `releases` lists them all, newest
+/// first, the newest included.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewReleaseMail {
-    /// The release.
+    /// The release (the newest).
     pub release: ReleaseView,
+    /// Every release of the message, newest first.
+    pub releases: Vec<ReleaseView>,
     /// Footer.
     pub footer: Footer,
+}
+
+/// Marks, in releases listed newest first, every release older than the newest final one as
+/// superseded by it: it keeps its class, notes and links, and loses its upgrade steps.
+pub fn supersede(releases: &mut [ReleaseView]) {
+    let Some(at) = releases
+        .iter()
+        .position(|r| r.class != ReleaseClass::Prerelease && !r.yanked)
+    else {
+        return;
+    };
+    let version = releases[at].version.clone();
+    for older in releases.iter_mut().skip(at + 1) {
+        older.superseded_by = Some(version.clone());
+        older.upgrade_steps.clear();
+    }
 }
 
 /// A digest period, for display.
@@ -117,6 +139,10 @@ pub struct AlertMail {
     pub trigger: serde_json::Value,
     /// Plugins whose verdict changed (follow-ups).
     pub changed: Vec<String>,
+    /// The core releases one alerts pass found, newest first, when it found several.
+    pub found: Vec<String>,
+    /// The newest bugfix release of the reported feature release's line, found with it.
+    pub upgrade_to: Option<String>,
     /// Footer.
     pub footer: Footer,
 }
@@ -126,6 +152,15 @@ impl AlertMail {
     pub fn new(payload: &serde_json::Value, footer: Footer) -> AlertMail {
         let plugins = payload["plugins"].as_array().cloned().unwrap_or_default();
         let ok = |p: &serde_json::Value| matches!(p["verdict"].as_str(), Some("ready" | "likely"));
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         AlertMail {
             compatible: plugins.iter().filter(|p| ok(p)).count(),
             total: plugins.len(),
@@ -138,14 +173,9 @@ impl AlertMail {
                 .get("trigger")
                 .cloned()
                 .unwrap_or(serde_json::Value::Null),
-            changed: payload["changed"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            changed: strings(&payload["changed"]),
+            found: strings(&payload["found"]),
+            upgrade_to: payload["upgrade_to"].as_str().map(str::to_string),
             advice: payload.clone(),
             footer,
         }
@@ -234,6 +264,7 @@ pub fn release_view(release: &ReleaseRow, project: Option<&Project>) -> ReleaseV
             .unwrap_or_default(),
         yanked: release.yanked,
         yanked_reason: release.yanked_reason.clone(),
+        superseded_by: None,
     }
 }
 
@@ -270,6 +301,7 @@ pub mod samples {
             ],
             yanked: false,
             yanked_reason: None,
+            superseded_by: None,
         }
     }
 
@@ -284,6 +316,33 @@ pub mod samples {
     pub fn new_release() -> NewReleaseMail {
         NewReleaseMail {
             release: release(),
+            releases: vec![release()],
+            footer: footer(),
+        }
+    }
+
+    /// `new_releases` sample: pretalx 2026.1.2, 2026.2.0 and 2026.2.1 found in one run.
+    pub fn new_releases() -> NewReleaseMail {
+        let feature = digest().releases.remove(0);
+        let mut old = release();
+        old.version = "2026.1.2".into();
+        old.line = "2026.1".into();
+        old.published = Some("2026-04-30".into());
+        old.notes_html = Some(markdown_html("- Fixed the CfP editor"));
+        old.notes_text = Some("- Fixed the CfP editor".into());
+        old.links = Links {
+            package: Some("https://pypi.org/project/pretalx/2026.1.2/".into()),
+            github: Some("https://github.com/pretalx/pretalx/releases/tag/v2026.1.2".into()),
+            blog: None,
+        };
+        for step in &mut old.upgrade_steps {
+            *step = step.replace("2026.2.1", "2026.1.2");
+        }
+        let mut releases = vec![release(), feature, old];
+        supersede(&mut releases);
+        NewReleaseMail {
+            release: release(),
+            releases,
             footer: footer(),
         }
     }
@@ -348,6 +407,14 @@ pub mod samples {
         AlertMail::new(&advice(), footer())
     }
 
+    /// An alert sample for a pass that found 2026.2.0 and 2026.2.1 at once.
+    pub fn alert_found() -> AlertMail {
+        let mut advice = advice();
+        advice["found"] = serde_json::json!(["2026.2.1", "2026.2.0"]);
+        advice["upgrade_to"] = "2026.2.1".into();
+        AlertMail::new(&advice, footer())
+    }
+
     /// `test_message` sample.
     pub fn test_message() -> TestMail {
         TestMail {
@@ -355,5 +422,45 @@ pub mod samples {
             sent_at: "2026-07-08 08:00 UTC".into(),
             base_url: "https://herald.example.org/".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(version: &str, class: ReleaseClass) -> ReleaseView {
+        let mut v = samples::release();
+        v.version = version.into();
+        v.class = class;
+        v
+    }
+
+    #[test]
+    fn the_newest_final_release_supersedes_the_older_ones() {
+        use ReleaseClass::*;
+        let mut releases = vec![
+            view("2026.3.0rc1", Prerelease),
+            view("2026.2.1", Bugfix),
+            view("2026.2.0", Feature),
+            view("2026.2.0rc2", Prerelease),
+        ];
+        supersede(&mut releases);
+        let marks: Vec<(Option<&str>, bool)> = releases
+            .iter()
+            .map(|r| (r.superseded_by.as_deref(), r.upgrade_steps.is_empty()))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                (None, false),
+                (None, false),
+                (Some("2026.2.1"), true),
+                (Some("2026.2.1"), true),
+            ]
+        );
+        let mut alone = vec![view("2026.2.1", Bugfix)];
+        supersede(&mut alone);
+        assert_eq!(alone[0].superseded_by, None);
     }
 }

@@ -177,7 +177,7 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
         ))
     };
     let (rendered, list) = match row.kind.as_str() {
-        "new_release" | "digest" => {
+        "new_release" | "new_releases" | "digest" => {
             let subscriber_id = row.subscriber_id.ok_or("the subscriber no longer exists")?;
             let footer = footer(subscriber_id);
             let list = ListHeaders {
@@ -187,10 +187,31 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
                 let release_id = row.payload["release_id"]
                     .as_i64()
                     .ok_or("payload without release_id")?;
+                let release = view(release_id)?;
                 n.templates.render(
                     "new_release",
                     &NewReleaseMail {
-                        release: view(release_id)?,
+                        releases: vec![release.clone()],
+                        release,
+                        footer,
+                    },
+                )
+            } else if row.kind == "new_releases" {
+                // Newest first, as queued.
+                let mut releases = ids_in(&row.payload)
+                    .into_iter()
+                    .map(view)
+                    .collect::<Result<Vec<_>, _>>()?;
+                content::supersede(&mut releases);
+                let release = releases
+                    .first()
+                    .cloned()
+                    .ok_or("payload without release_ids")?;
+                n.templates.render(
+                    "new_releases",
+                    &NewReleaseMail {
+                        release,
+                        releases,
                         footer,
                     },
                 )

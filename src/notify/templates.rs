@@ -26,6 +26,9 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "new_release/subject.txt.j2",
     "new_release/body.txt.j2",
     "new_release/body.html.j2",
+    "new_releases/subject.txt.j2",
+    "new_releases/body.txt.j2",
+    "new_releases/body.html.j2",
     "digest/subject.txt.j2",
     "digest/body.txt.j2",
     "digest/body.html.j2",
@@ -54,8 +57,9 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
 ];
 
 /// The message kinds, one template folder each.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "new_release",
+    "new_releases",
     "digest",
     "confirm_subscription",
     "test_message",
@@ -183,11 +187,13 @@ impl Templates {
     /// Renders every kind with sample data.
     fn check(&self) -> Result<(), TemplateError> {
         self.render("new_release", &content::samples::new_release())?;
+        self.render("new_releases", &content::samples::new_releases())?;
         self.render("digest", &content::samples::digest())?;
         self.render("confirm_subscription", &content::samples::confirm())?;
         self.render("test_message", &content::samples::test_message())?;
         for kind in ["compat_report", "compat_followup", "bugfix_advice"] {
             self.render(kind, &content::samples::alert())?;
+            self.render(kind, &content::samples::alert_found())?;
         }
         Ok(())
     }
