@@ -471,6 +471,18 @@ async fn deliver(
     }
 }
 
+/// Logs a dead-lettered message: the recipient in full at `debug` only, masked above (also
+/// inside the relay's answer).
+fn log_dead(row: &OutboxRow, why: &str) {
+    tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "{why}");
+    tracing::warn!(
+        outbox_id = row.id,
+        recipient = %mask_email(&row.recipient),
+        "{}",
+        mask_emails_in(why)
+    );
+}
+
 /// Records one relay answer right after it arrived.
 async fn record(
     app: &App,
@@ -509,13 +521,7 @@ async fn record(
             shared.tally(|r| r.sent += 1);
         }
         Ok(Err(SendError::Permanent(answer))) => {
-            tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "refused: {answer}");
-            tracing::warn!(
-                outbox_id = row.id,
-                recipient = %mask_email(&row.recipient),
-                "refused: {}",
-                mask_emails_in(&answer)
-            );
+            log_dead(row, &format!("refused: {answer}"));
             app.store.mark_dead(row.id, &answer, now).await?;
             shared.tally(|r| {
                 r.dead += 1;
@@ -525,13 +531,7 @@ async fn record(
         Ok(Err(SendError::Transient(answer))) => {
             if row.attempts + 1 >= MAX_ATTEMPTS {
                 let why = format!("gave up after {MAX_ATTEMPTS} attempts: {answer}");
-                tracing::debug!(outbox_id = row.id, recipient = %row.recipient, "{why}");
-                tracing::warn!(
-                    outbox_id = row.id,
-                    recipient = %mask_email(&row.recipient),
-                    "{}",
-                    mask_emails_in(&why)
-                );
+                log_dead(row, &why);
                 app.store.mark_dead(row.id, &why, now).await?;
                 shared.tally(|r| r.dead += 1);
             } else {
