@@ -453,12 +453,7 @@ fn plugin_assessments(
 
 /// The core project an inventory is about: the first core whose plugins or itself appear.
 fn core_of<'a>(app: &'a App, installed: &InventoryMap) -> Option<&'a Project> {
-    let cores: Vec<&Project> = app
-        .config
-        .projects
-        .iter()
-        .filter(|p| p.plugin_of.is_none())
-        .collect();
+    let cores: Vec<&Project> = app.config.cores().collect();
     cores
         .iter()
         .find(|c| installed.contains_key(&c.name))
@@ -877,12 +872,7 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
         new_states: Vec::new(),
         report: AlertsReport::default(),
     };
-    let cores: Vec<&Project> = app
-        .config
-        .projects
-        .iter()
-        .filter(|p| p.plugin_of.is_none())
-        .collect();
+    let cores: Vec<&Project> = app.config.cores().collect();
     for (subscriber_id, installed) in &inventories {
         let Some(email) = emails.get(subscriber_id) else {
             continue;

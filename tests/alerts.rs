@@ -285,23 +285,7 @@ async fn one_report_one_follow_up_and_silence_after() {
     let world = World::new().await;
     world.serve_until(at("2026-07-07T00:00:00Z"), &[]);
     let (app, clock) = world.app("2026-07-07T06:00:00Z").await;
-    let email: EmailAddress = "ops@example.org".parse().expect("email");
-    let (id, _) = app
-        .store
-        .upsert_subscriber(
-            &SubscriberWrite {
-                email: &email,
-                projects: &["pretalx".to_string()],
-                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
-                digest: DigestMode::Instant,
-                status: SubscriberStatus::Confirmed,
-                token_hash: None,
-                token_expires_at: None,
-            },
-            app.clock.now(),
-        )
-        .await
-        .expect("subscribe");
+    let id = common::subscribe_instant(&app, "ops@example.org", "pretalx").await;
     let map: InventoryMap = OPERATOR
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -447,23 +431,7 @@ async fn three_core_releases_in_one_run_give_an_operator_one_advice() {
     let (app, clock) = world.app("2026-04-30T06:00:00Z").await;
     let (_, alerts, sent) = run(&app).await;
     assert_eq!((alerts.compat_reports + alerts.bugfix_advice, sent), (0, 0));
-    let email: EmailAddress = "ops@example.org".parse().expect("email");
-    let (id, _) = app
-        .store
-        .upsert_subscriber(
-            &SubscriberWrite {
-                email: &email,
-                projects: &["pretalx".to_string()],
-                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
-                digest: DigestMode::Instant,
-                status: SubscriberStatus::Confirmed,
-                token_hash: None,
-                token_expires_at: None,
-            },
-            app.clock.now(),
-        )
-        .await
-        .expect("subscribe");
+    let id = common::subscribe_instant(&app, "ops@example.org", "pretalx").await;
     let mut map: InventoryMap = OPERATOR
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))

@@ -14,9 +14,7 @@ use common::{Sandbox, Upstream, at};
 use herald::app::App;
 use herald::check::{self, CheckOptions};
 use herald::http::{self, Web};
-use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::notify::{self, DispatchOptions};
-use herald::store::SubscriberWrite;
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
 
@@ -57,23 +55,7 @@ async fn live_instance_that_mailed_a_release() -> Mailed {
             ],
         )
         .await;
-    let email: EmailAddress = "ops@example.org".parse().expect("email");
-    let (subscriber, _) = app
-        .store
-        .upsert_subscriber(
-            &SubscriberWrite {
-                email: &email,
-                projects: &["pretalx".to_string()],
-                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
-                digest: DigestMode::Instant,
-                status: SubscriberStatus::Confirmed,
-                token_hash: None,
-                token_expires_at: None,
-            },
-            app.clock.now(),
-        )
-        .await
-        .expect("subscribe");
+    let subscriber = common::subscribe_instant(&app, "ops@example.org", "pretalx").await;
     check::run(&app, &CheckOptions::default())
         .await
         .expect("baseline");

@@ -16,8 +16,6 @@ use std::time::Duration;
 use common::pretalx::{self, Row};
 use common::smtp::SmtpSink;
 use common::{Sandbox, Upstream, at};
-use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
-use herald::store::SubscriberWrite;
 use mail_parser::MessageParser;
 
 const SUBSCRIBERS: usize = 300;
@@ -45,22 +43,7 @@ async fn world() -> World {
         .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
         .await;
     for i in 0..SUBSCRIBERS {
-        let email: EmailAddress = format!("op{i}@example.org").parse().expect("email");
-        app.store
-            .upsert_subscriber(
-                &SubscriberWrite {
-                    email: &email,
-                    projects: &["pretalx".to_string()],
-                    classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
-                    digest: DigestMode::Instant,
-                    status: SubscriberStatus::Confirmed,
-                    token_hash: None,
-                    token_expires_at: None,
-                },
-                app.clock.now(),
-            )
-            .await
-            .expect("subscribe");
+        common::subscribe_instant(&app, &format!("op{i}@example.org"), "pretalx").await;
     }
     app.store.close().await;
     let mut args = sandbox.args(&upstream.url(), Some(&projects));

@@ -86,7 +86,11 @@ impl Drop for Relay {
     }
 }
 
-async fn app(sandbox: &Sandbox, upstream: &Upstream, extra: &[&str]) -> App {
+async fn app_with_clock(
+    sandbox: &Sandbox,
+    upstream: &Upstream,
+    extra: &[&str],
+) -> (App, std::sync::Arc<herald::app::ManualClock>) {
     let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
     let mut flags = vec!["--from", "herald@example.org"];
     flags.extend_from_slice(extra);
@@ -98,7 +102,10 @@ async fn app(sandbox: &Sandbox, upstream: &Upstream, extra: &[&str]) -> App {
             &flags,
         )
         .await
-        .0
+}
+
+async fn app(sandbox: &Sandbox, upstream: &Upstream, extra: &[&str]) -> App {
+    app_with_clock(sandbox, upstream, extra).await.0
 }
 
 /// Queues `n` test messages, each for its own recipient.
@@ -254,24 +261,12 @@ async fn a_421_on_connect_is_retried_later_and_then_delivered() {
     );
     let (sandbox, upstream) = (Sandbox::new(), Upstream::start().await);
     let url = sink.url();
-    let (app, clock) = {
-        let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
-        sandbox
-            .app_with(
-                &upstream.url(),
-                Some(&projects),
-                at("2026-11-30T06:00:00Z"),
-                &[
-                    "--smtp-url",
-                    &url,
-                    "--from",
-                    "herald@example.org",
-                    "--smtp-connections",
-                    "1",
-                ],
-            )
-            .await
-    };
+    let (app, clock) = app_with_clock(
+        &sandbox,
+        &upstream,
+        &["--smtp-url", &url, "--smtp-connections", "1"],
+    )
+    .await;
     queue(&app, 2).await;
     let first = dispatch(&app).await;
     assert_eq!(first.sent + first.retrying, 2, "{first:?}");

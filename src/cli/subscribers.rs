@@ -45,12 +45,7 @@ pub struct SubscribersArgs {
 pub(super) async fn subscribe(app: App, args: SubscribeArgs) -> anyhow::Result<u8> {
     let email: EmailAddress = args.email.parse().map_err(anyhow::Error::msg)?;
     let projects: Vec<String> = if args.project.is_empty() {
-        app.config
-            .projects
-            .iter()
-            .filter(|p| p.plugin_of.is_none())
-            .map(|p| p.name.clone())
-            .collect()
+        app.config.cores().map(|p| p.name.clone()).collect()
     } else {
         for name in &args.project {
             if app.config.project(name).is_none() {

@@ -426,6 +426,11 @@ impl Config {
     pub fn project(&self, name: &str) -> Option<&Project> {
         self.projects.iter().find(|p| p.name == name)
     }
+
+    /// The core projects (those that are no other project's plugin), in file order.
+    pub fn cores(&self) -> impl Iterator<Item = &Project> {
+        self.projects.iter().filter(|p| p.plugin_of.is_none())
+    }
 }
 
 #[cfg(test)]

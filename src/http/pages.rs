@@ -162,13 +162,7 @@ fn prefs_from(web: &Web, form: &[(String, String)]) -> Prefs {
 }
 
 fn core_projects(web: &Web) -> Vec<String> {
-    web.app
-        .config
-        .projects
-        .iter()
-        .filter(|p| p.plugin_of.is_none())
-        .map(|p| p.name.clone())
-        .collect()
+    web.app.config.cores().map(|p| p.name.clone()).collect()
 }
 
 fn choices(web: &Web, prefs: &Prefs) -> (Vec<Choice>, Vec<Choice>, Vec<Choice>) {

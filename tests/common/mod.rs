@@ -374,3 +374,26 @@ pub fn at(text: &str) -> DateTime<Utc> {
         .expect("timestamp")
         .with_timezone(&Utc)
 }
+
+/// Adds a confirmed instant subscriber to `project` for feature and bugfix releases (the
+/// defaults an operator gets); returns the subscriber's id.
+pub async fn subscribe_instant(app: &App, email: &str, project: &str) -> i64 {
+    use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
+    let email: EmailAddress = email.parse().expect("email");
+    app.store
+        .upsert_subscriber(
+            &herald::store::SubscriberWrite {
+                email: &email,
+                projects: &[project.to_string()],
+                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
+                digest: DigestMode::Instant,
+                status: SubscriberStatus::Confirmed,
+                token_hash: None,
+                token_expires_at: None,
+            },
+            app.clock.now(),
+        )
+        .await
+        .expect("subscribe")
+        .0
+}
