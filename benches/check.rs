@@ -4,8 +4,9 @@
 //!   with 50 ms of upstream latency, against fetching the same URLs one after another.
 //! - P2: a second run with nothing changed: share of 304 answers and body bytes, against the
 //!   cold run.
-//! - P3: 5,000 tracked projects (index pages generated from pretalx's real history): wall
-//!   time and peak memory of the `herald check` process, at 500 and 5,000 projects.
+//! - P3: 500 and 5,000 tracked projects, each a real 84-release PyPI history: Herald cold,
+//!   warm, with changed documents and without validators, against the plain parallel fetch
+//!   of the same documents and nvchecker (see `check/p3.rs`).
 //! - P5: `herald serve`: time from start to a healthy `/healthcheck`, and idle memory.
 //!
 //! `cargo bench --bench check` runs them all; `cargo bench --bench check -- P3` one of them.
@@ -13,6 +14,8 @@
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_macros, unused_imports)]
 mod common;
+#[path = "check/p3.rs"]
+mod p3;
 
 use std::time::{Duration, Instant};
 
@@ -158,76 +161,6 @@ async fn p1_p2(fixtures: &std::path::Path, concurrency: &str) {
     );
 }
 
-/// Peak resident memory of the largest child process waited for so far, in MiB.
-fn children_peak_mib() -> f64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct we own; RUSAGE_CHILDREN is always valid.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    assert_eq!(rc, 0, "getrusage");
-    usage.ru_maxrss as f64 / 1024.0
-}
-
-async fn p3(fixtures: &std::path::Path) {
-    let rows = pretalx::rows(fixtures);
-    let upstream = Upstream::start().await;
-    let page = serde_json::to_vec(&pretalx::simple_page(&rows, &[])).expect("json");
-    println!(
-        "P3 many tracked projects (each an index page with pretalx's 48 releases, {} bytes):",
-        page.len()
-    );
-    let mut previous: Option<(usize, f64, f64)> = None;
-    for count in [500usize, 5_000] {
-        let sandbox = Sandbox::new();
-        let mut toml = String::new();
-        for i in 0..count {
-            toml.push_str(&format!(
-                "[[project]]\nname = \"p{i}\"\npypi = \"p{i}\"\n\n"
-            ));
-            upstream.put(
-                &format!("/simple/p{i}/"),
-                "application/vnd.pypi.simple.v1+json",
-                page.clone(),
-            );
-        }
-        let projects = sandbox.projects(&toml);
-        let mut args: Vec<String> = vec!["check".into()];
-        args.extend(sandbox.args(&upstream.url(), Some(&projects)));
-        args.extend([
-            "--http-timeout".into(),
-            "30".into(),
-            "--concurrency".into(),
-            "32".into(),
-        ]);
-        let t = Instant::now();
-        let out = tokio::process::Command::from(
-            sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>()),
-        )
-        .output()
-        .await
-        .expect("herald check");
-        let wall = t.elapsed().as_secs_f64();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let peak = children_peak_mib();
-        println!(
-            "  {count:>5} projects ({} releases): {wall:>6.2} s, peak {peak:>6.1} MiB",
-            count * 48
-        );
-        if let Some((n, w, m)) = previous {
-            let factor = count as f64 / n as f64;
-            println!(
-                "  growth for {factor:.0}x the projects: time {:.1}x, memory {:.1}x (goal: 30 s and 200 MB at 5,000, linear)",
-                wall / w,
-                peak / m
-            );
-        }
-        previous = Some((count, wall, peak));
-    }
-}
-
 async fn p5() {
     let sandbox = Sandbox::new();
     let upstream = Upstream::start().await;
@@ -313,7 +246,7 @@ async fn main() {
         }
     }
     if want("P3") {
-        p3(&fixtures).await;
+        p3::p3(&fixtures).await;
     }
     if want("P5") {
         p5().await;

@@ -1,0 +1,566 @@
+//! P3: many tracked projects, each served a real PyPI history (luigi's 84 releases from
+//! `tests/fixtures/pypi/luigi.json`, as a Simple API document under the project's own name),
+//! by one small local HTTP server. One table per size (500 and 5,000 projects), all rows
+//! measured in the same run:
+//!
+//! - the fetch limit: a client that only downloads the same URLs, as many at once as Herald;
+//! - `herald check` cold (empty database), warm (every answer a `304`), with one changed
+//!   document, with every document one release longer, and without validators (the server
+//!   stops sending `ETag`/`Last-Modified`; the bodies are unchanged);
+//! - nvchecker (installed by `scripts/install-bench-tools` into `target/bench-tools/`), its
+//!   generic `jq` source on `/pypi/NAME/json`, as many at once.
+//!
+//! Wall time, CPU time and peak memory of each child process come from GNU time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::common::Sandbox;
+
+/// GNU time (Debian's `time`, installed by `scripts/install-bench-tools`).
+const TIME: &str = "/usr/bin/time";
+
+/// Requests at once, for every client of the table.
+const CONCURRENCY: usize = 20;
+
+/// One served document.
+#[derive(Clone)]
+struct Doc {
+    body: axum::body::Bytes,
+    etag: String,
+    content_type: &'static str,
+}
+
+/// The benchmark's upstream: documents by path, `ETag`/`Last-Modified` switchable.
+#[derive(Clone, Default)]
+struct Server {
+    docs: Arc<RwLock<HashMap<String, Doc>>>,
+    no_validators: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn put(&self, path: String, content_type: &'static str, body: Vec<u8>) {
+        use sha2::Digest;
+        let etag = format!("\"{:x}\"", sha2::Sha256::digest(&body));
+        self.docs.write().expect("docs").insert(
+            path,
+            Doc {
+                body: body.into(),
+                etag,
+                content_type,
+            },
+        );
+    }
+
+    fn answer(&self, path: &str, headers: &HeaderMap) -> Response<Body> {
+        let doc = self.docs.read().expect("docs").get(path).cloned();
+        let Some(doc) = doc else {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Body::from("not found"))
+                .expect("response");
+        };
+        let validators = !self.no_validators.load(Ordering::Relaxed);
+        let matches = validators
+            && headers
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() == doc.etag.as_bytes());
+        let mut answer = Response::builder().header(header::CONTENT_TYPE, doc.content_type);
+        if validators {
+            answer = answer
+                .header(header::ETAG, doc.etag.as_str())
+                .header(header::LAST_MODIFIED, "Fri, 06 Dec 2024 00:58:03 GMT");
+        }
+        if matches {
+            answer
+                .status(StatusCode::NOT_MODIFIED)
+                .body(Body::empty())
+                .expect("response")
+        } else {
+            answer.body(Body::from(doc.body)).expect("response")
+        }
+    }
+
+    async fn start(self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(move |req: Request<Body>| {
+            let server = self.clone();
+            async move { server.answer(req.uri().path(), req.headers()) }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+}
+
+/// luigi's real history: the JSON API document and its releases as Simple API files.
+struct History {
+    json_api: Value,
+    /// (version, files) in the document's order.
+    releases: Vec<(String, Vec<Value>)>,
+}
+
+impl History {
+    fn load(fixtures: &Path) -> History {
+        let path = fixtures.join("pypi/luigi.json");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let json_api: Value = serde_json::from_str(&text).expect("luigi.json");
+        let releases = json_api["releases"]
+            .as_object()
+            .expect("releases")
+            .iter()
+            .map(|(version, files)| {
+                let files = files
+                    .as_array()
+                    .expect("files")
+                    .iter()
+                    .map(|f| {
+                        let yanked = match f["yanked_reason"].as_str() {
+                            Some(reason) if f["yanked"] == true => json!(reason),
+                            _ => f["yanked"].clone(),
+                        };
+                        json!({
+                            "filename": f["filename"],
+                            "url": f["url"],
+                            "hashes": {"sha256": f["digests"]["sha256"]},
+                            "requires-python": f["requires_python"],
+                            "size": f["size"],
+                            "upload-time": f["upload_time_iso_8601"],
+                            "yanked": yanked,
+                        })
+                    })
+                    .collect();
+                (version.clone(), files)
+            })
+            .collect();
+        History { json_api, releases }
+    }
+
+    /// The Simple API document for project `name`, with `extra` versions appended.
+    fn simple(&self, name: &str, extra: &[&str]) -> Vec<u8> {
+        let rename = |v: &Value| -> Value {
+            let text = v.as_str().unwrap_or_default();
+            json!(text.replace("luigi-", &format!("{name}-")))
+        };
+        let mut versions: Vec<&str> = self.releases.iter().map(|(v, _)| v.as_str()).collect();
+        let mut files: Vec<Value> = Vec::new();
+        for (_, list) in &self.releases {
+            for f in list {
+                let mut f = f.clone();
+                f["filename"] = rename(&f["filename"]);
+                f["url"] = rename(&f["url"]);
+                files.push(f);
+            }
+        }
+        for version in extra {
+            versions.push(version);
+            files.push(json!({
+                "filename": format!("{name}-{version}.tar.gz"),
+                "url": format!("https://files.pypi-mirror.test/packages/{name}-{version}.tar.gz"),
+                "hashes": {"sha256": "0".repeat(64)},
+                "requires-python": ">=3.9",
+                "size": 1_236_109,
+                "upload-time": "2026-11-30T06:00:00.000000Z",
+                "yanked": false,
+            }));
+        }
+        serde_json::to_vec(&json!({
+            "meta": {"api-version": "1.1"},
+            "name": name,
+            "versions": versions,
+            "files": files,
+        }))
+        .expect("json")
+    }
+
+    /// The JSON API document for project `name`.
+    fn json_api(&self, name: &str) -> Vec<u8> {
+        let mut doc = self.json_api.clone();
+        doc["info"]["name"] = json!(name);
+        serde_json::to_vec(&doc).expect("json")
+    }
+}
+
+/// What one child process cost.
+#[derive(Clone, Copy, Debug)]
+struct Cost {
+    wall: f64,
+    cpu: f64,
+    peak_mib: f64,
+}
+
+/// Runs a command to its end under GNU time: wall, CPU (user + system) and peak RSS of that
+/// process alone (`wait4` on a child of this process would report this process's own peak,
+/// which a fork hands down).
+async fn measure(cmd: std::process::Command, what: &str) -> Cost {
+    let report = tempfile::NamedTempFile::new().expect("tempfile");
+    if !Path::new(TIME).exists() {
+        install_tools();
+    }
+    let mut timed = std::process::Command::new(TIME);
+    timed
+        .arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdout(std::process::Stdio::null());
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => timed.env(key, value),
+            None => timed.env_remove(key),
+        };
+    }
+    let t = Instant::now();
+    let out = tokio::process::Command::from(timed)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wall = t.elapsed().as_secs_f64();
+    let text = std::fs::read_to_string(report.path()).expect("time report");
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .map(|n| n.parse().expect("number"))
+        .collect();
+    assert_eq!(f.len(), 4, "time report: {text}");
+    Cost {
+        wall,
+        cpu: f[1] + f[2],
+        peak_mib: f[3] / 1024.0,
+    }
+}
+
+/// curl, one process downloading every URL, `CONCURRENCY` at once.
+async fn curl_fetch(urls: &[String], dir: &Path) -> Cost {
+    let config = dir.join("curl.config");
+    let mut text = String::new();
+    for url in urls {
+        text.push_str(&format!("url = \"{url}\"\noutput = \"/dev/null\"\n"));
+    }
+    std::fs::write(&config, text).expect("curl config");
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["--silent", "--fail", "--parallel", "--parallel-max"])
+        .arg(CONCURRENCY.to_string())
+        .arg("--config")
+        .arg(&config);
+    measure(cmd, "curl").await
+}
+
+/// Downloads every URL in this process, `CONCURRENCY` at once, and returns the wall time and the bytes.
+async fn plain_fetch(urls: &[String]) -> (f64, usize) {
+    herald::sources::http::install_tls_provider();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .expect("client");
+    let t = Instant::now();
+    let bytes: usize = futures::stream::iter(urls.iter().map(|url| {
+        let client = client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .expect("GET")
+                .bytes()
+                .await
+                .expect("body")
+                .len()
+        }
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .fold(0, |sum, n| async move { sum + n })
+    .await;
+    (t.elapsed().as_secs_f64(), bytes)
+}
+
+fn install_tools() {
+    let status = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/install-bench-tools"
+        ))
+        .status()
+        .expect("run scripts/install-bench-tools");
+    assert!(status.success(), "scripts/install-bench-tools failed");
+}
+
+fn nvchecker_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench-tools/nvchecker/bin/nvchecker");
+    if !bin.is_file() {
+        let status = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/install-bench-tools"
+            ))
+            .status()
+            .expect("run scripts/install-bench-tools");
+        assert!(status.success(), "cannot install nvchecker");
+    }
+    assert!(bin.is_file(), "{} is missing", bin.display());
+    bin
+}
+
+fn nvchecker_config(dir: &Path, base: &str, count: usize) -> PathBuf {
+    let mut toml = format!(
+        "[__config__]\nnewver = \"{}\"\nmax_concurrency = {CONCURRENCY}\n\n",
+        dir.join("new.json").display()
+    );
+    for i in 0..count {
+        toml.push_str(&format!(
+            "[p{i}]\nsource = \"jq\"\nurl = \"{base}/pypi/p{i}/json\"\nfilter = \".info.version\"\n\n"
+        ));
+    }
+    let path = dir.join("nvchecker.toml");
+    std::fs::write(&path, toml).expect("nvchecker.toml");
+    path
+}
+
+/// A `herald check` of every project. With `P3_PERF=DIR`, each run is recorded by `perf`
+/// into `DIR/<size>-<n>.data` (for profiling; the figures then include perf's cost).
+fn herald_check(sandbox: &Sandbox, base: &str, projects: &Path) -> std::process::Command {
+    let cmd = herald_check_plain(sandbox, base, projects);
+    let Ok(dir) = std::env::var("P3_PERF") else {
+        return cmd;
+    };
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, Ordering::Relaxed);
+    let mut perf = std::process::Command::new("perf");
+    perf.args([
+        "record",
+        "--quiet",
+        "-F",
+        "999",
+        "--call-graph",
+        "dwarf,32768",
+        "-o",
+    ])
+    .arg(Path::new(&dir).join(format!("herald-{n}.data")))
+    .arg("--")
+    .arg(cmd.get_program())
+    .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        perf.current_dir(dir);
+    }
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => perf.env(key, value),
+            None => perf.env_remove(key),
+        };
+    }
+    perf
+}
+
+fn herald_check_plain(sandbox: &Sandbox, base: &str, projects: &Path) -> std::process::Command {
+    let mut args: Vec<String> = vec!["check".into()];
+    args.extend(sandbox.args(base, Some(projects)));
+    args.extend([
+        "--http-timeout".into(),
+        "60".into(),
+        "--concurrency".into(),
+        CONCURRENCY.to_string(),
+    ]);
+    sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The figures of one size, for the growth line.
+struct Size {
+    count: usize,
+    cold: Cost,
+}
+
+fn row(name: &str, cost: Cost, note: String) {
+    println!(
+        "  {name:<44} {:>7.2} s wall {:>7.2} s CPU {:>7.1} MiB  {note}",
+        cost.wall, cost.cpu, cost.peak_mib
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
+async fn one_size(history: &History, count: usize) -> Size {
+    let server = Server::default();
+    let base = server.clone().start().await;
+    for i in 0..count {
+        let name = format!("p{i}");
+        server.put(
+            format!("/simple/{name}/"),
+            "application/vnd.pypi.simple.v1+json",
+            history.simple(&name, &[]),
+        );
+        server.put(
+            format!("/pypi/{name}/json"),
+            "application/json",
+            history.json_api(&name),
+        );
+    }
+    let releases = history.releases.len() * count;
+    let urls: Vec<String> = (0..count).map(|i| format!("{base}/simple/p{i}/")).collect();
+    let sandbox = Sandbox::new();
+    let mut toml = String::new();
+    for i in 0..count {
+        toml.push_str(&format!(
+            "[[project]]\nname = \"p{i}\"\npypi = \"p{i}\"\n\n"
+        ));
+    }
+    let projects = sandbox.projects(&toml);
+
+    // The limit, then each Herald run, then the peer.
+    let (in_process, bytes) = plain_fetch(&urls).await;
+    let curl = curl_fetch(&urls, sandbox.dir.path()).await;
+    let fetch = curl.wall;
+    let cold = measure(herald_check(&sandbox, &base, &projects), "herald cold").await;
+    let warm = measure(herald_check(&sandbox, &base, &projects), "herald warm").await;
+    server.put(
+        "/simple/p0/".into(),
+        "application/vnd.pypi.simple.v1+json",
+        history.simple("p0", &["3.7.0"]),
+    );
+    let one = measure(
+        herald_check(&sandbox, &base, &projects),
+        "herald one changed",
+    )
+    .await;
+    for i in 0..count {
+        let name = format!("p{i}");
+        server.put(
+            format!("/simple/{name}/"),
+            "application/vnd.pypi.simple.v1+json",
+            history.simple(&name, &["3.7.0", "3.7.1"]),
+        );
+    }
+    let all = measure(
+        herald_check(&sandbox, &base, &projects),
+        "herald all changed",
+    )
+    .await;
+    server.no_validators.store(true, Ordering::Relaxed);
+    let plain = measure(
+        herald_check(&sandbox, &base, &projects),
+        "herald no validators",
+    )
+    .await;
+    server.no_validators.store(false, Ordering::Relaxed);
+    let mut nv = std::process::Command::new(nvchecker_bin());
+    nv.arg("-c")
+        .arg(nvchecker_config(sandbox.dir.path(), &base, count))
+        .arg("-l")
+        .arg("warning");
+    let nvchecker = measure(nv, "nvchecker").await;
+
+    println!(
+        "P3 {count} projects, {} releases ({} per project), {:.1} MB of Simple API documents, {CONCURRENCY} requests at once:",
+        releases,
+        history.releases.len(),
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  {:<44} {in_process:>7.2} s wall  (reqwest inside the benchmark: no process start)",
+        "plain fetch inside this process"
+    );
+    row(
+        "plain parallel fetch, curl (the limit)",
+        curl,
+        String::new(),
+    );
+    let per_release_us = cold.cpu / releases as f64 * 1e6;
+    row(
+        "herald cold",
+        cold,
+        format!(
+            "{:.2}x the fetch (goal <= 2: {}), {:.1}x faster than nvchecker (goal >= 3: {}), {per_release_us:.1} us CPU per release (goal <= 10: {})",
+            cold.wall / fetch,
+            verdict(cold.wall / fetch <= 2.0),
+            nvchecker.wall / cold.wall,
+            verdict(nvchecker.wall / cold.wall >= 3.0),
+            verdict(per_release_us <= 10.0),
+        ),
+    );
+    let warm_ms = warm.cpu / count as f64 * 1e3;
+    row(
+        "herald warm (all 304)",
+        warm,
+        format!(
+            "{:.1}x faster than nvchecker (goal >= 20: {}), {warm_ms:.3} ms CPU per source (goal <= 0.3: {})",
+            nvchecker.wall / warm.wall,
+            verdict(nvchecker.wall / warm.wall >= 20.0),
+            verdict(warm_ms <= 0.3),
+        ),
+    );
+    row(
+        "herald, one document one release longer",
+        one,
+        format!("{:.2}x the warm run", one.wall / warm.wall),
+    );
+    row(
+        "herald, every document gains two releases",
+        all,
+        format!(
+            "{:.2}x the cold run's CPU for 2 new releases per project (cold: {})",
+            all.cpu / cold.cpu,
+            history.releases.len()
+        ),
+    );
+    let plain_ms = plain.cpu / count as f64 * 1e3;
+    row(
+        "herald without validators (bodies unchanged)",
+        plain,
+        format!(
+            "{plain_ms:.3} ms CPU per source, {:.2}x the fetch",
+            plain.wall / fetch
+        ),
+    );
+    row("nvchecker, jq on /pypi/NAME/json", nvchecker, String::new());
+    Size { count, cold }
+}
+
+/// P3 at 500 and 5,000 projects, with the growth between them. `P3_SIZES=500` (a
+/// comma-separated list) measures other sizes, for profiling.
+pub async fn p3(fixtures: &Path) {
+    let history = History::load(fixtures);
+    let sizes: Vec<usize> = std::env::var("P3_SIZES")
+        .unwrap_or_else(|_| "500,5000".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("P3_SIZES: numbers"))
+        .collect();
+    let mut measured: Vec<Size> = Vec::new();
+    for count in sizes {
+        measured.push(one_size(&history, count).await);
+    }
+    for pair in measured.windows(2) {
+        let (small, large) = (&pair[0], &pair[1]);
+        let factor = large.count as f64 / small.count as f64;
+        println!(
+            "  growth for {factor:.0}x the projects: cold time {:.1}x, cold CPU {:.1}x, peak memory {:.1}x (goal: linear); peak at {}: {:.1} MiB (goal <= 150 MB: {})",
+            large.cold.wall / small.cold.wall,
+            large.cold.cpu / small.cold.cpu,
+            large.cold.peak_mib / small.cold.peak_mib,
+            large.count,
+            large.cold.peak_mib,
+            verdict(large.cold.peak_mib * 1.048_576 <= 150.0),
+        );
+    }
+}
