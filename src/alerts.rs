@@ -244,12 +244,12 @@ impl Docs {
         }
         if !fresh.is_empty() {
             let mut tx = app.store.begin().await?;
-            for (project, key, doc, validators) in &fresh {
+            let mut validators = Vec::new();
+            for (project, key, doc, fetched) in &fresh {
                 store::put_release_doc(&mut tx, project, key, doc, now).await?;
-                if let Some((url, v)) = validators {
-                    store::put_validators(&mut tx, url, v, now).await?;
-                }
+                validators.extend(fetched.clone());
             }
+            store::put_validators(&mut tx, &validators, now).await?;
             tx.commit().await?;
         }
         Ok(())

@@ -1,12 +1,15 @@
 //! One check run, end to end: take the run lease, fetch every project x source concurrently
-//! (bounded), then one short transaction per project that records releases, evidence,
-//! validators and source health, and marks what is new. No network call happens inside a
-//! transaction; a failing source never blocks the others and never removes anything.
+//! (bounded) and, as each project's last source answers, record it in one short transaction
+//! (releases, evidence, validators, source health, what is new), writing only what changed.
+//! A project whose sources all answered 304 (or sent the same body again) opens no
+//! transaction: their health is written for all of them in one statement at the end. No
+//! network call happens inside a transaction; a failing source never blocks the others and
+//! never removes anything.
 //!
 //! Owns: orchestration and the run summary. Does not own: parsing (`sources`), the merge
 //! rules (`merge`) or SQL (`store`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -23,7 +26,7 @@ use crate::decide::{self, Delivery};
 use crate::merge::{self, SourceBatch};
 use crate::model::{Project, ReleaseClass, SourceKind, Subscriber};
 use crate::sources::{FetchContext, Fetched, Skipped, SourceError};
-use crate::store::{self, LeaseOutcome, NewMessage, ReleaseWrite, SourceState};
+use crate::store::{self, EvidenceWrite, LeaseOutcome, NewMessage, ReleaseWrite, SourceState};
 use crate::version;
 
 /// How long a lease lasts without renewal.
@@ -404,35 +407,59 @@ async fn run_locked(
             .boxed()
         })
         .collect();
-    let results: Vec<(usize, SourceKind, Outcome)> = futures::stream::iter(fetches)
-        .buffer_unordered(app.config.http.concurrency)
-        .collect()
-        .await;
 
-    let mut by_project: HashMap<usize, Vec<(SourceKind, Outcome)>> = HashMap::new();
-    for (index, kind, outcome) in results {
-        by_project.entry(index).or_default().push((kind, outcome));
-    }
-
-    let mut reports = Vec::new();
-    for (index, project) in projects.iter().enumerate() {
-        let mut outcomes = by_project.remove(&index).unwrap_or_default();
-        outcomes.sort_by_key(|(kind, _)| *kind);
-        let had_baseline =
-            |k: SourceKind| state_of(project, k).is_some_and(|s| s.baseline_at.is_some());
-        let report = record_project(
-            app,
-            project,
-            outcomes,
-            &had_baseline,
-            run_id,
-            opts.dry_run,
-            now,
-        )
-        .await
-        .with_context(|| format!("cannot record the results for {}", project.name))?;
-        reports.push(report);
-    }
+    // Each project is recorded as soon as its last source has answered, while the others are
+    // still being fetched: the network and the database work side by side.
+    let concurrency = app.config.http.concurrency.max(1);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(concurrency * 2);
+    let fetching = async move {
+        let mut answers = futures::stream::iter(fetches).buffer_unordered(concurrency);
+        while let Some(answer) = answers.next().await {
+            if sender.send(answer).await.is_err() {
+                break; // recording failed: the run is over
+            }
+        }
+    };
+    let with_history: HashSet<&str> = states.keys().map(|(p, _)| p.as_str()).collect();
+    let expected: Vec<usize> = projects.iter().map(|p| p.sources().len()).collect();
+    let recorder = Recorder {
+        app,
+        run_id,
+        dry_run: opts.dry_run,
+        now,
+    };
+    let recording = async {
+        let mut reports: Vec<Option<ProjectReport>> = projects.iter().map(|_| None).collect();
+        let mut unchanged: Vec<(String, SourceKind)> = Vec::new();
+        let mut waiting: HashMap<usize, Vec<(SourceKind, Outcome)>> = HashMap::new();
+        if let Some(index) = expected.iter().position(|n| *n == 0) {
+            bail!("project {} has no source configured", projects[index].name);
+        }
+        while let Some((index, kind, outcome)) = receiver.recv().await {
+            let outcomes = waiting.entry(index).or_default();
+            outcomes.push((kind, outcome));
+            let project = projects[index];
+            if outcomes.len() < expected[index] {
+                continue;
+            }
+            let mut outcomes = waiting.remove(&index).unwrap_or_default();
+            outcomes.sort_by_key(|(kind, _)| *kind);
+            let had_baseline =
+                |k: SourceKind| state_of(project, k).is_some_and(|s| s.baseline_at.is_some());
+            let history = with_history.contains(project.name.as_str());
+            let report = recorder
+                .record_project(project, outcomes, &had_baseline, history, &mut unchanged)
+                .await
+                .with_context(|| format!("cannot record the results for {}", project.name))?;
+            reports[index] = Some(report);
+        }
+        if !opts.dry_run {
+            app.store.sources_unchanged(&unchanged, now).await?;
+        }
+        anyhow::Ok(reports.into_iter().flatten().collect::<Vec<_>>())
+    };
+    let ((), reports) = tokio::join!(fetching, recording);
+    let reports = reports?;
 
     let stats = app.http.stats();
     Ok(RunSummary {
@@ -447,184 +474,299 @@ async fn run_locked(
     })
 }
 
-async fn record_project(
-    app: &App,
-    project: &Project,
-    outcomes: Vec<(SourceKind, Outcome)>,
-    had_baseline: &(dyn Fn(SourceKind) -> bool + Sync),
+/// What every project's recording in one run shares.
+struct Recorder<'a> {
+    app: &'a App,
     run_id: Option<i64>,
     dry_run: bool,
     now: DateTime<Utc>,
-) -> anyhow::Result<ProjectReport> {
-    let mut tx = app.store.begin().await?;
-    let known = store::known_releases(&mut tx, &project.name).await?;
-    let mut batches = Vec::new();
-    let mut reports = Vec::new();
-    let mut rejected = Vec::new();
-    let mut baseline = false;
-    for (kind, outcome) in outcomes {
-        match outcome {
-            Outcome::Fetched(fetched) => {
-                let warnings = skip_warnings(&mut tx, project, kind, &fetched.skipped, now).await?;
-                for warning in &warnings {
-                    tracing::warn!(project = %project.name, source = %kind, run_id, "{warning}");
-                }
-                rejected.push((kind, rejections(kind, &fetched.skipped)));
-                for (url, validators) in &fetched.validators {
-                    store::put_validators(&mut tx, url, validators, now).await?;
-                }
-                store::source_succeeded(
-                    &mut tx,
-                    &project.name,
-                    kind,
-                    fetched.resolved_url.as_deref(),
-                    (!fetched.not_modified).then_some(attribution::RULE_VERSION),
-                    now,
-                )
-                .await?;
-                baseline |= !had_baseline(kind);
-                reports.push(SourceReport {
-                    source: kind,
-                    status: if fetched.not_modified {
-                        SourceStatus::Unchanged
-                    } else {
-                        SourceStatus::Ok
-                    },
-                    listed: fetched.observations.len(),
-                    error: None,
-                    deferred_until: None,
-                    warnings,
-                    skipped: fetched.skipped.len(),
-                });
-                if !fetched.not_modified {
-                    batches.push(SourceBatch {
-                        kind,
-                        observations: fetched.observations,
-                        had_baseline: had_baseline(kind),
-                    });
-                }
-            }
-            Outcome::Failed(err) => {
-                let until = err.deferred_until();
-                let message = err.to_string();
-                if let Some(until) = until {
-                    tracing::warn!(project = %project.name, source = %kind, run_id, %until, "deferred: {message}");
-                } else {
-                    tracing::warn!(project = %project.name, source = %kind, run_id, "source failed: {message}");
-                }
-                store::source_failed(&mut tx, &project.name, kind, &message, until, now).await?;
-                reports.push(SourceReport {
-                    source: kind,
-                    status: if until.is_some() {
-                        SourceStatus::Deferred
-                    } else {
-                        SourceStatus::Failed
-                    },
-                    listed: 0,
-                    error: Some(message),
-                    deferred_until: until,
-                    warnings: Vec::new(),
-                    skipped: 0,
-                });
-            }
-            Outcome::StillDeferred(until) => reports.push(SourceReport {
-                source: kind,
-                status: SourceStatus::Deferred,
-                listed: 0,
-                error: Some(format!(
-                    "rate limited earlier; not asked again before {until}"
-                )),
-                deferred_until: Some(until),
-                warnings: Vec::new(),
-                skipped: 0,
-            }),
+}
+
+/// What the sources of one project said, with their health already written.
+#[derive(Default)]
+struct SourceFindings {
+    reports: Vec<SourceReport>,
+    batches: Vec<SourceBatch>,
+    rejected: Vec<(SourceKind, Vec<(String, String)>)>,
+    baseline: bool,
+}
+
+/// What recording a plan found new.
+#[derive(Default)]
+struct Recorded {
+    new: Vec<NewRelease>,
+    announced: Vec<decide::NewRelease>,
+    rows: usize,
+}
+
+/// Whether a source's answer changes nothing: a 304 (or the same body again) with nothing
+/// skipped and no validators to store.
+fn changes_nothing(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Fetched(f)
+        if f.not_modified && f.validators.is_empty() && f.skipped.is_empty() && f.resolved_url.is_none())
+}
+
+impl Recorder<'_> {
+    /// Records one project's answers in one transaction (none when nothing changed: the
+    /// sources' health is then written with the others' at the end of the run, into
+    /// `unchanged`).
+    async fn record_project(
+        &self,
+        project: &Project,
+        outcomes: Vec<(SourceKind, Outcome)>,
+        had_baseline: &(dyn Fn(SourceKind) -> bool + Sync),
+        history: bool,
+        unchanged: &mut Vec<(String, SourceKind)>,
+    ) -> anyhow::Result<ProjectReport> {
+        if outcomes.iter().all(|(_, o)| changes_nothing(o)) {
+            let sources = outcomes
+                .iter()
+                .map(|(kind, _)| SourceReport::unchanged(*kind))
+                .collect();
+            unchanged.extend(outcomes.iter().map(|(k, _)| (project.name.clone(), *k)));
+            return Ok(ProjectReport::quiet(project, sources));
         }
+        let mut tx = self.app.store.begin().await?;
+        let known = if history {
+            store::known_releases(&mut tx, &project.name).await?
+        } else {
+            Vec::new()
+        };
+        let found = self
+            .record_sources(&mut tx, project, outcomes, had_baseline)
+            .await?;
+        let plan = merge::plan(project, &known, found.batches);
+        let recorded = self.record_plan(&mut tx, project, &known, &plan).await?;
+        let withdrawn = self
+            .record_withdrawals(&mut tx, project, &found.rejected)
+            .await?;
+        // Who hears about it is decided in the same transaction that records it.
+        let (queued, digest_items) = queue_release_mail(
+            self.app,
+            &mut tx,
+            &project.name,
+            &recorded.announced,
+            self.now,
+        )
+        .await?;
+        if self.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(ProjectReport {
+            project: project.name.clone(),
+            new: recorded.new,
+            recorded: recorded.rows,
+            baseline: found.baseline,
+            queued,
+            digest_items,
+            withdrawn,
+            sources: found.reports,
+        })
     }
 
-    let plan = merge::plan(project, &known, batches);
-    let mut new = Vec::new();
-    let mut announced = Vec::new();
-    let mut recorded = 0;
-    for release in &plan.releases {
-        let id = store::write_release(
-            &mut tx,
-            &ReleaseWrite {
-                project: &project.name,
+    /// Writes each source's health and validators; returns what they listed.
+    async fn record_sources(
+        &self,
+        tx: &mut store::Tx,
+        project: &Project,
+        outcomes: Vec<(SourceKind, Outcome)>,
+        had_baseline: &(dyn Fn(SourceKind) -> bool + Sync),
+    ) -> anyhow::Result<SourceFindings> {
+        let (run_id, now) = (self.run_id, self.now);
+        let mut found = SourceFindings::default();
+        let mut validators = Vec::new();
+        for (kind, outcome) in outcomes {
+            match outcome {
+                Outcome::Fetched(fetched) => {
+                    let warnings = skip_warnings(tx, project, kind, &fetched.skipped, now).await?;
+                    for warning in &warnings {
+                        tracing::warn!(project = %project.name, source = %kind, run_id, "{warning}");
+                    }
+                    found
+                        .rejected
+                        .push((kind, rejections(kind, &fetched.skipped)));
+                    validators.extend(fetched.validators);
+                    store::source_succeeded(
+                        tx,
+                        &project.name,
+                        kind,
+                        fetched.resolved_url.as_deref(),
+                        (!fetched.not_modified).then_some(attribution::RULE_VERSION),
+                        now,
+                    )
+                    .await?;
+                    found.baseline |= !had_baseline(kind);
+                    let mut report = SourceReport::unchanged(kind);
+                    report.listed = fetched.observations.len();
+                    report.warnings = warnings;
+                    report.skipped = fetched.skipped.len();
+                    if !fetched.not_modified {
+                        report.status = SourceStatus::Ok;
+                        found.batches.push(SourceBatch {
+                            kind,
+                            observations: fetched.observations,
+                            had_baseline: had_baseline(kind),
+                        });
+                    }
+                    found.reports.push(report);
+                }
+                Outcome::Failed(err) => {
+                    let until = err.deferred_until();
+                    let message = err.to_string();
+                    if let Some(until) = until {
+                        tracing::warn!(project = %project.name, source = %kind, run_id, %until, "deferred: {message}");
+                    } else {
+                        tracing::warn!(project = %project.name, source = %kind, run_id, "source failed: {message}");
+                    }
+                    store::source_failed(tx, &project.name, kind, &message, until, now).await?;
+                    found
+                        .reports
+                        .push(SourceReport::failed(kind, message, until));
+                }
+                Outcome::StillDeferred(until) => found.reports.push(SourceReport::failed(
+                    kind,
+                    format!("rate limited earlier; not asked again before {until}"),
+                    Some(until),
+                )),
+            }
+        }
+        store::put_validators(tx, &validators, now).await?;
+        Ok(found)
+    }
+
+    /// Writes the plan's releases and evidence (only what changed); returns what is new.
+    async fn record_plan(
+        &self,
+        tx: &mut store::Tx,
+        project: &Project,
+        known: &[store::KnownRelease],
+        plan: &merge::Plan,
+    ) -> anyhow::Result<Recorded> {
+        let evidence: Vec<Vec<EvidenceWrite<'_>>> = plan
+            .releases
+            .iter()
+            .map(|r| {
+                r.evidence
+                    .iter()
+                    .map(|e| EvidenceWrite {
+                        kind: e.kind,
+                        observation: &e.observation,
+                        inherited: e.inherited,
+                    })
+                    .collect()
+            })
+            .collect();
+        let writes: Vec<ReleaseWrite<'_>> = plan
+            .releases
+            .iter()
+            .zip(&evidence)
+            .map(|(release, evidence)| ReleaseWrite {
                 version: &release.version,
                 key: &release.key,
                 class: release.class,
                 line: &release.line,
                 primary_published_at: release.primary_published_at,
                 other_published_at: release.other_published_at,
-                available_at: release.becomes_available.then_some(now),
+                available_at: release.becomes_available.then_some(self.now),
                 yanked: release.yanked.clone(),
                 baseline: release.baseline,
-                new_in_run: if release.announce { run_id } else { None },
+                new_in_run: if release.announce { self.run_id } else { None },
                 attributed: release.evidence.iter().any(|e| !e.inherited),
-                now,
-            },
-        )
-        .await?;
-        for evidence in &release.evidence {
-            store::write_evidence(
-                &mut tx,
-                id,
-                evidence.kind,
-                &evidence.observation,
-                evidence.inherited,
-                now,
-            )
-            .await?;
-        }
-        recorded += usize::from(release.is_new_row);
-        if release.announce {
-            announced.push(decide::NewRelease {
+                evidence,
+            })
+            .collect();
+        let ids = store::write_releases(tx, &project.name, known, &writes, self.now).await?;
+        let mut recorded = Recorded::default();
+        for (release, id) in plan.releases.iter().zip(ids) {
+            recorded.rows += usize::from(release.is_new_row);
+            if !release.announce {
+                continue;
+            }
+            recorded.announced.push(decide::NewRelease {
                 release_id: id,
                 project: project.name.clone(),
                 key: release.key.clone(),
                 version: release.version.clone(),
                 class: release.class,
             });
-            tracing::info!(project = %project.name, version = %release.version, class = %release.class, run_id, "new release");
-            new.push(NewRelease {
+            tracing::info!(project = %project.name, version = %release.version, class = %release.class, run_id = self.run_id, "new release");
+            recorded.new.push(NewRelease {
                 project: project.name.clone(),
                 version: release.version.to_string(),
                 class: release.class,
                 line: release.line.clone(),
             });
         }
+        Ok(recorded)
     }
-    let mut withdrawn = Vec::new();
-    for (kind, rejected) in &rejected {
-        for w in store::withdraw_rejected(&mut tx, &project.name, *kind, rejected, now).await? {
-            tracing::warn!(project = %project.name, source = %kind, version = %w.version, run_id, "withdrawn: {}", w.reason);
-            withdrawn.push(WithdrawnRelease {
-                version: w.version,
-                reason: w.reason,
-            });
+
+    /// Withdraws the releases whose only evidence the current attribution rule rejects.
+    async fn record_withdrawals(
+        &self,
+        tx: &mut store::Tx,
+        project: &Project,
+        rejected: &[(SourceKind, Vec<(String, String)>)],
+    ) -> anyhow::Result<Vec<WithdrawnRelease>> {
+        let mut withdrawn = Vec::new();
+        for (kind, rejected) in rejected {
+            for w in store::withdraw_rejected(tx, &project.name, *kind, rejected, self.now).await? {
+                tracing::warn!(project = %project.name, source = %kind, run_id = self.run_id, version = %w.version, "withdrawn: {}", w.reason);
+                withdrawn.push(WithdrawnRelease {
+                    version: w.version,
+                    reason: w.reason,
+                });
+            }
+        }
+        Ok(withdrawn)
+    }
+}
+
+impl SourceReport {
+    fn unchanged(source: SourceKind) -> SourceReport {
+        SourceReport {
+            source,
+            status: SourceStatus::Unchanged,
+            listed: 0,
+            error: None,
+            deferred_until: None,
+            warnings: Vec::new(),
+            skipped: 0,
         }
     }
-    // Who hears about it is decided in the same transaction that records it.
-    let (queued, digest_items) =
-        queue_release_mail(app, &mut tx, &project.name, &announced, now).await?;
-    if dry_run {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
+
+    fn failed(source: SourceKind, error: String, until: Option<DateTime<Utc>>) -> SourceReport {
+        SourceReport {
+            source,
+            status: if until.is_some() {
+                SourceStatus::Deferred
+            } else {
+                SourceStatus::Failed
+            },
+            listed: 0,
+            error: Some(error),
+            deferred_until: until,
+            warnings: Vec::new(),
+            skipped: 0,
+        }
     }
-    if reports.is_empty() {
-        bail!("project {} has no source configured", project.name);
+}
+
+impl ProjectReport {
+    /// A project none of whose sources changed.
+    fn quiet(project: &Project, sources: Vec<SourceReport>) -> ProjectReport {
+        ProjectReport {
+            project: project.name.clone(),
+            new: Vec::new(),
+            recorded: 0,
+            baseline: false,
+            queued: 0,
+            digest_items: 0,
+            withdrawn: Vec::new(),
+            sources,
+        }
     }
-    Ok(ProjectReport {
-        project: project.name.clone(),
-        new,
-        recorded,
-        baseline,
-        queued,
-        digest_items,
-        withdrawn,
-        sources: reports,
-    })
 }
 
 /// Most entries of other packages named in one warning line.

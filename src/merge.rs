@@ -340,6 +340,7 @@ mod tests {
                     .iter()
                     .map(|e| (e.kind, e.inherited, e.observation.url.clone()))
                     .collect(),
+                stored: crate::store::StoredRelease::of_class(r.class),
             })
             .collect()
     }

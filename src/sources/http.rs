@@ -17,7 +17,7 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use crate::config::HttpSettings;
-use crate::store::Validators;
+use crate::store::{Validators, body_digest};
 
 /// How long to wait after a 429 that says nothing about when to come back.
 const DEFAULT_RATE_LIMIT_WAIT: i64 = 60;
@@ -137,7 +137,8 @@ pub struct Body {
 /// What a GET produced.
 #[derive(Debug, Clone)]
 pub enum Fetch {
-    /// 304: unchanged since the validators were issued.
+    /// 304: unchanged since the validators were issued; or a 200 whose body has the digest
+    /// stored for the URL and the same validators (an upstream that sends none).
     NotModified,
     /// A new body.
     Modified(Box<Body>),
@@ -152,6 +153,8 @@ pub struct HttpStats {
     pub not_modified: AtomicU64,
     /// Body bytes received.
     pub body_bytes: AtomicU64,
+    /// Of the requests answered with a body, those whose body was the one recorded last time.
+    pub unchanged_bodies: AtomicU64,
 }
 
 /// The shared client.
@@ -304,14 +307,23 @@ impl HttpClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
+        let validators = Validators {
+            etag: text(header::ETAG),
+            last_modified: text(header::LAST_MODIFIED),
+            digest: Some(body_digest(&bytes)),
+        };
+        if let Some(stored) = req.validators
+            && stored.digest == validators.digest
+            && stored.same_headers(&validators)
+        {
+            self.stats.unchanged_bodies.fetch_add(1, Ordering::Relaxed);
+            return Ok(Fetch::NotModified);
+        }
         Ok(Fetch::Modified(Box::new(Body {
             url,
             final_url,
             content_type,
-            validators: Validators {
-                etag: text(header::ETAG),
-                last_modified: text(header::LAST_MODIFIED),
-            },
+            validators,
             next_link: headers
                 .get_all(header::LINK)
                 .iter()

@@ -17,12 +17,12 @@ mod subscribers;
 pub use alerts::{InventoryMap, mark_alerts_done, put_compat_state, put_release_doc};
 pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use releases::{
-    EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, Withdrawal, known_releases,
-    withdraw_rejected, write_evidence, write_release,
+    EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite,
+    StoredRelease, Withdrawal, known_releases, withdraw_rejected, write_releases,
 };
 pub use runs::{LeaseOutcome, Metrics, RunRow, host_name};
 pub use sources::{
-    SourceState, Validators, first_reports, put_validators, skip_key, source_failed,
+    SourceState, Validators, body_digest, first_reports, put_validators, skip_key, source_failed,
     source_succeeded,
 };
 pub use status::OutboxHealth;

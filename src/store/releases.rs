@@ -23,6 +23,65 @@ pub struct KnownRelease {
     pub available: bool,
     /// Evidence already recorded: source, inherited flag, URL.
     pub evidence: Vec<(SourceKind, bool, Option<String>)>,
+    /// The row as stored, to write only what a run changes.
+    pub stored: StoredRelease,
+}
+
+/// A release row's stored values (timestamps as stored text) and the fingerprints of its
+/// evidence rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRelease {
+    /// Class.
+    pub class: ReleaseClass,
+    /// Publication date.
+    pub published_at: Option<String>,
+    /// When it became installable on the primary source.
+    pub available_at: Option<String>,
+    /// Withdrawn from the index.
+    pub yanked: bool,
+    /// Why.
+    pub yanked_reason: Option<String>,
+    /// Known from a source's first fetch.
+    pub baseline: bool,
+    /// The run that announced it.
+    pub new_in_run: Option<i64>,
+    /// When a run withdrew it (another package's under the current attribution rule).
+    pub withdrawn_at: Option<String>,
+    /// Why.
+    pub withdrawn_reason: Option<String>,
+    /// (source, fingerprint) of each evidence row written since fingerprints exist.
+    pub fingerprints: Vec<(SourceKind, i64)>,
+}
+
+impl StoredRelease {
+    /// A row of `class` with nothing else recorded.
+    pub fn of_class(class: ReleaseClass) -> StoredRelease {
+        StoredRelease {
+            class,
+            published_at: None,
+            available_at: None,
+            yanked: false,
+            yanked_reason: None,
+            baseline: false,
+            new_in_run: None,
+            withdrawn_at: None,
+            withdrawn_reason: None,
+            fingerprints: Vec::new(),
+        }
+    }
+
+    /// Whether writing `next` would change nothing (fingerprints aside).
+    fn same_row(&self, next: &StoredRelease) -> bool {
+        self.class == next.class
+            && self.published_at == next.published_at
+            && self.available_at == next.available_at
+            && self.yanked == next.yanked
+            && self.yanked_reason == next.yanked_reason
+            && self.baseline == next.baseline
+            && self.new_in_run == next.new_in_run
+            && self.withdrawn_at == next.withdrawn_at
+            && self.withdrawn_reason == next.withdrawn_reason
+    }
 }
 
 impl KnownRelease {
@@ -37,8 +96,6 @@ impl KnownRelease {
 /// What to write for one release.
 #[derive(Debug, Clone)]
 pub struct ReleaseWrite<'a> {
-    /// Project name.
-    pub project: &'a str,
     /// Version to show (normal form).
     pub version: &'a Version,
     /// Canonical key.
@@ -62,8 +119,8 @@ pub struct ReleaseWrite<'a> {
     /// A source gave own (not inherited) evidence of it in this run: it is the project's
     /// under the current rule, so an earlier withdrawal is lifted.
     pub attributed: bool,
-    /// Now.
-    pub now: DateTime<Utc>,
+    /// What each source said of it in this run.
+    pub evidence: &'a [EvidenceWrite<'a>],
 }
 
 /// A recorded release, for listings.
@@ -149,33 +206,42 @@ fn source_kind(text: &str) -> Result<SourceKind, StoreError> {
     })
 }
 
-/// Releases of one project with their evidence, inside a transaction.
+/// Releases of one project with their evidence and what is stored of them, inside a
+/// transaction: two statements, whatever the history's length.
 pub async fn known_releases(
     conn: &mut SqliteConnection,
     project: &str,
 ) -> Result<Vec<KnownRelease>, StoreError> {
-    const RELEASES: &str = "SELECT id, version, version_key, available_at IS NOT NULL AS available FROM releases WHERE project = ?";
-    const EVIDENCE: &str = "SELECT e.release_id, e.source, e.inherited, e.url FROM evidence e \
-         JOIN releases r ON r.id = e.release_id WHERE r.project = ?";
+    const RELEASES: &str = "SELECT id, version, version_key, class, published_at, available_at, \
+            yanked, yanked_reason, baseline, new_in_run, withdrawn_at, withdrawn_reason \
+         FROM releases WHERE project = ?";
+    const EVIDENCE: &str = "SELECT e.release_id, e.source, e.inherited, e.url, e.fingerprint \
+         FROM evidence e JOIN releases r ON r.id = e.release_id WHERE r.project = ?";
     let rows = sqlx::query(RELEASES)
         .bind(project)
         .fetch_all(&mut *conn)
         .await?;
     let mut evidence: HashMap<i64, Vec<(SourceKind, bool, Option<String>)>> = HashMap::new();
+    let mut fingerprints: HashMap<i64, Vec<(SourceKind, i64)>> = HashMap::new();
     for row in sqlx::query(EVIDENCE)
         .bind(project)
         .fetch_all(&mut *conn)
         .await?
     {
         let source: String = row.try_get("source")?;
-        evidence
-            .entry(row.try_get("release_id")?)
-            .or_default()
-            .push((
-                source_kind(&source)?,
-                row.try_get("inherited")?,
-                row.try_get("url")?,
-            ));
+        let kind = source_kind(&source)?;
+        let release_id: i64 = row.try_get("release_id")?;
+        evidence.entry(release_id).or_default().push((
+            kind,
+            row.try_get("inherited")?,
+            row.try_get("url")?,
+        ));
+        if let Some(fingerprint) = row.try_get::<Option<i64>, _>("fingerprint")? {
+            fingerprints
+                .entry(release_id)
+                .or_default()
+                .push((kind, fingerprint));
+        }
     }
     rows.into_iter()
         .map(|row| {
@@ -185,94 +251,268 @@ pub async fn known_releases(
                 column: "releases.version",
                 detail: format!("`{text}`: {err}"),
             })?;
+            let class: String = row.try_get("class")?;
+            let available_at: Option<String> = row.try_get("available_at")?;
             Ok(KnownRelease {
                 id,
                 version,
                 key: row.try_get("version_key")?,
-                available: row.try_get("available")?,
+                available: available_at.is_some(),
                 evidence: evidence.remove(&id).unwrap_or_default(),
+                stored: StoredRelease {
+                    class: ReleaseClass::from_str(&class).map_err(|detail| {
+                        StoreError::Corrupt {
+                            column: "releases.class",
+                            detail,
+                        }
+                    })?,
+                    published_at: row.try_get("published_at")?,
+                    available_at,
+                    yanked: row.try_get("yanked")?,
+                    yanked_reason: row.try_get("yanked_reason")?,
+                    baseline: row.try_get("baseline")?,
+                    new_in_run: row.try_get("new_in_run")?,
+                    withdrawn_at: row.try_get("withdrawn_at")?,
+                    withdrawn_reason: row.try_get("withdrawn_reason")?,
+                    fingerprints: fingerprints.remove(&id).unwrap_or_default(),
+                },
             })
         })
         .collect()
 }
 
-/// Inserts or updates a release; returns its id.
-pub async fn write_release(
-    conn: &mut SqliteConnection,
-    w: &ReleaseWrite<'_>,
-) -> Result<i64, StoreError> {
-    const SQL: &str = "INSERT INTO releases (project, version, version_key, class, line, published_at, \
-            first_seen_at, available_at, yanked, yanked_reason, baseline, new_in_run) \
-         VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, ?7), ?8, ?9, COALESCE(?10, 0), ?11, ?12, ?13) \
-         ON CONFLICT (project, version_key) DO UPDATE SET \
-            class = excluded.class, \
-            published_at = CASE WHEN ?6 IS NOT NULL THEN ?6 ELSE COALESCE(releases.published_at, ?7) END, \
-            available_at = COALESCE(releases.available_at, excluded.available_at), \
-            yanked = COALESCE(?10, releases.yanked), \
-            yanked_reason = CASE WHEN ?10 IS NULL THEN releases.yanked_reason ELSE ?11 END, \
-            baseline = MAX(releases.baseline, excluded.baseline), \
-            new_in_run = COALESCE(releases.new_in_run, excluded.new_in_run), \
-            withdrawn_at = CASE WHEN ?14 THEN NULL ELSE releases.withdrawn_at END, \
-            withdrawn_reason = CASE WHEN ?14 THEN NULL ELSE releases.withdrawn_reason END \
-         RETURNING id";
-    let (yanked, reason) = match &w.yanked {
-        Some((yanked, reason)) => (Some(i64::from(*yanked)), reason.clone()),
-        None => (None, None),
-    };
-    let id = sqlx::query_scalar(SQL)
-        .bind(w.project)
-        .bind(w.version.to_string())
-        .bind(w.key)
-        .bind(w.class.as_str())
-        .bind(w.line)
-        .bind(w.primary_published_at.map(ts))
-        .bind(w.other_published_at.map(ts))
-        .bind(ts(w.now))
-        .bind(w.available_at.map(ts))
-        .bind(yanked)
-        .bind(reason)
-        .bind(w.baseline)
-        .bind(w.new_in_run)
-        .bind(w.attributed)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(id)
+/// One source's evidence of a release, to write.
+#[derive(Debug, Clone, Copy)]
+pub struct EvidenceWrite<'a> {
+    /// Which source.
+    pub kind: SourceKind,
+    /// What it said.
+    pub observation: &'a Observation,
+    /// A line post reused from the line's feature release.
+    pub inherited: bool,
 }
 
-/// Records what a source said about a release. Own evidence replaces inherited evidence;
-/// inherited evidence never replaces a source's own.
-pub async fn write_evidence(
+/// The values a release row has after `w` is applied to what is stored (`None`: a new row).
+/// This is the one place that says how a run's findings update a release.
+fn updated(stored: Option<&StoredRelease>, w: &ReleaseWrite<'_>) -> StoredRelease {
+    let primary = w.primary_published_at.map(ts);
+    let other = || w.other_published_at.map(ts);
+    let (yanked, yanked_reason) = match (&w.yanked, stored) {
+        (Some((yanked, reason)), _) => (*yanked, reason.clone()),
+        (None, Some(s)) => (s.yanked, s.yanked_reason.clone()),
+        (None, None) => (false, None),
+    };
+    let lift = w.attributed;
+    StoredRelease {
+        class: w.class,
+        published_at: primary
+            .or_else(|| stored.and_then(|s| s.published_at.clone()).or_else(other)),
+        available_at: stored
+            .and_then(|s| s.available_at.clone())
+            .or_else(|| w.available_at.map(ts)),
+        yanked,
+        yanked_reason,
+        baseline: w.baseline || stored.is_some_and(|s| s.baseline),
+        new_in_run: stored.and_then(|s| s.new_in_run).or(w.new_in_run),
+        withdrawn_at: stored
+            .filter(|_| !lift)
+            .and_then(|s| s.withdrawn_at.clone()),
+        withdrawn_reason: stored
+            .filter(|_| !lift)
+            .and_then(|s| s.withdrawn_reason.clone()),
+        fingerprints: Vec::new(),
+    }
+}
+
+/// A digest of what an evidence row records, so a listing read again writes only the rows
+/// whose observation changed. XXH3-64 over every written field, each length-prefixed.
+fn fingerprint(obs: &Observation, inherited: bool) -> i64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut text = |t: Option<&str>| match t {
+        Some(t) => {
+            h.update(&[1]);
+            h.update(&(t.len() as u64).to_le_bytes());
+            h.update(t.as_bytes());
+        }
+        None => h.update(&[0]),
+    };
+    text(Some(&obs.raw));
+    text(obs.url.as_deref());
+    text(obs.notes.as_deref());
+    text(obs.yanked_reason.as_deref());
+    let when = obs
+        .published_at
+        .map_or(i64::MIN, |at| at.timestamp_micros());
+    let flags = [
+        u8::from(obs.yanked),
+        u8::from(obs.available),
+        obs.prerelease_flag.map_or(2, u8::from),
+        u8::from(inherited),
+    ];
+    h.update(&when.to_le_bytes());
+    h.update(&flags);
+    h.digest() as i64
+}
+
+/// Writes what a run found of one project's releases, only the rows that change: the
+/// releases in one statement, their evidence in another (each a JSON array of rows read with
+/// `json_each`). Returns each release's row id, in the order of `writes`.
+pub async fn write_releases(
     conn: &mut SqliteConnection,
-    release_id: i64,
-    source: SourceKind,
-    obs: &Observation,
-    inherited: bool,
+    project: &str,
+    known: &[KnownRelease],
+    writes: &[ReleaseWrite<'_>],
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let known_by_key: HashMap<&str, &KnownRelease> =
+        known.iter().map(|k| (k.key.as_str(), k)).collect();
+    let mut ids: Vec<Option<i64>> = Vec::with_capacity(writes.len());
+    let mut rows = Vec::new();
+    for w in writes {
+        let existing = known_by_key.get(w.key).copied();
+        let next = updated(existing.map(|k| &k.stored), w);
+        match existing {
+            Some(k) if k.stored.same_row(&next) => ids.push(Some(k.id)),
+            _ => {
+                ids.push(existing.map(|k| k.id));
+                rows.push(release_json(w, &next));
+            }
+        }
+    }
+    if !rows.is_empty() {
+        for (id, key) in upsert_releases(conn, project, &rows, now).await? {
+            for (slot, w) in ids.iter_mut().zip(writes) {
+                if w.key == key {
+                    *slot = Some(id);
+                }
+            }
+        }
+    }
+    let ids: Vec<i64> = ids
+        .into_iter()
+        .zip(writes)
+        .map(|(id, w)| {
+            id.ok_or_else(|| StoreError::Corrupt {
+                column: "releases.id",
+                detail: format!("no row for {project} {} after writing it", w.key),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut evidence = Vec::new();
+    for (w, id) in writes.iter().zip(&ids) {
+        let stored = known_by_key
+            .get(w.key)
+            .map(|k| k.stored.fingerprints.as_slice());
+        for e in w.evidence {
+            let fp = fingerprint(e.observation, e.inherited);
+            let same = stored
+                .unwrap_or_default()
+                .iter()
+                .any(|(kind, old)| *kind == e.kind && *old == fp);
+            if !same {
+                evidence.push(evidence_json(*id, e, fp));
+            }
+        }
+    }
+    if !evidence.is_empty() {
+        upsert_evidence(conn, &evidence, now).await?;
+    }
+    Ok(ids)
+}
+
+fn release_json(w: &ReleaseWrite<'_>, next: &StoredRelease) -> serde_json::Value {
+    serde_json::json!([
+        w.version.to_string(),
+        w.key,
+        next.class.as_str(),
+        w.line,
+        next.published_at,
+        next.available_at,
+        next.yanked,
+        next.yanked_reason,
+        next.baseline,
+        next.new_in_run,
+        next.withdrawn_at,
+        next.withdrawn_reason,
+    ])
+}
+
+fn evidence_json(release_id: i64, e: &EvidenceWrite<'_>, fingerprint: i64) -> serde_json::Value {
+    let o = e.observation;
+    serde_json::json!([
+        release_id,
+        e.kind.as_str(),
+        o.raw,
+        o.url,
+        o.published_at.map(ts),
+        o.notes,
+        o.yanked,
+        o.yanked_reason,
+        o.available,
+        o.prerelease_flag,
+        e.inherited,
+        fingerprint,
+    ])
+}
+
+/// Inserts or replaces release rows (values already merged with what is stored); returns
+/// (id, key) of each.
+async fn upsert_releases(
+    conn: &mut SqliteConnection,
+    project: &str,
+    rows: &[serde_json::Value],
+    now: DateTime<Utc>,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    const SQL: &str = "INSERT INTO releases (project, version, version_key, class, line, \
+            published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
+            withdrawn_at, withdrawn_reason, first_seen_at) \
+         SELECT ?1, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
+            r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, \
+            r.value ->> 10, r.value ->> 11, ?2 \
+         FROM json_each(?3) r WHERE true \
+         ON CONFLICT (project, version_key) DO UPDATE SET \
+            class = excluded.class, published_at = excluded.published_at, \
+            available_at = excluded.available_at, yanked = excluded.yanked, \
+            yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
+            new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
+            withdrawn_reason = excluded.withdrawn_reason \
+         RETURNING id, version_key";
+    let out = sqlx::query(SQL)
+        .bind(project)
+        .bind(ts(now))
+        .bind(serde_json::Value::from(rows.to_vec()).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    out.iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("version_key")?)))
+        .collect()
+}
+
+/// Records what sources said about releases. Own evidence replaces inherited evidence;
+/// inherited evidence never replaces a source's own.
+async fn upsert_evidence(
+    conn: &mut SqliteConnection,
+    rows: &[serde_json::Value],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, yanked, \
-            yanked_reason, available, prerelease_flag, inherited, first_seen_at, last_seen_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
+    const SQL: &str = "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, \
+            yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
+            first_seen_at, last_seen_at) \
+         SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, \
+            e.value ->> 5, e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
+            e.value ->> 10, e.value ->> 11, ?1, ?1 \
+         FROM json_each(?2) e WHERE true \
          ON CONFLICT (release_id, source) DO UPDATE SET \
             raw = excluded.raw, url = COALESCE(excluded.url, evidence.url), \
             published_at = COALESCE(excluded.published_at, evidence.published_at), \
             notes = COALESCE(excluded.notes, evidence.notes), yanked = excluded.yanked, \
             yanked_reason = excluded.yanked_reason, available = excluded.available, \
             prerelease_flag = excluded.prerelease_flag, inherited = excluded.inherited, \
-            last_seen_at = excluded.last_seen_at \
+            fingerprint = excluded.fingerprint, last_seen_at = excluded.last_seen_at \
          WHERE evidence.inherited = 1 OR excluded.inherited = 0";
     sqlx::query(SQL)
-        .bind(release_id)
-        .bind(source.as_str())
-        .bind(&obs.raw)
-        .bind(&obs.url)
-        .bind(obs.published_at.map(ts))
-        .bind(&obs.notes)
-        .bind(obs.yanked)
-        .bind(&obs.yanked_reason)
-        .bind(obs.available)
-        .bind(obs.prerelease_flag)
-        .bind(inherited)
         .bind(ts(now))
+        .bind(serde_json::Value::from(rows.to_vec()).to_string())
         .execute(&mut *conn)
         .await?;
     Ok(())

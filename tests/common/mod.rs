@@ -70,6 +70,8 @@ struct Doc {
 struct State {
     docs: HashMap<String, Doc>,
     faults: Vec<(String, Fault)>,
+    /// Send no `ETag`/`Last-Modified` (and so never a 304), like some proxies and blogs.
+    no_validators: bool,
 }
 
 struct Responder(Arc<Mutex<State>>);
@@ -141,19 +143,22 @@ impl Respond for Responder {
             .find(|(name, _)| name.eq_ignore_ascii_case("etag"))
             .map(|(_, value)| value.clone())
             .unwrap_or_else(|| etag_of(&doc.body));
-        let matches = req
-            .headers
-            .get("if-none-match")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == etag);
+        let matches = !state.no_validators
+            && req
+                .headers
+                .get("if-none-match")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == etag);
         let mut template = if matches {
             ResponseTemplate::new(304)
         } else {
             ResponseTemplate::new(200).set_body_raw(doc.body.clone(), &doc.content_type)
         };
-        template = template
-            .insert_header("etag", etag.as_str())
-            .insert_header("last-modified", "Wed, 08 Jul 2026 10:01:22 GMT");
+        if !state.no_validators {
+            template = template
+                .insert_header("etag", etag.as_str())
+                .insert_header("last-modified", "Wed, 08 Jul 2026 10:01:22 GMT");
+        }
         for (name, value) in &doc.headers {
             template = template.insert_header(name.as_str(), value.as_str());
         }
@@ -233,6 +238,11 @@ impl Upstream {
             .expect("state")
             .faults
             .push((prefix.to_string(), fault));
+    }
+
+    /// Stops (or starts again) sending `ETag` and `Last-Modified`, and so answering 304.
+    pub fn send_validators(&self, send: bool) {
+        self.state.lock().expect("state").no_validators = !send;
     }
 
     /// Removes every fault.
