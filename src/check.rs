@@ -605,8 +605,9 @@ async fn record_project(
         }
     }
     // Who hears about it is decided in the same transaction that records it.
-    let (queued, digest_items) =
+    let (mut queued, digest_items) =
         queue_release_mail(app, &mut tx, &project.name, &announced, now).await?;
+    queued += crate::notify::channels::queue_releases(app, &mut tx, &announced, now).await?;
     if dry_run {
         tx.rollback().await?;
     } else {
