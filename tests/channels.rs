@@ -880,3 +880,184 @@ async fn long_text_stays_within_each_services_limits() {
     assert_eq!(hook["data"]["version"], "2026.2.31");
     assert_eq!(hook["data"]["releases"].as_array().map(Vec::len), Some(31));
 }
+
+/// Runs the real binary with `env`, off the runtime's threads.
+async fn herald(w: &World, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+    let mut cmd = w.sandbox.command(args);
+    cmd.args(w.sandbox.args(&w.upstream.url(), None));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .expect("run herald");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_test_reads_secrets_from_the_environment_and_never_prints_them() {
+    let w = World::new().await;
+    let slack_url = w.receiver(Kind::Slack).url();
+    let discord_url = w.receiver(Kind::Discord).url();
+    let toml = format!(
+        r#"[[channel]]
+name = "hook"
+kind = "webhook"
+url = "{}"
+secret = "${{HOOK_SECRET}}"
+
+[[channel]]
+name = "room"
+kind = "matrix"
+url = "{}"
+room = "{}"
+secret = "${{MATRIX_TOKEN}}"
+
+[[channel]]
+name = "slack"
+kind = "slack"
+url = "${{SLACK_URL}}"
+
+[[channel]]
+name = "discord"
+kind = "discord"
+url = "${{DISCORD_URL}}"
+
+[[channel]]
+name = "phone"
+kind = "ntfy"
+url = "{}"
+topic = "{}"
+secret = "${{NTFY_TOKEN}}"
+"#,
+        w.receiver(Kind::Webhook).url(),
+        w.receiver(Kind::Matrix).url(),
+        receivers::ROOM,
+        w.receiver(Kind::Ntfy).url(),
+        receivers::TOPIC,
+    );
+    let file = w.sandbox.path("channels.toml");
+    std::fs::write(&file, &toml).expect("write");
+    let env = vec![
+        ("HERALD_CHANNELS", file.display().to_string()),
+        ("HERALD_LOG", "trace".to_string()),
+        ("HOOK_SECRET", receivers::WHSEC.to_string()),
+        ("MATRIX_TOKEN", receivers::TOKEN.to_string()),
+        ("NTFY_TOKEN", receivers::TOKEN.to_string()),
+        ("SLACK_URL", slack_url),
+        ("DISCORD_URL", discord_url),
+    ];
+    let secrets = [
+        receivers::WHSEC.trim_start_matches("whsec_"),
+        receivers::TOKEN,
+        "XXXXSECRET",
+        "DISCORDSECRET",
+    ];
+    let clean = |text: &str| {
+        for s in secrets {
+            assert!(!text.contains(s), "a secret was printed: {text}");
+        }
+    };
+    for kind in Kind::ALL {
+        let (code, out, err) = herald(&w, &["send-test", name(kind)], &env).await;
+        assert_eq!(code, 0, "{kind:?}: {out}{err}");
+        assert!(
+            out.starts_with(&format!(
+                "Sent a test notification through the {} channel {}",
+                kind.as_str(),
+                name(kind)
+            )),
+            "{out}"
+        );
+        assert!(out.contains("The receiver answered: HTTP 20"), "{out}");
+        clean(&out);
+        clean(&err);
+        assert_eq!(w.receiver(kind).accepted().len(), 1, "{kind:?}");
+    }
+    let test = w.receiver(Kind::Webhook).accepted()[0].json();
+    assert_eq!(test["type"], "herald.test");
+    conforms(&schema(), &test, "event").expect("the test event follows the schema");
+
+    // A refusal is printed with the answer, and still no secret.
+    w.receiver(Kind::Discord).fault(Fault::Status(
+        404,
+        vec![],
+        r#"{"message": "Unknown Webhook", "code": 10015}"#.into(),
+    ));
+    let (code, out, err) = herald(&w, &["send-test", "discord"], &env).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(
+            "the test notification through the discord channel discord (http://127.0.0.1:"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("HTTP 404: {\"message\": \"Unknown Webhook\", \"code\": 10015}"),
+        "{err}"
+    );
+    clean(&out);
+    clean(&err);
+
+    // 410 disables the channel, and `herald outbox` says so until a test goes through.
+    w.receiver(Kind::Slack)
+        .fault(Fault::Status(410, vec![], "no_service".into()));
+    let (code, _, _) = herald(&w, &["send-test", "slack"], &env).await;
+    assert_eq!(code, 1);
+    let (code, out, err) = herald(&w, &["outbox"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Channel slack is DISABLED since"), "{out}");
+    assert!(out.contains("HTTP 410: no_service"), "{out}");
+    assert!(
+        out.contains("#slack"),
+        "deliveries name their channel: {out}"
+    );
+    clean(&out);
+    let (code, _, err) = herald(&w, &["send-test", "slack"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = herald(&w, &["outbox"], &env).await;
+    assert!(!out.contains("DISABLED"), "{out}");
+
+    let (code, _, err) = herald(&w, &["send-test", "nope"], &env).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no channel is named `nope` (configured: hook, room, slack, discord, phone)"),
+        "{err}"
+    );
+
+    // A missing variable stops Herald at start, naming the file, the line and the variable.
+    let without: Vec<(&str, String)> = env
+        .iter()
+        .filter(|(k, _)| *k != "MATRIX_TOKEN")
+        .cloned()
+        .collect();
+    let (code, _, err) = herald(&w, &["send-test", "hook"], &without).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{}:12: `${{MATRIX_TOKEN}}` refers to the environment variable MATRIX_TOKEN, which is not set",
+            file.display()
+        )),
+        "{err}"
+    );
+    // So does a broken file.
+    std::fs::write(
+        &file,
+        toml.replace("kind = \"ntfy\"", "kind = \"telegram\""),
+    )
+    .expect("write");
+    let (code, _, err) = herald(&w, &["check", "--dry-run"], &env).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{}:26: unknown variant `telegram`",
+            file.display()
+        )),
+        "{err}"
+    );
+}
