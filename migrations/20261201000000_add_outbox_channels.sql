@@ -16,3 +16,13 @@ CREATE TABLE channel_state (
     disabled_reason TEXT,
     updated_at      TEXT NOT NULL
 );
+
+-- The verdicts a channel with an inventory was last sent for a core feature release (the
+-- channel's twin of compat_state): follow-ups compare against it.
+CREATE TABLE channel_compat_state (
+    channel         TEXT    NOT NULL,
+    core_release_id INTEGER NOT NULL REFERENCES releases (id) ON DELETE CASCADE,
+    verdicts        TEXT    NOT NULL,      -- JSON object: plugin -> verdict
+    updated_at      TEXT    NOT NULL,
+    PRIMARY KEY (channel, core_release_id)
+);

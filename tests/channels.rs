@@ -214,7 +214,9 @@ fn conforms(schema: &Value, value: &Value, at: &str) -> Result<(), String> {
             Value::Array(_) => "array",
             Value::Object(_) => "object",
         };
-        if !allowed.contains(&actual) && !(actual == "integer" && allowed.contains(&"number")) {
+        let fits =
+            allowed.contains(&actual) || (actual == "integer" && allowed.contains(&"number"));
+        if !fits {
             return Err(format!("{at}: {actual} is not {allowed:?}"));
         }
     }

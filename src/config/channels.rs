@@ -18,6 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::inventory::{self, Installed};
 use crate::model::{Project, ReleaseClass};
 
 /// A channels file Herald refuses.
@@ -114,10 +115,6 @@ impl ChannelMessage {
     }
 }
 
-/// The messages channels deliver today; the others are refused at start rather than
-/// silently never sent.
-pub const DELIVERED_MESSAGES: &[ChannelMessage] = &[ChannelMessage::Release];
-
 /// A configured channel.
 #[derive(Clone)]
 pub struct Channel {
@@ -146,6 +143,8 @@ pub struct Channel {
     pub classes: Vec<ReleaseClass>,
     /// Messages it carries.
     pub messages: Vec<ChannelMessage>,
+    /// The inventory its operator alerts are about (`installed` and `freeze`).
+    pub installed: Vec<Installed>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -160,6 +159,7 @@ impl std::fmt::Debug for Channel {
             .field("projects", &self.projects)
             .field("classes", &self.classes)
             .field("messages", &self.messages)
+            .field("installed", &self.installed.len())
             .finish()
     }
 }
@@ -169,6 +169,16 @@ impl Channel {
     pub fn wants_release(&self, project: &str, class: ReleaseClass) -> bool {
         self.messages.contains(&ChannelMessage::Release)
             && self.classes.contains(&class)
+            && self
+                .projects
+                .as_ref()
+                .is_none_or(|p| p.iter().any(|name| name == project))
+    }
+
+    /// Whether this channel carries `message` about the core project `project`.
+    pub fn wants_alert(&self, message: ChannelMessage, project: &str) -> bool {
+        self.messages.contains(&message)
+            && !self.installed.is_empty()
             && self
                 .projects
                 .as_ref()
@@ -263,16 +273,27 @@ pub fn load_file(path: &Path, projects: &[Project]) -> Result<Vec<Channel>, Chan
         file: file.clone(),
         source,
     })?;
-    parse(&text, &file, projects, &|name| std::env::var(name).ok())
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(
+        &text,
+        &file,
+        projects,
+        &|name| std::env::var(name).ok(),
+        &|freeze| std::fs::read_to_string(base.join(freeze)).map_err(|e| e.to_string()),
+    )
 }
 
-/// Parses and validates channels from TOML text; `origin` names the file in messages and
-/// `env` resolves `${NAME}` references.
+/// Reads a freeze file named in the channels file (relative to its folder).
+pub type ReadFreeze<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+/// Parses and validates channels from TOML text; `origin` names the file in messages, `env`
+/// resolves `${NAME}` references and `read_freeze` reads `freeze` files.
 pub fn parse(
     text: &str,
     origin: &str,
     projects: &[Project],
     env: &dyn Fn(&str) -> Option<String>,
+    read_freeze: ReadFreeze<'_>,
 ) -> Result<Vec<Channel>, ChannelsError> {
     let fail = |span: Option<Range<usize>>, message: String| ChannelsError::Invalid {
         file: origin.to_string(),
@@ -301,7 +322,7 @@ pub fn parse(
                 format!("channel `{name}` is listed twice (first on line {first})"),
             ));
         }
-        let channel = channel(c, name, projects, env)
+        let channel = channel(c, name, projects, env, read_freeze)
             .map_err(|(span, message)| fail(span.or(Some(entry.span())), message))?;
         channels.push(channel);
     }
@@ -315,6 +336,7 @@ fn channel(
     name: String,
     projects: &[Project],
     env: &dyn Fn(&str) -> Option<String>,
+    read_freeze: ReadFreeze<'_>,
 ) -> Result<Channel, Problem> {
     let kind = *c.kind.get_ref();
     let at = |span: Range<usize>| move |message: String| (Some(span.clone()), message);
@@ -429,6 +451,32 @@ fn channel(
         p => p.as_ref().map(|p| *p.get_ref()),
     };
     let filter = filters(c, &name, projects)?;
+    let installed = inventory_of(c, &name, read_freeze)?;
+    let alerts = [
+        ChannelMessage::CompatReport,
+        ChannelMessage::CompatFollowup,
+        ChannelMessage::BugfixAdvice,
+    ];
+    let wants_alerts = filter.2.iter().any(|m| alerts.contains(m));
+    if wants_alerts && installed.is_empty() {
+        return Err((
+            c.messages.as_ref().map(|s| s.span()),
+            format!(
+                "channel `{name}`: compat_report, compat_followup and bugfix_advice are about an inventory: add `installed = [\"pretalx==2026.1.2\", ...]` or `freeze = \"FILE\"`"
+            ),
+        ));
+    }
+    if !wants_alerts && !installed.is_empty() {
+        return Err((
+            c.installed
+                .as_ref()
+                .map(|s| s.span())
+                .or(c.freeze.as_ref().map(|s| s.span())),
+            format!(
+                "channel `{name}`: an inventory serves compat_report, compat_followup and bugfix_advice messages: add them to `messages`"
+            ),
+        ));
+    }
     Ok(Channel {
         shown_url: shown(&url),
         url: SecretString::from(url_text),
@@ -440,6 +488,7 @@ fn channel(
         projects: filter.0,
         classes: filter.1,
         messages: filter.2,
+        installed,
         kind,
         name,
     })
@@ -536,29 +585,38 @@ fn filters(c: &RawChannel, name: &str, projects: &[Project]) -> Result<Filters, 
         None => vec![ChannelMessage::Release],
         Some(list) => list.get_ref().clone(),
     };
-    if let Some(m) = messages.iter().find(|m| !DELIVERED_MESSAGES.contains(m)) {
-        return Err((
-            c.messages.as_ref().map(|s| s.span()),
-            format!(
-                "channel `{name}`: `{}` messages are delivered by mail only in this version of Herald; channels carry `release`",
-                m.as_str()
-            ),
-        ));
-    }
-    if let Some(span) = c
-        .installed
-        .as_ref()
-        .map(|s| s.span())
-        .or(c.freeze.as_ref().map(|s| s.span()))
-    {
-        return Err((
-            Some(span),
-            format!(
-                "channel `{name}`: an inventory (`installed`, `freeze`) serves compatibility and bugfix messages, which channels do not carry in this version of Herald"
-            ),
-        ));
-    }
     Ok((chosen, classes, messages))
+}
+
+/// `installed = ["NAME==VERSION", ...]` and `freeze = "FILE"` together.
+fn inventory_of(
+    c: &RawChannel,
+    name: &str,
+    read_freeze: ReadFreeze<'_>,
+) -> Result<Vec<Installed>, Problem> {
+    let mut out = Vec::new();
+    if let Some(list) = &c.installed {
+        for spec in list.get_ref() {
+            out.push(
+                inventory::parse_installed(spec)
+                    .map_err(|e| (Some(list.span()), format!("channel `{name}`: {e}")))?,
+            );
+        }
+    }
+    if let Some(freeze) = &c.freeze {
+        let text = read_freeze(freeze.get_ref()).map_err(|e| {
+            (
+                Some(freeze.span()),
+                format!("channel `{name}`: cannot read {}: {e}", freeze.get_ref()),
+            )
+        })?;
+        let (pins, _notes) = inventory::parse_freeze(&text);
+        for pin in pins {
+            out.retain(|p: &Installed| p.name != pin.name);
+            out.push(pin);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -580,8 +638,15 @@ mod tests {
         crate::config::projects::preset().expect("preset")
     }
 
+    fn no_files(name: &str) -> Result<String, String> {
+        match name {
+            "freeze.txt" => Ok("pretalx==2026.1.2\npretalx-pages==1.9.0\n".into()),
+            _ => Err("No such file or directory (os error 2)".into()),
+        }
+    }
+
     fn err(text: &str) -> String {
-        parse(text, "channels.toml", &projects(), &env)
+        parse(text, "channels.toml", &projects(), &env, &no_files)
             .expect_err("must be refused")
             .to_string()
     }
@@ -622,7 +687,7 @@ url = "https://ntfy.example.org"
 topic = "herald"
 priority = 4
 "#;
-        let channels = parse(text, "channels.toml", &projects(), &env).expect("parses");
+        let channels = parse(text, "channels.toml", &projects(), &env, &no_files).expect("parses");
         assert_eq!(channels.len(), 5);
         assert_eq!(
             channels[0].projects.as_deref(),
@@ -715,11 +780,55 @@ priority = 4
     }
 
     #[test]
+    fn operator_alerts_need_an_inventory() {
+        let head = "[[channel]]\nname = \"a\"\nkind = \"slack\"\nurl = \"https://h.example.org\"\n";
+        let e = err(&format!(
+            "{head}messages = [\"release\", \"compat_report\"]\n"
+        ));
+        assert!(e.starts_with("channels.toml:5: channel `a`: compat_report, compat_followup and bugfix_advice are about an inventory"), "{e}");
+        let e = err(&format!("{head}installed = [\"pretalx==2026.1.2\"]\n"));
+        assert!(
+            e.starts_with("channels.toml:5: channel `a`: an inventory serves"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}messages = [\"bugfix_advice\"]\ninstalled = [\"pretalx=2026\"]\n"
+        ));
+        assert!(
+            e.starts_with("channels.toml:6: channel `a`: `pretalx=2026` is not NAME==VERSION"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}messages = [\"bugfix_advice\"]\nfreeze = \"nope.txt\"\n"
+        ));
+        assert!(
+            e.starts_with("channels.toml:6: channel `a`: cannot read nope.txt: No such file"),
+            "{e}"
+        );
+        let e = err(&format!("{head}messages = [\"tweet\"]\n"));
+        assert!(
+            e.starts_with("channels.toml:5: unknown variant `tweet`"),
+            "{e}"
+        );
+        let text = format!(
+            "{head}messages = [\"release\", \"compat_report\", \"compat_followup\", \"bugfix_advice\"]\ninstalled = [\"pretalx==2026.1.1\"]\nfreeze = \"freeze.txt\"\n"
+        );
+        let channels = parse(&text, "c.toml", &projects(), &env, &no_files).expect("parses");
+        let pins: Vec<String> = channels[0]
+            .installed
+            .iter()
+            .map(|i| format!("{}=={}", i.name, i.version))
+            .collect();
+        assert_eq!(pins, ["pretalx==2026.1.2", "pretalx-pages==1.9.0"]);
+        assert!(channels[0].wants_alert(ChannelMessage::CompatReport, "pretalx"));
+    }
+
+    #[test]
     fn several_secrets_while_rotating() {
         let text = format!(
             "[[channel]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://h.example.org\"\nsecret = [\"${{HOOK_SECRET}}\", \"{SECRET}\"]\n"
         );
-        let channels = parse(&text, "c.toml", &projects(), &env).expect("parses");
+        let channels = parse(&text, "c.toml", &projects(), &env, &no_files).expect("parses");
         assert_eq!(channels[0].secrets.len(), 2);
     }
 }

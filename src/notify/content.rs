@@ -280,6 +280,18 @@ pub struct ChannelReleases {
     pub releases: Vec<ReleaseView>,
 }
 
+/// Context of a channel's operator alert (`compat_report`, `compat_followup`,
+/// `bugfix_advice`): the mail's context (`advice`, `compatible`, `total`, `waiting`, `trigger`,
+/// `changed`, `found`, `upgrade_to`) and the channel's name.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelAlert {
+    /// The channel's name.
+    pub channel: String,
+    /// What the mail would say.
+    #[serde(flatten)]
+    pub alert: AlertMail,
+}
+
 /// Context of a channel's `test` notification.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelTest {
@@ -343,6 +355,22 @@ pub mod samples {
             channel: "ops".into(),
             release: release(),
             releases: vec![release(), odd],
+        }
+    }
+
+    /// A channel's operator alert sample.
+    pub fn channel_alert() -> ChannelAlert {
+        ChannelAlert {
+            channel: "ops".into(),
+            alert: alert(),
+        }
+    }
+
+    /// A channel's operator alert sample for a pass that found several releases.
+    pub fn channel_alert_found() -> ChannelAlert {
+        ChannelAlert {
+            channel: "ops".into(),
+            alert: alert_found(),
         }
     }
 

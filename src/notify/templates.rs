@@ -68,10 +68,42 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "ntfy/release.md.j2",
     "ntfy/test.title.txt.j2",
     "ntfy/test.md.j2",
+    "webhook/compat_report.txt.j2",
+    "matrix/compat_report.txt.j2",
+    "matrix/compat_report.html.j2",
+    "slack/compat_report.slack.j2",
+    "discord/compat_report.md.j2",
+    "ntfy/compat_report.title.txt.j2",
+    "ntfy/compat_report.md.j2",
+    "webhook/compat_followup.txt.j2",
+    "matrix/compat_followup.txt.j2",
+    "matrix/compat_followup.html.j2",
+    "slack/compat_followup.slack.j2",
+    "discord/compat_followup.md.j2",
+    "ntfy/compat_followup.title.txt.j2",
+    "ntfy/compat_followup.md.j2",
+    "webhook/bugfix_advice.txt.j2",
+    "matrix/bugfix_advice.txt.j2",
+    "matrix/bugfix_advice.html.j2",
+    "slack/bugfix_advice.slack.j2",
+    "discord/bugfix_advice.md.j2",
+    "ntfy/bugfix_advice.title.txt.j2",
+    "ntfy/bugfix_advice.md.j2",
+    "matrix/advice.txt.j2",
+    "matrix/advice.html.j2",
+    "slack/advice.slack.j2",
+    "discord/advice.md.j2",
+    "ntfy/advice.md.j2",
 ];
 
 /// The kinds of channel notification, one template set per channel kind each.
-pub const CHANNEL_KINDS: [&str; 2] = ["release", "test"];
+pub const CHANNEL_KINDS: [&str; 5] = [
+    "release",
+    "compat_report",
+    "compat_followup",
+    "bugfix_advice",
+    "test",
+];
 
 /// A rendered channel notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +285,10 @@ impl Templates {
         for channel in ["webhook", "matrix", "slack", "discord", "ntfy"] {
             self.render_channel(channel, "release", &content::samples::channel_releases())?;
             self.render_channel(channel, "test", &content::samples::channel_test())?;
+            for kind in ["compat_report", "compat_followup", "bugfix_advice"] {
+                self.render_channel(channel, kind, &content::samples::channel_alert())?;
+                self.render_channel(channel, kind, &content::samples::channel_alert_found())?;
+            }
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 use reqwest::header::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use super::content::{self, ChannelReleases, ChannelTest, ReleaseView};
+use super::content::{self, AlertMail, ChannelAlert, ChannelReleases, ChannelTest, ReleaseView};
 use super::{DispatchOptions, MAX_ATTEMPTS, Shared, retry_delay, stopping};
 use crate::app::App;
 use crate::config::HttpSettings;
@@ -271,6 +271,9 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Answer {
 pub enum Subject {
     /// New releases of one project, newest first.
     Releases(Vec<(ReleaseRow, ReleaseView)>),
+    /// An operator alert (`compat_report`, `compat_followup`, `bugfix_advice`) with the
+    /// report as queued.
+    Alert(String, serde_json::Value),
     /// A test notification sent at this time.
     Test(DateTime<Utc>),
 }
@@ -307,6 +310,9 @@ async fn subject(app: &App, row: &OutboxRow) -> anyhow::Result<Result<Subject, S
             }
             Ok(Ok(Subject::Releases(releases)))
         }
+        "compat_report" | "compat_followup" | "bugfix_advice" => {
+            Ok(Ok(Subject::Alert(row.kind.clone(), row.payload.clone())))
+        }
         "test" => {
             let at = row.payload["sent_at"]
                 .as_str()
@@ -338,6 +344,23 @@ pub fn prepare(
             };
             templates.render_channel(kind, "release", &ctx)
         }
+        Subject::Alert(alert, payload) => templates.render_channel(
+            kind,
+            alert,
+            &ChannelAlert {
+                channel: channel.name.clone(),
+                alert: AlertMail::new(
+                    payload,
+                    content::Footer {
+                        reason: format!(
+                            "This channel ({}) receives Herald's operator alerts for the inventory configured in HERALD_CHANNELS.",
+                            channel.name
+                        ),
+                        unsubscribe_url: app.notifier.base_url.to_string(),
+                    },
+                ),
+            },
+        ),
         Subject::Test(at) => templates.render_channel(
             kind,
             "test",

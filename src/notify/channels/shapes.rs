@@ -179,6 +179,11 @@ fn first_link(subject: &Subject) -> Option<String> {
                 .or_else(|| v.links.package.clone())
                 .or_else(|| v.links.blog.clone())
         }),
+        Subject::Alert(_, payload) => payload["core"]["feature_releases_between"]
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|r| r["url"].as_str())
+            .map(str::to_string),
         Subject::Test(_) => None,
     }
 }
@@ -263,6 +268,14 @@ fn ntfy(channel: &Channel, subject: &Subject, text: &ChannelText, id: &str) -> V
             tags.extend(releases.first().map(|(r, _)| r.class.as_str().to_string()));
             tags
         }
+        Subject::Alert(kind, _) => vec![
+            if kind == "bugfix_advice" {
+                "warning"
+            } else {
+                "jigsaw"
+            }
+            .to_string(),
+        ],
         Subject::Test(_) => vec!["white_check_mark".to_string()],
     };
     let mut message = json!({

@@ -92,6 +92,14 @@ pub fn event(channel: &str, subject: &Subject, text: &str, now: DateTime<Utc>) -
                 .into();
             ("release.published", data)
         }
+        Subject::Alert(kind, payload) => (
+            match kind.as_str() {
+                "compat_report" => "compat.report",
+                "compat_followup" => "compat.followup",
+                _ => "bugfix.advice",
+            },
+            payload.clone(),
+        ),
         Subject::Test(at) => (
             "herald.test",
             json!({ "sent_at": at.to_rfc3339_opts(SecondsFormat::Secs, true) }),
