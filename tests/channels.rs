@@ -1020,10 +1020,18 @@ secret = "${{NTFY_TOKEN}}"
         "deliveries name their channel: {out}"
     );
     clean(&out);
+    let (code, out, _) = herald(&w, &["status"], &env).await;
+    assert_eq!(code, 2, "a disabled channel needs attention: {out}");
+    assert!(
+        out.contains("channel slack is disabled since") && out.contains("herald send-test slack"),
+        "{out}"
+    );
     let (code, _, err) = herald(&w, &["send-test", "slack"], &env).await;
     assert_eq!(code, 0, "{err}");
     let (_, out, _) = herald(&w, &["outbox"], &env).await;
     assert!(!out.contains("DISABLED"), "{out}");
+    let (_, out, _) = herald(&w, &["status"], &env).await;
+    assert!(!out.contains("channel slack is disabled"), "{out}");
 
     let (code, _, err) = herald(&w, &["send-test", "nope"], &env).await;
     assert_eq!(code, 1);

@@ -1,4 +1,4 @@
-//! Mail: the outbox dispatcher, templates and SMTP delivery.
+//! Notifications: the outbox dispatcher, templates, SMTP delivery and the channels.
 //!
 //! Messages are written to the outbox in the transaction that decided them (see `check`).
 //! [`dispatch`] queues the digests whose period ended, then claims due messages, renders
@@ -8,7 +8,11 @@
 //! server's answer. A crash between the server's acceptance and that record resends at most
 //! the messages in flight, once their claim expires; nothing is lost.
 //!
-//! Owns: everything SMTP. Does not own: who gets what (`decide`).
+//! The same dispatch runs the channel workers of [`channels`] beside the SMTP workers: they
+//! claim the channel deliveries of the same outbox and share the retry rules.
+//!
+//! Owns: everything SMTP, and running both kinds of worker. Does not own: who gets what
+//! (`decide`) or how a channel's request looks (`channels`).
 
 pub mod channels;
 pub mod content;
