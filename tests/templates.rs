@@ -237,3 +237,34 @@ fn channel_text_is_escaped_as_each_channel_reads_it() {
         );
     }
 }
+
+#[test]
+fn channel_templates_are_overridden_and_checked_like_the_mail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("slack")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("slack/release.slack.j2"),
+        "New: {% for r in releases %}{{ r.project }} {{ r.version }} {% endfor %}",
+    )
+    .expect("write");
+    let t = Templates::load(Some(dir.path())).expect("the override compiles");
+    let text = t
+        .render_channel("slack", "release", &samples::channel_releases())
+        .expect("renders")
+        .text;
+    assert_eq!(text, "New: pretalx 2026.2.1 a&amp;b&lt;c&gt; 2026.2.1");
+    // A broken override stops Herald at start, naming the file and the line.
+    std::fs::write(
+        dir.path().join("slack/release.slack.j2"),
+        "New:\n{{ release.nope.deeper }}",
+    )
+    .expect("write");
+    let err = Templates::load(Some(dir.path()))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.starts_with("template slack/release.slack.j2 (override "),
+        "{err}"
+    );
+    assert!(err.contains("slack/release.slack.j2:2"), "{err}");
+}
