@@ -1071,3 +1071,78 @@ secret = "${{NTFY_TOKEN}}"
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_crash_after_the_receiver_accepted_resends_the_same_delivery_id() {
+    for kind in Kind::ALL {
+        let w = World::new().await;
+        // Only this channel, and no relay: the crash hits this channel's delivery.
+        let block = w
+            .channels_toml("")
+            .split("[[channel]]")
+            .find(|b| b.contains(&format!("kind = \"{}\"", kind.as_str())))
+            .map(|b| format!("[[channel]]{b}"))
+            .expect("the channel's block");
+        let channels = w.sandbox.path("one-channel.toml");
+        std::fs::write(&channels, block).expect("write");
+        let projects = w.sandbox.projects(&pretalx::projects_toml(&w.upstream));
+        let channels = channels.display().to_string();
+        let (app, clock) = w
+            .sandbox
+            .app_with(
+                &w.upstream.url(),
+                Some(&projects),
+                at("2026-07-08T08:00:00Z"),
+                &["--channels", &channels],
+            )
+            .await;
+        check(&app).await;
+        w.release_2026_2_1();
+        check(&app).await;
+        let crash = notify::dispatch(
+            &app,
+            &DispatchOptions {
+                crash_after_accepting: Some(1),
+                ..DispatchOptions::default()
+            },
+        )
+        .await;
+        assert!(
+            crash.is_err(),
+            "{kind:?}: the dispatcher stopped as a crash would"
+        );
+        let r = w.receiver(kind);
+        assert_eq!(r.accepted().len(), 1, "{kind:?}");
+        assert_eq!(channel_row(&app, name(kind)).await.status, "sending");
+        // The claim of a dispatcher that may still live elsewhere expires, then the delivery
+        // goes out again, with the same id.
+        clock.advance(chrono::Duration::seconds(notify::CLAIM_SECS + 1));
+        let report = dispatch(&app).await;
+        assert_eq!(report.channels.sent, 1, "{kind:?}: {report:?}");
+        let got = r.accepted();
+        assert_eq!(got.len(), 2, "{kind:?}");
+        let row = channel_row(&app, name(kind)).await;
+        assert_eq!(row.status, "sent");
+        match kind {
+            Kind::Webhook => {
+                for g in &got {
+                    assert_eq!(
+                        g.header("webhook-id").as_deref(),
+                        Some(row.message_id.as_str())
+                    );
+                }
+            }
+            Kind::Matrix => {
+                assert_eq!(got[0].path, got[1].path, "the same txnId");
+                assert_eq!(r.events().len(), 1, "the homeserver shows one event");
+            }
+            Kind::Ntfy => {
+                for g in &got {
+                    assert_eq!(g.json()["sequence_id"], row.message_id);
+                }
+            }
+            // Slack and Discord have no idempotency key: the same message, twice.
+            Kind::Slack | Kind::Discord => assert_eq!(got[0].body, got[1].body),
+        }
+    }
+}
