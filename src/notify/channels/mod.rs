@@ -10,14 +10,13 @@
 //! disables the channel until `herald send-test` succeeds. The delivery id (webhook-id, Matrix
 //! txnId, ntfy sequence id) is the outbox row's `message_id`, the same on every attempt.
 //!
-//! Owns: shaping each channel's request (in [`shapes`]) and the webhook signature (in
-//! [`webhook`]), sending, and recording answers. Does not own: who gets what (`decide`) or the
+//! Owns: queueing a run's release notices in its transaction ([`queue_releases`]), shaping
+//! each channel's request (in [`shapes`]) and the webhook signature (in [`webhook`]), sending,
+//! and recording answers. Does not own: who gets what (`decide`) or the
 //! text (templates).
 
 pub mod shapes;
 pub mod webhook;
-
-use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -483,13 +482,13 @@ fn blocked_until(shared: &Shared, channel: &str) -> Option<DateTime<Utc>> {
         .copied()
 }
 
+/// Holds a channel's other deliveries of this dispatch until `until` (the receiver asked).
 fn block(shared: &Shared, channel: &str, until: DateTime<Utc>) {
-    let mut blocked = shared
+    shared
         .blocked
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let slot: &mut HashMap<String, DateTime<Utc>> = &mut blocked;
-    slot.insert(channel.to_string(), until);
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(channel.to_string(), until);
 }
 
 /// Records one receiver answer right after it arrived.
