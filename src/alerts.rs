@@ -6,6 +6,11 @@
 //! release: upgrade soon, or your line no longer gets fixes, with the known vulnerabilities
 //! the upgrade closes), and the follow-up when a plugin release changes a verdict.
 //!
+//! The same messages go to every channel of `HERALD_CHANNELS` that has an inventory
+//! (`installed`, `freeze`) and lists their kinds in `messages`; a channel's verdicts are kept
+//! apart from the subscribers' (`channel_compat_state`), so its follow-ups compare with what
+//! it was told.
+//!
 //! Owns: gathering the evidence (recorded releases, per-version documents fetched before any
 //! transaction) and queueing alerts through the outbox. Does not own: the verdict rules
 //! (`compat`) or delivery (`notify`).
@@ -19,12 +24,13 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::compat::{self, Assessment, CoreRelease, PluginRelease};
+use crate::config::channels::{Channel, ChannelMessage};
 use crate::decide::{self, CoreAlert, PassRelease};
 use crate::inventory::Installed;
 use crate::model::{Project, ReleaseClass, SourceKind, normalize_name};
 use crate::sources::FetchContext;
 use crate::sources::pypi::{ReleaseDoc, Vulnerability};
-use crate::store::{self, InventoryMap, NewMessage, ReleaseFilter, ReleaseRow};
+use crate::store::{self, InventoryMap, NewMessage, OperatorKey, ReleaseFilter, ReleaseRow};
 use crate::version;
 
 /// How long before or after a core release a plugin release counts as released alongside.
@@ -582,10 +588,44 @@ fn fingerprint(verdicts: &BTreeMap<String, String>) -> String {
         .collect()
 }
 
+/// The channel message kind of an alert kind.
+fn channel_message(kind: &str) -> Option<ChannelMessage> {
+    match kind {
+        "compat_report" => Some(ChannelMessage::CompatReport),
+        "compat_followup" => Some(ChannelMessage::CompatFollowup),
+        "bugfix_advice" => Some(ChannelMessage::BugfixAdvice),
+        _ => None,
+    }
+}
+
+/// Who an operator alert goes to: a subscriber by mail, or a channel of `HERALD_CHANNELS`
+/// with an inventory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    /// A subscriber with an inventory, by mail.
+    Mail {
+        /// Subscriber.
+        subscriber_id: i64,
+        /// Their address.
+        email: String,
+    },
+    /// A channel with an inventory.
+    Channel(String),
+}
+
+impl Target {
+    /// The key of what this operator was told (`compat_state`, `channel_compat_state`).
+    fn key(&self) -> OperatorKey {
+        match self {
+            Target::Mail { subscriber_id, .. } => OperatorKey::Subscriber(*subscriber_id),
+            Target::Channel(name) => OperatorKey::Channel(name.clone()),
+        }
+    }
+}
+
 /// A message the alerts phase will queue.
 struct Queued {
-    subscriber_id: i64,
-    email: String,
+    to: Target,
     kind: &'static str,
     subject_key: String,
     payload: serde_json::Value,
@@ -599,13 +639,12 @@ fn uses_core(app: &App, installed: &InventoryMap, core: &str) -> bool {
             .any(|p| p.plugin_of.as_deref() == Some(core))
 }
 
-/// Verdicts an operator was told, per (subscriber, core release).
-type CompatStates = BTreeMap<(i64, i64), BTreeMap<String, String>>;
+/// Verdicts an operator was told, per (operator, core release).
+type CompatStates = BTreeMap<(OperatorKey, i64), BTreeMap<String, String>>;
 
-/// An operator: a subscriber with an inventory.
+/// An operator: a subscriber or a channel with an inventory.
 struct Operator<'a> {
-    subscriber_id: i64,
-    email: &'a str,
+    to: Target,
     installed: &'a InventoryMap,
 }
 
@@ -618,7 +657,7 @@ struct Pass<'a> {
     found: Vec<ReleaseRow>,
     states: &'a CompatStates,
     queue: Vec<Queued>,
-    new_states: Vec<(i64, i64, BTreeMap<String, String>)>,
+    new_states: Vec<(OperatorKey, i64, BTreeMap<String, String>)>,
     report: AlertsReport,
 }
 
@@ -701,8 +740,7 @@ impl Pass<'_> {
             payload["found"] = serde_json::to_value(found)?;
         }
         self.queue.push(Queued {
-            subscriber_id: op.subscriber_id,
-            email: op.email.to_string(),
+            to: op.to.clone(),
             kind,
             subject_key: format!("{prefix}:{}:{}", core.name, key_of(release)),
             payload,
@@ -730,7 +768,7 @@ impl Pass<'_> {
         )
         .await?;
         self.new_states
-            .push((op.subscriber_id, release.id, verdict_map(&advice.plugins)));
+            .push((op.to.key(), release.id, verdict_map(&advice.plugins)));
         if let Some(newer_v) = newer.and_then(|r| r.parsed.as_ref())
             && !advice.plugins.is_empty()
         {
@@ -768,9 +806,10 @@ impl Pass<'_> {
         if triggers.is_empty() {
             return Ok(());
         }
+        let key = op.to.key();
         let told = self
             .states
-            .range((op.subscriber_id, i64::MIN)..=(op.subscriber_id, i64::MAX));
+            .range((key.clone(), i64::MIN)..=(key.clone(), i64::MAX));
         for ((_, core_release_id), before) in told {
             let Some(core_release) = app.store.release(*core_release_id).await? else {
                 continue;
@@ -810,8 +849,7 @@ impl Pass<'_> {
                 core.name,
                 fingerprint(&after)
             );
-            self.new_states
-                .push((op.subscriber_id, *core_release_id, after));
+            self.new_states.push((key.clone(), *core_release_id, after));
             if superseded {
                 continue;
             }
@@ -820,8 +858,7 @@ impl Pass<'_> {
                 serde_json::json!({"project": trigger.project, "version": trigger.version});
             payload["changed"] = serde_json::to_value(changed)?;
             self.queue.push(Queued {
-                subscriber_id: op.subscriber_id,
-                email: op.email.to_string(),
+                to: op.to.clone(),
                 kind: "compat_followup",
                 subject_key,
                 payload,
@@ -878,8 +915,10 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
             continue;
         };
         let op = Operator {
-            subscriber_id: *subscriber_id,
-            email,
+            to: Target::Mail {
+                subscriber_id: *subscriber_id,
+                email: email.clone(),
+            },
             installed,
         };
         for core in &cores {
@@ -887,25 +926,96 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
             pass.followups(&op, core, told).await?;
         }
     }
+    let channel_inventories: Vec<(&Channel, InventoryMap)> = app
+        .config
+        .channels
+        .iter()
+        .filter(|c| !c.installed.is_empty())
+        .map(|c| (c, tracked_inventory(app, &c.installed).0))
+        .collect();
+    for (channel, installed) in &channel_inventories {
+        let op = Operator {
+            to: Target::Channel(channel.name.clone()),
+            installed,
+        };
+        for core in &cores {
+            if [
+                ChannelMessage::CompatReport,
+                ChannelMessage::CompatFollowup,
+                ChannelMessage::BugfixAdvice,
+            ]
+            .iter()
+            .any(|m| channel.wants_alert(*m, &core.name))
+            {
+                let told = pass.core_message(&op, core).await?;
+                pass.followups(&op, core, told).await?;
+            }
+        }
+    }
+    // A channel gets the kinds of message it lists (the verdicts are recorded regardless).
+    pass.queue.retain(|q| match &q.to {
+        Target::Mail { .. } => true,
+        Target::Channel(name) => app.config.channel(name).is_some_and(|c| {
+            let core = q.subject_key.split(':').nth(1).unwrap_or_default();
+            channel_message(q.kind).is_some_and(|m| c.wants_alert(m, core))
+        }),
+    });
+    pass.report.compat_reports = pass
+        .queue
+        .iter()
+        .filter(|q| q.kind == "compat_report")
+        .count();
+    pass.report.followups = pass
+        .queue
+        .iter()
+        .filter(|q| q.kind == "compat_followup")
+        .count();
+    pass.report.bugfix_advice = pass
+        .queue
+        .iter()
+        .filter(|q| q.kind == "bugfix_advice")
+        .count();
     let mut tx = app.store.begin().await?;
     for q in &pass.queue {
-        let message_id = app.notifier.message_id(&q.email, &q.subject_key);
-        store::enqueue(
-            &mut tx,
-            &NewMessage {
-                subscriber_id: Some(q.subscriber_id),
-                recipient: &q.email,
-                kind: q.kind,
-                subject_key: &q.subject_key,
-                payload: &q.payload,
-                message_id: &message_id,
-            },
-            now,
-        )
-        .await?;
+        match &q.to {
+            Target::Mail {
+                subscriber_id,
+                email,
+            } => {
+                let message_id = app.notifier.message_id(email, &q.subject_key);
+                store::enqueue(
+                    &mut tx,
+                    &NewMessage {
+                        subscriber_id: Some(*subscriber_id),
+                        recipient: email,
+                        kind: q.kind,
+                        subject_key: &q.subject_key,
+                        payload: &q.payload,
+                        message_id: &message_id,
+                    },
+                    now,
+                )
+                .await?;
+            }
+            Target::Channel(name) => {
+                let delivery_id = crate::notify::channels::delivery_id(name, &q.subject_key);
+                store::enqueue_channel(
+                    &mut tx,
+                    &store::ChannelDelivery {
+                        channel: name,
+                        kind: q.kind,
+                        subject_key: &q.subject_key,
+                        payload: &q.payload,
+                        delivery_id: &delivery_id,
+                    },
+                    now,
+                )
+                .await?;
+            }
+        }
     }
-    for (subscriber_id, core_release_id, verdicts) in &pass.new_states {
-        store::put_compat_state(&mut tx, *subscriber_id, *core_release_id, verdicts, now).await?;
+    for (operator, core_release_id, verdicts) in &pass.new_states {
+        store::put_compat_state(&mut tx, operator, *core_release_id, verdicts, now).await?;
     }
     for id in &pending {
         store::mark_alerts_done(&mut tx, *id, now).await?;

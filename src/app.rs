@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::notify::Notifier;
+use crate::notify::channels::ChannelClient;
 use crate::notify::mail::{self, Mailer};
 use crate::notify::templates::Templates;
 use crate::sources::Sources;
@@ -115,6 +116,11 @@ impl App {
             base_url: config.base_url.clone(),
             connections: config.smtp_connections as usize,
             claim_secs: i64::from(config.claim_seconds),
+            channels: if config.channels.is_empty() {
+                None
+            } else {
+                Some(ChannelClient::new(&config.http).context("cannot set up channel delivery")?)
+            },
         });
         Ok(App {
             config: Arc::new(config),

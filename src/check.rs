@@ -541,10 +541,17 @@ impl Recorder<'_> {
             .record_withdrawals(&mut tx, project, &found.rejected)
             .await?;
         // Who hears about it is decided in the same transaction that records it.
-        let (queued, digest_items) = queue_release_mail(
+        let (mut queued, digest_items) = queue_release_mail(
             self.app,
             &mut tx,
             &project.name,
+            &recorded.announced,
+            self.now,
+        )
+        .await?;
+        queued += crate::notify::channels::queue_releases(
+            self.app,
+            &mut tx,
             &recorded.announced,
             self.now,
         )

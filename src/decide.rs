@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Duration, NaiveTime, Utc};
 use pep440_rs::Version;
 
+use crate::config::channels::Channel;
 use crate::model::{DigestMode, ReleaseClass, Subscriber, SubscriberStatus};
 use crate::version;
 
@@ -172,6 +173,47 @@ pub fn instant_messages(releases: &[NewRelease], deliveries: &[Delivery]) -> Vec
             })
         })
         .collect()
+}
+
+/// One channel notification: every release of one project that one run found and the
+/// channel's filters (projects, classes) let through, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelNotice {
+    /// The channel's name.
+    pub channel: String,
+    /// Project.
+    pub project: String,
+    /// The releases, newest first.
+    pub release_ids: Vec<i64>,
+    /// The outbox subject key: the newest release's [`release_subject`], as for mail.
+    pub subject_key: String,
+}
+
+/// Decides the channel notifications for `releases` (one project's, from one run): one per
+/// channel whose filters let at least one release through.
+pub fn channel_notices(releases: &[NewRelease], channels: &[Channel]) -> Vec<ChannelNotice> {
+    let mut out = Vec::new();
+    for channel in channels {
+        let mut groups: BTreeMap<&str, Vec<&NewRelease>> = BTreeMap::new();
+        for release in releases {
+            if channel.wants_release(&release.project, release.class) {
+                groups.entry(&release.project).or_default().push(release);
+            }
+        }
+        for (project, mut found) in groups {
+            found.sort_by(|a, b| b.version.cmp(&a.version));
+            let Some(newest) = found.first() else {
+                continue;
+            };
+            out.push(ChannelNotice {
+                channel: channel.name.clone(),
+                project: project.to_string(),
+                subject_key: release_subject(project, &newest.key),
+                release_ids: found.iter().map(|r| r.release_id).collect(),
+            });
+        }
+    }
+    out
 }
 
 /// A core release an operator-alerts pass handles.

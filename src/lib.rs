@@ -23,7 +23,9 @@
 //!   update-check answer.
 //! - [`notify`]: the outbox dispatcher (one worker per SMTP connection), templates
 //!   (minijinja), messages (lettre) and the relay connections Herald opens itself
-//!   ([`notify::smtp`]: `TCP_NODELAY`, implicit TLS or STARTTLS, AUTH).
+//!   ([`notify::smtp`]: `TCP_NODELAY`, implicit TLS or STARTTLS, AUTH), and the channel
+//!   deliveries beside the mail ([`notify::channels`]: signed webhooks, Matrix, Slack,
+//!   Discord, ntfy; the channels file is [`config::channels`]).
 //! - [`tokens`]: the signing key, signed and random tokens.
 //! - [`store`]: all SQL; SQLite through sqlx with embedded migrations.
 //! - [`schedule`] (pure): cron times in a time zone, jitter, catch-up.

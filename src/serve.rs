@@ -136,7 +136,8 @@ pub async fn dispatcher(app: App, mut shutdown: watch::Receiver<bool>, wake: Arc
             stop: Some(shutdown.clone()),
             ..DispatchOptions::default()
         };
-        match notify::dispatch(&app, &opts).await {
+        let outcome = notify::dispatch(&app, &opts).await;
+        match &outcome {
             Ok(report) if report.sent + report.retrying + report.dead > 0 => {
                 tracing::info!(
                     sent = report.sent,
@@ -147,6 +148,16 @@ pub async fn dispatcher(app: App, mut shutdown: watch::Receiver<bool>, wake: Arc
             }
             Ok(_) => {}
             Err(err) => tracing::error!("mail dispatch failed: {err:#}"),
+        }
+        if let Ok(report) = &outcome
+            && report.channels.sent + report.channels.retrying + report.channels.dead > 0
+        {
+            tracing::info!(
+                sent = report.channels.sent,
+                retrying = report.channels.retrying,
+                dead = report.channels.dead,
+                "channel deliveries dispatched"
+            );
         }
         if *shutdown.borrow() {
             return;

@@ -765,3 +765,140 @@ async fn the_update_check_answers_for_module_names() {
     );
     assert_eq!(value["herald"]["target"], "2026.2.0");
 }
+
+#[tokio::test]
+async fn a_channel_with_an_inventory_gets_its_report_and_follow_up_and_nothing_twice() {
+    use common::receivers::{self, Kind, Receiver};
+    let world = World::new().await;
+    let hook = Receiver::start(Kind::Webhook, Some(receivers::WHSEC)).await;
+    let room = Receiver::start(Kind::Matrix, Some(receivers::TOKEN)).await;
+    let installed: Vec<String> = OPERATOR
+        .iter()
+        .map(|(n, v)| format!("\"{n}=={v}\""))
+        .collect();
+    let channels = world.sandbox.path("channels.toml");
+    std::fs::write(
+        &channels,
+        format!(
+            r#"[[channel]]
+name = "ops-hook"
+kind = "webhook"
+url = "{}"
+secret = "{}"
+messages = ["release", "compat_report", "compat_followup", "bugfix_advice"]
+installed = [{}]
+
+[[channel]]
+name = "compat-room"
+kind = "matrix"
+url = "{}"
+room = "{}"
+secret = "{}"
+messages = ["compat_report"]
+installed = [{}]
+"#,
+            hook.url(),
+            receivers::WHSEC,
+            installed.join(", "),
+            room.url(),
+            receivers::ROOM,
+            receivers::TOKEN,
+            installed.join(", "),
+        ),
+    )
+    .expect("write channels");
+    world.serve_until(at("2026-07-07T00:00:00Z"), &[]);
+    let projects = world.sandbox.projects(&projects_toml());
+    let channels = channels.display().to_string();
+    let (app, clock) = world
+        .sandbox
+        .app_with(
+            &world.upstream.url(),
+            Some(&projects),
+            at("2026-07-07T06:00:00Z"),
+            &["--channels", &channels],
+        )
+        .await;
+    run(&app).await;
+    assert!(
+        hook.requests().is_empty() && room.requests().is_empty(),
+        "the baseline alerts nobody"
+    );
+
+    let of_type = |t: &str| -> Vec<serde_json::Value> {
+        hook.accepted()
+            .iter()
+            .map(|g| g.json())
+            .filter(|e| e["type"] == t)
+            .collect()
+    };
+    clock.set(at("2026-07-09T06:00:00Z"));
+    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    let (_, alerts, _) = run(&app).await;
+    assert_eq!(
+        (
+            alerts.compat_reports,
+            alerts.bugfix_advice,
+            alerts.followups
+        ),
+        (2, 0, 0),
+        "{alerts:?}"
+    );
+    let reports = of_type("compat.report");
+    assert_eq!(reports.len(), 1, "{:?}", hook.accepted());
+    let data = &reports[0]["data"];
+    assert_eq!(data["target"], "2026.2.0");
+    assert_eq!(data["upgrade_to"], "2026.2.1");
+    assert_eq!(data["channel"], "ops-hook");
+    let pages = data["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .find(|p| p["plugin"] == "pretalx-pages")
+        .expect("pages");
+    assert_eq!(pages["verdict"], "unknown");
+    assert!(
+        data["text"].as_str().is_some_and(
+            |t| t.starts_with("pretalx 2026.2.0 and 2026.2.1 are out: 2 of your 4 plugins")
+        ),
+        "{data}"
+    );
+    assert!(!of_type("release.published").is_empty(), "the releases too");
+    let events = room.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0]["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("pretalx 2026.2.0 and 2026.2.1 are out:")
+                && b.contains("pretalx-venueless: likely, install 1.9.0")),
+        "{events:?}"
+    );
+
+    // A pretalx-pages release flips its verdict: a follow-up for the channel that wants one.
+    clock.set(at("2026-07-21T06:00:00Z"));
+    world.serve_until(
+        at("2026-07-09T00:00:00Z"),
+        &[("pretalx-pages", "1.10.0", "2026-07-20T10:00:00Z")],
+    );
+    let (_, alerts, _) = run(&app).await;
+    assert_eq!(alerts.followups, 1, "{alerts:?}");
+    let follow = of_type("compat.followup");
+    assert_eq!(follow.len(), 1);
+    assert_eq!(
+        follow[0]["data"]["changed"],
+        serde_json::json!(["pretalx-pages"])
+    );
+    assert_eq!(room.events().len(), 1, "compat-room takes reports only");
+
+    // Re-runs send nothing anywhere.
+    let before = (hook.requests().len(), room.requests().len());
+    for _ in 0..2 {
+        clock.advance(chrono::Duration::hours(6));
+        let (_, alerts, _) = run(&app).await;
+        assert_eq!(
+            alerts.compat_reports + alerts.followups + alerts.bugfix_advice,
+            0
+        );
+    }
+    assert_eq!((hook.requests().len(), room.requests().len()), before);
+}

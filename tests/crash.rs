@@ -3,7 +3,9 @@
 //! message arrived at least once, and duplicates are bounded by the messages in flight at
 //! the kills, with the default 10-minute claim window (claims of a killed dispatcher on this
 //! host are taken over at once). And four `herald check` processes started at once, repeatedly, announce each
-//! release exactly once.
+//! release exactly once. And a fan-out to mail, a webhook and a Matrix room together,
+//! killed the same way: every delivery arrived, webhook duplicates share their
+//! `webhook-id`, and the Matrix room shows no duplicate event (the txnId is the delivery's).
 //!
 //! `HERALD_CRASH_KILLS` sets the number of kills (CI: 20; the long run documented in the
 //! README: 200).
@@ -372,5 +374,140 @@ async fn sigkill_of_herald_serve_loses_nothing() {
         counts.len(),
         1,
         "nothing left queued, claimed or dead: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_during_a_fan_out_to_mail_and_channels_loses_nothing() {
+    use common::receivers::{self, Kind, Receiver};
+    let mut w = world().await;
+    let hook = Receiver::start(Kind::Webhook, Some(receivers::WHSEC)).await;
+    let room = Receiver::start(Kind::Matrix, Some(receivers::TOKEN)).await;
+    let channels = w.sandbox.path("channels.toml");
+    std::fs::write(
+        &channels,
+        format!(
+            "[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{}\"\n\n\
+             [[channel]]\nname = \"room\"\nkind = \"matrix\"\nurl = \"{}\"\nroom = \"{}\"\nsecret = \"{}\"\n",
+            hook.url(),
+            receivers::WHSEC,
+            room.url(),
+            receivers::ROOM,
+            receivers::TOKEN
+        ),
+    )
+    .expect("write channels");
+    w.args
+        .extend(["--channels".to_string(), channels.display().to_string()]);
+    let kills: usize = std::env::var("HERALD_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut seed = 0x5851_f42d_4c95_7f2d_u64;
+    let versions: Vec<String> = (0..kills).map(|k| format!("2026.2.{}", k + 2)).collect();
+    let mut killed = 0;
+    for k in 0..kills {
+        let extra: Vec<(&str, &str)> = versions[..=k]
+            .iter()
+            .map(|v| (v.as_str(), "2026-07-10T10:00:00Z"))
+            .collect();
+        pretalx::serve_history(&w.upstream, &w.rows[..47], &extra);
+        let mut child = w
+            .check()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let delay = Duration::from_millis(next(&mut seed) % 300);
+        tokio::select! {
+            _ = child.wait() => {}
+            _ = tokio::time::sleep(delay) => {
+                child.start_kill().expect("SIGKILL");
+                child.wait().await.expect("reaped");
+                killed += 1;
+            }
+        }
+    }
+    let out = w.check().output().await.expect("final run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (app, _) = w
+        .sandbox
+        .app(&w.upstream.url(), None, at("2026-11-22T06:00:00Z"))
+        .await;
+    let rows = app.store.outbox(&[], i64::MAX).await.expect("outbox");
+    let counts = app.store.outbox_counts().await.expect("counts");
+    assert_eq!(counts.len(), 1, "everything sent: {counts:?}");
+    let ids_of = |channel: &str| -> HashSet<String> {
+        rows.iter()
+            .filter(|r| r.channel.as_deref() == Some(channel))
+            .map(|r| r.message_id.clone())
+            .collect()
+    };
+    // Webhook: every delivery arrived; a delivery sent twice carries the same webhook-id and
+    // the same event; every release is in exactly one delivery.
+    let mut by_id: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for got in hook.accepted() {
+        by_id
+            .entry(got.header("webhook-id").expect("webhook-id"))
+            .or_default()
+            .push(got.json()["data"].clone());
+    }
+    let expected = ids_of("hook");
+    assert_eq!(by_id.keys().cloned().collect::<HashSet<_>>(), expected);
+    let mut announced: HashMap<String, usize> = HashMap::new();
+    for (id, copies) in &by_id {
+        assert!(
+            copies.iter().all(|c| *c == copies[0]),
+            "{id}: duplicates differ"
+        );
+        for r in copies[0]["releases"].as_array().expect("releases") {
+            *announced
+                .entry(r["version"].as_str().expect("version").to_string())
+                .or_default() += 1;
+        }
+    }
+    for v in &versions {
+        assert_eq!(announced.get(v), Some(&1), "webhook: {v} in {announced:?}");
+    }
+    // Matrix: one event per delivery (the homeserver deduplicates txnIds), no release twice.
+    let events = room.events();
+    assert_eq!(events.len(), ids_of("room").len());
+    let version = regex::Regex::new(r"pretalx (2026\.2\.\d+):").expect("regex");
+    let mut in_room: HashMap<String, usize> = HashMap::new();
+    for e in &events {
+        for caps in version.captures_iter(e["body"].as_str().expect("body")) {
+            *in_room.entry(caps[1].to_string()).or_default() += 1;
+        }
+    }
+    for v in &versions {
+        assert_eq!(in_room.get(v), Some(&1), "matrix: {v} in {in_room:?}");
+    }
+    // Mail: every subscriber heard of every release.
+    let mail_rows = rows.iter().filter(|r| r.channel.is_none()).count();
+    let delivered: HashSet<(String, String)> = w
+        .sink
+        .messages()
+        .iter()
+        .flat_map(|m| {
+            let parsed = MessageParser::default().parse(&m.data).expect("parses");
+            let id = parsed.message_id().expect("Message-ID").to_string();
+            m.rcpt_to
+                .iter()
+                .map(move |r| (r.clone(), id.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(delivered.len(), mail_rows, "every queued mail arrived");
+    eprintln!(
+        "channel crash test: {kills} runs, {killed} killed; webhook {} requests for {} deliveries, matrix {} requests for {} events",
+        hook.accepted().len(),
+        expected.len(),
+        room.requests().len(),
+        events.len()
     );
 }

@@ -153,3 +153,118 @@ fn subjects_are_one_line() {
         r.subject
     );
 }
+
+/// A channel notification as one text: title, text and HTML, each when the channel has it.
+fn channel_text(t: &herald::notify::templates::ChannelText) -> String {
+    let mut out = String::new();
+    if let Some(title) = &t.title {
+        out.push_str(&format!("--- title\n{title}\n"));
+    }
+    out.push_str(&format!("--- text\n{}\n", t.text));
+    if let Some(html) = &t.html {
+        out.push_str(&format!("--- html\n{html}\n"));
+    }
+    out
+}
+
+#[test]
+fn every_built_in_channel_template() {
+    use herald::notify::templates::CHANNEL_KINDS;
+    let t = Templates::builtin().expect("built-in templates compile");
+    for channel in ["webhook", "matrix", "slack", "discord", "ntfy"] {
+        for kind in CHANNEL_KINDS {
+            let rendered = match kind {
+                "release" => t.render_channel(channel, kind, &samples::channel_releases()),
+                "test" => t.render_channel(channel, kind, &samples::channel_test()),
+                _ => t.render_channel(channel, kind, &samples::channel_alert()),
+            }
+            .expect("renders");
+            insta::assert_snapshot!(format!("channel_{channel}_{kind}"), channel_text(&rendered));
+        }
+    }
+}
+
+#[test]
+fn channel_text_is_escaped_as_each_channel_reads_it() {
+    use herald::notify::templates::slack_escape;
+    let t = Templates::builtin().expect("templates");
+    let mut alert = samples::channel_alert();
+    alert.alert.advice["recommendation"] = "Upgrade <now> & \"then\" restart".into();
+    alert.alert.advice["core"]["project"] = "a<b&c".into();
+    alert.alert.advice["core"]["latest"] = "2026.2.1".into();
+    // The release sample carries the project `a&b<c>` as its second release.
+    let release = t
+        .render_channel("slack", "release", &samples::channel_releases())
+        .expect("renders");
+    assert!(
+        release.text.contains("*a&amp;b&lt;c&gt; 2026.2.1*"),
+        "{}",
+        release.text
+    );
+    assert!(
+        release
+            .text
+            .contains("<https://github.com/pretalx/pretalx/releases/tag/v2026.2.1|Release notes>"),
+        "{}",
+        release.text
+    );
+    for kind in ["compat_report", "bugfix_advice"] {
+        let slack = t.render_channel("slack", kind, &alert).expect("renders");
+        assert!(
+            slack
+                .text
+                .contains(&slack_escape("Upgrade <now> & \"then\" restart")),
+            "{}",
+            slack.text
+        );
+        assert!(
+            slack.text.contains("a&lt;b&amp;c"),
+            "{kind}: {}",
+            slack.text
+        );
+        assert!(!slack.text.contains("a<b"), "{kind}: {}", slack.text);
+        let matrix = t.render_channel("matrix", kind, &alert).expect("renders");
+        let html = matrix.html.expect("html");
+        assert!(html.contains("a&lt;b&amp;c"), "{kind}: {html}");
+        assert!(
+            !html.contains("a<b") && !html.contains("&amp;lt;"),
+            "escaped once: {html}"
+        );
+        assert!(
+            matrix.text.contains("a<b&c"),
+            "plain text stays plain: {}",
+            matrix.text
+        );
+    }
+}
+
+#[test]
+fn channel_templates_are_overridden_and_checked_like_the_mail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("slack")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("slack/release.slack.j2"),
+        "New: {% for r in releases %}{{ r.project }} {{ r.version }} {% endfor %}",
+    )
+    .expect("write");
+    let t = Templates::load(Some(dir.path())).expect("the override compiles");
+    let text = t
+        .render_channel("slack", "release", &samples::channel_releases())
+        .expect("renders")
+        .text;
+    assert_eq!(text, "New: pretalx 2026.2.1 a&amp;b&lt;c&gt; 2026.2.1");
+    // A broken override stops Herald at start, naming the file and the line.
+    std::fs::write(
+        dir.path().join("slack/release.slack.j2"),
+        "New:\n{{ release.nope.deeper }}",
+    )
+    .expect("write");
+    let err = Templates::load(Some(dir.path()))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.starts_with("template slack/release.slack.j2 (override "),
+        "{err}"
+    );
+    assert!(err.contains("slack/release.slack.j2:2"), "{err}");
+}

@@ -263,5 +263,15 @@ pub fn render_mail(report: &DispatchReport) -> String {
     {
         line.push_str(&format!(" Last failure: {err}"));
     }
+    let c = &report.channels;
+    if c.sent + c.retrying + c.dead > 0 || c.waiting > 0 {
+        line.push_str(&format!(
+            "\nChannels: {} delivered, {} to retry, {} dead-lettered; {} waiting.",
+            c.sent, c.retrying, c.dead, c.waiting
+        ));
+        if let Some(err) = &c.last_error {
+            line.push_str(&format!(" Last failure: {err}"));
+        }
+    }
     line
 }

@@ -3,6 +3,7 @@
 
 mod advise;
 mod backup;
+mod channels;
 mod check;
 mod migrate;
 mod outbox;
@@ -65,6 +66,15 @@ pub enum Command {
     Outbox(outbox::OutboxArgs),
     /// Send one test message through the configured SMTP relay and print its answer.
     SendTestEmail(outbox::TestEmailArgs),
+    /// Send one test notification through a channel of HERALD_CHANNELS and print the answer.
+    ///
+    /// Channels (webhook, matrix, slack, discord, ntfy) are listed in the TOML file named by
+    /// HERALD_CHANNELS; `${NAME}` in it reads that environment variable, so secrets stay out
+    /// of the file. Exit 0 when the receiver accepted it, 1 otherwise (its answer on stderr).
+    /// A channel disabled by a `410 Gone` answer is enabled again when its test goes through.
+    ///
+    /// Example:  HERALD_CHANNELS=/etc/herald/channels.toml herald send-test ops-room
+    SendTest(channels::SendTestArgs),
     /// Upgrade and plugin-compatibility report for an inventory, now, without mail.
     ///
     /// Each plugin gets a verdict for the latest core feature release: ready (a release
@@ -205,5 +215,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Subscribers(args) => subscribers::list(App::build(config).await?, args).await,
         Command::Outbox(args) => outbox::list(App::build(config).await?, args).await,
         Command::SendTestEmail(args) => outbox::send_test(App::build(config).await?, args).await,
+        Command::SendTest(args) => channels::send_test(App::build(config).await?, args).await,
     }
 }

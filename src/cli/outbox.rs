@@ -1,4 +1,5 @@
-//! `herald outbox` and `herald send-test-email`.
+//! `herald outbox` (mail and channel deliveries, and disabled channels) and
+//! `herald send-test-email`.
 
 use clap::Args;
 
@@ -32,7 +33,16 @@ pub(super) async fn list(app: App, args: OutboxArgs) -> anyhow::Result<u8> {
         &["queued", "sending", "retrying", "dead"]
     };
     let rows = app.store.outbox(states, 10_000).await?;
+    let disabled = app.store.disabled_channels().await?;
     if args.json {
+        // Disabled channels are named on stderr: stdout stays the array it always was.
+        for (name, d) in &disabled {
+            eprintln!(
+                "channel {name} is disabled since {}: {}",
+                d.since.to_rfc3339(),
+                d.reason
+            );
+        }
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
@@ -46,6 +56,13 @@ pub(super) async fn list(app: App, args: OutboxArgs) -> anyhow::Result<u8> {
             summary.join(", ")
         }
     );
+    for (name, d) in &disabled {
+        println!(
+            "Channel {name} is DISABLED since {} (the receiver answered: {}); its deliveries are dead-lettered until `herald send-test {name}` succeeds.",
+            d.since.format("%Y-%m-%d %H:%M UTC"),
+            d.reason
+        );
+    }
     if rows.is_empty() {
         return Ok(0);
     }
@@ -65,7 +82,10 @@ pub(super) async fn list(app: App, args: OutboxArgs) -> anyhow::Result<u8> {
             r.status,
             r.attempts,
             next,
-            r.recipient,
+            match &r.channel {
+                Some(channel) => format!("#{channel}"),
+                None => r.recipient.clone(),
+            },
             r.subject_key,
             r.last_response.as_deref().unwrap_or("-")
         );

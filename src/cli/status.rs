@@ -90,7 +90,7 @@ pub(super) async fn run(app: App, args: StatusArgs) -> anyhow::Result<u8> {
         Duration::seconds(i64::from(app.config.schedule_jitter)),
         app.config.timezone,
     )?;
-    let status = assemble(
+    let mut status = assemble(
         now,
         &runs,
         states.into_values().collect(),
@@ -99,6 +99,15 @@ pub(super) async fn run(app: App, args: StatusArgs) -> anyhow::Result<u8> {
         &schedule,
         &app.config.timezone.to_string(),
     );
+    // A channel a receiver declared gone stays disabled until the operator acts.
+    for (name, disabled) in app.store.disabled_channels().await? {
+        status.attention.push(format!(
+            "channel {name} is disabled since {} ({}): fix its url, then run `herald send-test {name}`",
+            disabled.since.format("%Y-%m-%d %H:%M UTC"),
+            disabled.reason
+        ));
+        status.healthy = false;
+    }
     app.store.record_status_look(now).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -5,6 +5,7 @@
 //! Owns: defaults, validation and messages for bad values; wrapping secrets so they never
 //! print. Does not own: the meaning of the tracked projects (see [`projects`]).
 
+pub mod channels;
 pub mod projects;
 
 use std::net::{IpAddr, SocketAddr};
@@ -141,6 +142,11 @@ pub struct Settings {
     )]
     pub trusted_proxies: Option<String>,
 
+    /// TOML file listing non-mail channels (webhook, matrix, slack, discord, ntfy); see the
+    /// README's "Channels" section. `${NAME}` in it reads that environment variable.
+    #[arg(long, env = "HERALD_CHANNELS", global = true, value_name = "FILE")]
+    pub channels: Option<PathBuf>,
+
     /// Folder whose files override the built-in email templates, file by file.
     #[arg(long, env = "HERALD_TEMPLATES_DIR", global = true, value_name = "DIR")]
     pub templates_dir: Option<PathBuf>,
@@ -233,6 +239,9 @@ pub enum ConfigError {
     /// The projects file is refused.
     #[error(transparent)]
     Projects(#[from] projects::ProjectsError),
+    /// The channels file is refused.
+    #[error(transparent)]
+    Channels(#[from] channels::ChannelsError),
 }
 
 /// HTTP client limits.
@@ -295,6 +304,8 @@ pub struct Config {
     pub smtp_connections: u32,
     /// Claim duration of the dispatcher, in seconds.
     pub claim_seconds: u32,
+    /// Non-mail channels (empty: mail only).
+    pub channels: Vec<channels::Channel>,
 }
 
 fn url_setting(name: &'static str, value: &str) -> Result<Url, ConfigError> {
@@ -385,7 +396,12 @@ impl Config {
                 message: format!("`{}` is too many (at most 10)", s.http_retries),
             });
         }
+        let channels = match &s.channels {
+            Some(path) => channels::load_file(path, &projects)?,
+            None => Vec::new(),
+        };
         Ok(Config {
+            channels,
             database_url: s.database_url,
             projects,
             projects_origin,
@@ -425,6 +441,11 @@ impl Config {
     /// The project with this name.
     pub fn project(&self, name: &str) -> Option<&Project> {
         self.projects.iter().find(|p| p.name == name)
+    }
+
+    /// The channel with this name.
+    pub fn channel(&self, name: &str) -> Option<&channels::Channel> {
+        self.channels.iter().find(|c| c.name == name)
     }
 
     /// The core projects (those that are no other project's plugin), in file order.

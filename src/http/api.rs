@@ -147,6 +147,49 @@ pub async fn healthcheck(State(web): State<Web>) -> Response {
     }
 }
 
+/// The channel part of `/metrics`: deliveries per configured channel and state, and whether
+/// a `410 Gone` disabled the channel.
+async fn channel_metrics(web: &Web, out: &mut String) -> Result<(), HttpError> {
+    let channels = &web.app.config.channels;
+    if channels.is_empty() {
+        return Ok(());
+    }
+    let counts = web.app.store.outbox_counts_by_channel().await?;
+    let disabled = web.app.store.disabled_channels().await?;
+    let _ = writeln!(
+        out,
+        "# HELP herald_channel_deliveries Channel deliveries in the outbox, by channel and state.\n# TYPE herald_channel_deliveries gauge"
+    );
+    for c in channels {
+        for state in ["queued", "sending", "retrying", "sent", "dead"] {
+            let n = counts
+                .get(&(c.name.clone(), state.to_string()))
+                .copied()
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "herald_channel_deliveries{{channel=\"{}\",kind=\"{}\",state=\"{state}\"}} {n}",
+                c.name,
+                c.kind.as_str()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP herald_channel_disabled Whether a channel is disabled (its receiver answered 410 Gone).\n# TYPE herald_channel_disabled gauge"
+    );
+    for c in channels {
+        let _ = writeln!(
+            out,
+            "herald_channel_disabled{{channel=\"{}\",kind=\"{}\"}} {}",
+            c.name,
+            c.kind.as_str(),
+            u8::from(disabled.contains_key(&c.name))
+        );
+    }
+    Ok(())
+}
+
 /// `GET /metrics`: Prometheus text format, read from the database at each scrape.
 pub async fn metrics(State(web): State<Web>) -> Result<Response, HttpError> {
     let m = web.app.store.metrics(web.app.clock.now()).await?;
@@ -203,6 +246,7 @@ pub async fn metrics(State(web): State<Web>) -> Result<Response, HttpError> {
         "# HELP herald_messages_sent_total Messages accepted by the relay.\n# TYPE herald_messages_sent_total counter\nherald_messages_sent_total {}",
         m.outbox.get("sent").copied().unwrap_or(0)
     );
+    channel_metrics(&web, &mut out).await?;
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -268,6 +268,41 @@ pub fn release_view(release: &ReleaseRow, project: Option<&Project>) -> ReleaseV
     }
 }
 
+/// Context of a channel's `release` notification: every release of a project one run found,
+/// newest first (`release` is the newest).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelReleases {
+    /// The channel's name.
+    pub channel: String,
+    /// The newest release.
+    pub release: ReleaseView,
+    /// Every release, newest first.
+    pub releases: Vec<ReleaseView>,
+}
+
+/// Context of a channel's operator alert (`compat_report`, `compat_followup`,
+/// `bugfix_advice`): the mail's context (`advice`, `compatible`, `total`, `waiting`, `trigger`,
+/// `changed`, `found`, `upgrade_to`) and the channel's name.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelAlert {
+    /// The channel's name.
+    pub channel: String,
+    /// What the mail would say.
+    #[serde(flatten)]
+    pub alert: AlertMail,
+}
+
+/// Context of a channel's `test` notification.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelTest {
+    /// The channel's name.
+    pub channel: String,
+    /// When it was sent (UTC, human readable).
+    pub sent_at: String,
+    /// Public base URL of the web service.
+    pub base_url: String,
+}
+
 /// Sample contexts: every template is rendered with these at start, and snapshot-tested.
 pub mod samples {
     use super::*;
@@ -309,6 +344,42 @@ pub mod samples {
         Footer {
             reason: "You receive this because you subscribed to release mail for pretalx.".into(),
             unsubscribe_url: "https://herald.example.org/unsubscribe/1.SIGNATURE".into(),
+        }
+    }
+
+    /// A channel's `release` sample: a hostile project name and notes included.
+    pub fn channel_releases() -> ChannelReleases {
+        let mut odd = release();
+        odd.project = "a&b<c>".into();
+        ChannelReleases {
+            channel: "ops".into(),
+            release: release(),
+            releases: vec![release(), odd],
+        }
+    }
+
+    /// A channel's operator alert sample.
+    pub fn channel_alert() -> ChannelAlert {
+        ChannelAlert {
+            channel: "ops".into(),
+            alert: alert(),
+        }
+    }
+
+    /// A channel's operator alert sample for a pass that found several releases.
+    pub fn channel_alert_found() -> ChannelAlert {
+        ChannelAlert {
+            channel: "ops".into(),
+            alert: alert_found(),
+        }
+    }
+
+    /// A channel's `test` sample.
+    pub fn channel_test() -> ChannelTest {
+        ChannelTest {
+            channel: "ops".into(),
+            sent_at: "2026-11-30 06:00:00 UTC".into(),
+            base_url: "https://herald.example.org/".into(),
         }
     }
 

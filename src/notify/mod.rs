@@ -1,4 +1,4 @@
-//! Mail: the outbox dispatcher, templates and SMTP delivery.
+//! Notifications: the outbox dispatcher, templates, SMTP delivery and the channels.
 //!
 //! Messages are written to the outbox in the transaction that decided them (see `check`).
 //! [`dispatch`] queues the digests whose period ended, then claims due messages, renders
@@ -8,8 +8,13 @@
 //! server's answer. A crash between the server's acceptance and that record resends at most
 //! the messages in flight, once their claim expires; nothing is lost.
 //!
-//! Owns: everything SMTP. Does not own: who gets what (`decide`).
+//! The same dispatch runs the channel workers of [`channels`] beside the SMTP workers: they
+//! claim the channel deliveries of the same outbox and share the retry rules.
+//!
+//! Owns: everything SMTP, and running both kinds of worker. Does not own: who gets what
+//! (`decide`) or how a channel's request looks (`channels`).
 
+pub mod channels;
 pub mod content;
 pub mod mail;
 pub mod smtp;
@@ -61,6 +66,8 @@ pub struct Notifier {
     pub connections: usize,
     /// How long claimed messages stay with this dispatcher before another may take them.
     pub claim_secs: i64,
+    /// The HTTP client of channel deliveries, when channels are configured.
+    pub channels: Option<channels::ChannelClient>,
 }
 
 /// What a dispatch did.
@@ -78,6 +85,23 @@ pub struct DispatchReport {
     pub waiting: i64,
     /// The relay (no credentials); `None` when no relay is configured.
     pub relay: Option<String>,
+    /// The last failure, for the summary.
+    pub last_error: Option<String>,
+    /// Channel deliveries (webhook, Matrix, Slack, Discord, ntfy).
+    pub channels: ChannelsReport,
+}
+
+/// What a dispatch did on the channels.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChannelsReport {
+    /// Accepted by the receiver.
+    pub sent: usize,
+    /// Failed transiently; will be retried.
+    pub retrying: usize,
+    /// Dead-lettered.
+    pub dead: usize,
+    /// Deliveries still waiting (queued or retrying) afterwards.
+    pub waiting: i64,
     /// The last failure, for the summary.
     pub last_error: Option<String>,
 }
@@ -325,11 +349,7 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
             .context("cannot queue due digests")?,
         ..DispatchReport::default()
     };
-    let Some(mailer) = app.notifier.mailer.as_ref() else {
-        report.waiting = waiting(app).await?;
-        return Ok(report);
-    };
-    report.relay = Some(mailer.relay().to_string());
+    report.relay = app.notifier.mailer.as_ref().map(|m| m.relay().to_string());
     let shared = Shared {
         // `host:pid:nonce`: another dispatcher on this host takes the claims over at once
         // when this process dies (see `Store::claim_due`).
@@ -341,17 +361,27 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
         ),
         accepted: std::sync::atomic::AtomicUsize::new(0),
         report: std::sync::Mutex::new(report),
+        blocked: std::sync::Mutex::new(HashMap::new()),
     };
-    let workers =
-        (0..app.notifier.connections.max(1)).map(|index| worker(app, mailer, opts, &shared, index));
-    for outcome in futures::future::join_all(workers).await {
-        outcome?;
-    }
+    let mail = async {
+        let Some(mailer) = app.notifier.mailer.as_ref() else {
+            return Ok(());
+        };
+        let workers = (0..app.notifier.connections.max(1))
+            .map(|index| worker(app, mailer, opts, &shared, index));
+        for outcome in futures::future::join_all(workers).await {
+            outcome?;
+        }
+        anyhow::Ok(())
+    };
+    let (mail, channels) = futures::future::join(mail, channels::work(app, opts, &shared)).await;
+    mail?;
+    channels?;
     let mut report = shared
         .report
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    report.waiting = waiting(app).await?;
+    (report.waiting, report.channels.waiting) = waiting(app).await?;
     Ok(report)
 }
 
@@ -360,6 +390,8 @@ struct Shared {
     claimer: String,
     accepted: std::sync::atomic::AtomicUsize,
     report: std::sync::Mutex<DispatchReport>,
+    /// Channels that asked to be left alone (429) until then, in this dispatch.
+    blocked: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl Shared {
@@ -551,12 +583,20 @@ async fn record(
     Ok(())
 }
 
-async fn waiting(app: &App) -> anyhow::Result<i64> {
-    let counts = app.store.outbox_counts().await?;
-    Ok(["queued", "retrying", "sending"]
-        .iter()
-        .filter_map(|s| counts.get(*s))
-        .sum())
+/// Messages waiting (queued, retrying or being sent): (mail, channel deliveries).
+async fn waiting(app: &App) -> anyhow::Result<(i64, i64)> {
+    let counts = app.store.outbox_counts_by_channel().await?;
+    let (mut mail, mut channels) = (0, 0);
+    for ((channel, status), n) in counts {
+        if matches!(status.as_str(), "queued" | "retrying" | "sending") {
+            if channel.is_empty() {
+                mail += n;
+            } else {
+                channels += n;
+            }
+        }
+    }
+    Ok((mail, channels))
 }
 
 async fn load_batch(app: &App, rows: &[OutboxRow]) -> anyhow::Result<Batch> {

@@ -54,7 +54,74 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "pages/index.html.j2",
     "pages/message.html.j2",
     "pages/preferences.html.j2",
+    "webhook/release.txt.j2",
+    "webhook/test.txt.j2",
+    "matrix/release.txt.j2",
+    "matrix/release.html.j2",
+    "matrix/test.txt.j2",
+    "matrix/test.html.j2",
+    "slack/release.slack.j2",
+    "slack/test.slack.j2",
+    "discord/release.md.j2",
+    "discord/test.md.j2",
+    "ntfy/release.title.txt.j2",
+    "ntfy/release.md.j2",
+    "ntfy/test.title.txt.j2",
+    "ntfy/test.md.j2",
+    "webhook/compat_report.txt.j2",
+    "matrix/compat_report.txt.j2",
+    "matrix/compat_report.html.j2",
+    "slack/compat_report.slack.j2",
+    "discord/compat_report.md.j2",
+    "ntfy/compat_report.title.txt.j2",
+    "ntfy/compat_report.md.j2",
+    "webhook/compat_followup.txt.j2",
+    "matrix/compat_followup.txt.j2",
+    "matrix/compat_followup.html.j2",
+    "slack/compat_followup.slack.j2",
+    "discord/compat_followup.md.j2",
+    "ntfy/compat_followup.title.txt.j2",
+    "ntfy/compat_followup.md.j2",
+    "webhook/bugfix_advice.txt.j2",
+    "matrix/bugfix_advice.txt.j2",
+    "matrix/bugfix_advice.html.j2",
+    "slack/bugfix_advice.slack.j2",
+    "discord/bugfix_advice.md.j2",
+    "ntfy/bugfix_advice.title.txt.j2",
+    "ntfy/bugfix_advice.md.j2",
+    "matrix/advice.txt.j2",
+    "matrix/advice.html.j2",
+    "slack/advice.slack.j2",
+    "discord/advice.md.j2",
+    "ntfy/advice.md.j2",
 ];
+
+/// The kinds of channel notification, one template set per channel kind each.
+pub const CHANNEL_KINDS: [&str; 5] = [
+    "release",
+    "compat_report",
+    "compat_followup",
+    "bugfix_advice",
+    "test",
+];
+
+/// A rendered channel notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelText {
+    /// One line (ntfy's title), when the channel has one.
+    pub title: Option<String>,
+    /// The text: plain, Markdown or Slack mrkdwn, as the channel reads it.
+    pub text: String,
+    /// HTML (Matrix's `formatted_body`), when the channel has one.
+    pub html: Option<String>,
+}
+
+/// Escapes what Slack's message format reserves: `&`, `<` and `>`.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
 
 /// The message kinds, one template folder each.
 pub const KINDS: [&str; 8] = [
@@ -163,8 +230,28 @@ impl Templates {
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".html.j2") {
                 AutoEscape::Html
+            } else if name.ends_with(".slack.j2") {
+                AutoEscape::Custom("slack".into())
             } else {
                 AutoEscape::None
+            }
+        });
+        env.set_formatter(|out, state, value| {
+            if matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "slack") {
+                let text = if value.is_safe() || value.is_none() {
+                    if value.is_none() {
+                        String::new()
+                    } else {
+                        value.to_string()
+                    }
+                } else {
+                    slack_escape(&value.to_string())
+                };
+                out.write_str(&text).map_err(|_| {
+                    minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write")
+                })
+            } else {
+                minijinja::escape_formatter(out, state, value)
             }
         });
         for (name, source) in sources {
@@ -195,7 +282,46 @@ impl Templates {
             self.render(kind, &content::samples::alert())?;
             self.render(kind, &content::samples::alert_found())?;
         }
+        for channel in ["webhook", "matrix", "slack", "discord", "ntfy"] {
+            self.render_channel(channel, "release", &content::samples::channel_releases())?;
+            self.render_channel(channel, "test", &content::samples::channel_test())?;
+            for kind in ["compat_report", "compat_followup", "bugfix_advice"] {
+                self.render_channel(channel, kind, &content::samples::channel_alert())?;
+                self.render_channel(channel, kind, &content::samples::channel_alert_found())?;
+            }
+        }
         Ok(())
+    }
+
+    /// Renders a channel notification: `CHANNEL/KIND.*` (see `templates/README.md`).
+    pub fn render_channel<C: Serialize>(
+        &self,
+        channel: &str,
+        kind: &str,
+        ctx: &C,
+    ) -> Result<ChannelText, TemplateError> {
+        let file = |ext: &str| format!("{channel}/{kind}.{ext}");
+        let (text_ext, title, html) = match channel {
+            "matrix" => ("txt.j2", false, true),
+            "slack" => ("slack.j2", false, false),
+            "discord" => ("md.j2", false, false),
+            "ntfy" => ("md.j2", true, false),
+            _ => ("txt.j2", false, false),
+        };
+        Ok(ChannelText {
+            title: if title {
+                let line = self.render_file(&file("title.txt.j2"), ctx)?;
+                Some(line.split_whitespace().collect::<Vec<_>>().join(" "))
+            } else {
+                None
+            },
+            text: self.render_file(&file(text_ext), ctx)?.trim().to_string(),
+            html: if html {
+                Some(self.render_file(&file("html.j2"), ctx)?.trim().to_string())
+            } else {
+                None
+            },
+        })
     }
 
     /// Renders the three parts of a message kind.

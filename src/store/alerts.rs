@@ -98,21 +98,44 @@ impl Store {
     /// The verdicts each operator was last sent, by (subscriber, core release).
     pub async fn compat_states(
         &self,
-    ) -> Result<BTreeMap<(i64, i64), BTreeMap<String, String>>, StoreError> {
-        const SQL: &str = "SELECT subscriber_id, core_release_id, verdicts FROM compat_state";
+    ) -> Result<BTreeMap<(OperatorKey, i64), BTreeMap<String, String>>, StoreError> {
+        const SUBSCRIBERS: &str =
+            "SELECT subscriber_id, core_release_id, verdicts FROM compat_state";
+        const CHANNELS: &str =
+            "SELECT channel, core_release_id, verdicts FROM channel_compat_state";
         let mut out = BTreeMap::new();
-        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+        for row in sqlx::query(SUBSCRIBERS).fetch_all(self.pool()).await? {
             let text: String = row.try_get("verdicts")?;
             out.insert(
                 (
-                    row.try_get("subscriber_id")?,
+                    OperatorKey::Subscriber(row.try_get("subscriber_id")?),
                     row.try_get("core_release_id")?,
                 ),
                 serde_json::from_str(&text).map_err(|e| corrupt("compat_state.verdicts", e))?,
             );
         }
+        for row in sqlx::query(CHANNELS).fetch_all(self.pool()).await? {
+            let text: String = row.try_get("verdicts")?;
+            out.insert(
+                (
+                    OperatorKey::Channel(row.try_get("channel")?),
+                    row.try_get("core_release_id")?,
+                ),
+                serde_json::from_str(&text)
+                    .map_err(|e| corrupt("channel_compat_state.verdicts", e))?,
+            );
+        }
         Ok(out)
     }
+}
+
+/// Whose compatibility verdicts: a subscriber's (by mail) or a channel's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OperatorKey {
+    /// A subscriber with an inventory.
+    Subscriber(i64),
+    /// A channel with an inventory, by name.
+    Channel(String),
 }
 
 /// Stores per-version metadata, inside a transaction.
@@ -151,16 +174,21 @@ pub async fn put_release_doc(
 /// Records the verdicts sent to an operator for a core release.
 pub async fn put_compat_state(
     conn: &mut SqliteConnection,
-    subscriber_id: i64,
+    operator: &OperatorKey,
     core_release_id: i64,
     verdicts: &BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO compat_state (subscriber_id, core_release_id, verdicts, updated_at) VALUES (?, ?, ?, ?) \
+    const SUBSCRIBER: &str = "INSERT INTO compat_state (subscriber_id, core_release_id, verdicts, updated_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (subscriber_id, core_release_id) DO UPDATE SET verdicts = excluded.verdicts, updated_at = excluded.updated_at";
+    const CHANNEL: &str = "INSERT INTO channel_compat_state (channel, core_release_id, verdicts, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (channel, core_release_id) DO UPDATE SET verdicts = excluded.verdicts, updated_at = excluded.updated_at";
     let text = serde_json::to_string(verdicts).map_err(|e| corrupt("compat_state.verdicts", e))?;
-    sqlx::query(SQL)
-        .bind(subscriber_id)
+    let query = match operator {
+        OperatorKey::Subscriber(id) => sqlx::query(SUBSCRIBER).bind(*id),
+        OperatorKey::Channel(name) => sqlx::query(CHANNEL).bind(name.clone()),
+    };
+    query
         .bind(core_release_id)
         .bind(text)
         .bind(ts(now))

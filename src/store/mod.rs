@@ -7,6 +7,7 @@
 //! transaction here ever waits on the network.
 
 mod alerts;
+mod channels;
 mod outbox;
 mod releases;
 mod runs;
@@ -14,7 +15,8 @@ mod sources;
 mod status;
 mod subscribers;
 
-pub use alerts::{InventoryMap, mark_alerts_done, put_compat_state, put_release_doc};
+pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, put_release_doc};
+pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel};
 pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use releases::{
     EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite,

@@ -54,6 +54,8 @@ pub struct OutboxRow {
     pub created_at: DateTime<Utc>,
     /// Sent when.
     pub sent_at: Option<DateTime<Utc>>,
+    /// The channel of a channel delivery (`recipient` is then the same name); `None` for mail.
+    pub channel: Option<String>,
 }
 
 fn outbox_row(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
@@ -78,6 +80,7 @@ fn outbox_row(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
         last_response: row.try_get("last_response")?,
         created_at: parse_ts("outbox.created_at", &created)?,
         sent_at: parse_ts_opt("outbox.sent_at", sent.as_deref())?,
+        channel: row.try_get("channel")?,
     })
 }
 
@@ -136,6 +139,22 @@ pub struct DueDigest {
     pub period: String,
     /// The releases it lists.
     pub release_ids: Vec<i64>,
+}
+
+/// What a dispatcher worker claims: mail or channel deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Medium {
+    Mail,
+    Channels,
+}
+
+impl Medium {
+    fn as_str(self) -> &'static str {
+        match self {
+            Medium::Mail => "mail",
+            Medium::Channels => "channels",
+        }
+    }
 }
 
 /// Outbox states and how many messages are in each.
@@ -219,6 +238,8 @@ impl Store {
     /// Claims up to `limit` due messages (queued or retrying and due, or abandoned by a
     /// dispatcher whose claim expired or whose process on this host no longer runs) for
     /// `claimer` (`host:pid:nonce`) until `claim_until`.
+    ///
+    /// Mail only: channel deliveries are claimed by [`Store::claim_due_channels`].
     pub async fn claim_due(
         &self,
         claimer: &str,
@@ -227,15 +248,55 @@ impl Store {
         claim_until: DateTime<Utc>,
         only: Option<i64>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.claim(Medium::Mail, claimer, now, limit, claim_until, only, &[])
+            .await
+    }
+
+    /// Claims due channel deliveries of the channels named (those configured now; the
+    /// deliveries of others wait), like [`Store::claim_due`] does mail.
+    pub async fn claim_due_channels(
+        &self,
+        claimer: &str,
+        now: DateTime<Utc>,
+        limit: i64,
+        claim_until: DateTime<Utc>,
+        only: Option<i64>,
+        channels: &[String],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.claim(
+            Medium::Channels,
+            claimer,
+            now,
+            limit,
+            claim_until,
+            only,
+            channels,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn claim(
+        &self,
+        medium: Medium,
+        claimer: &str,
+        now: DateTime<Utc>,
+        limit: i64,
+        claim_until: DateTime<Utc>,
+        only: Option<i64>,
+        channels: &[String],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
              WHERE id IN (SELECT id FROM outbox \
                 WHERE status IN ('queued', 'retrying', 'sending') \
                   AND ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
                     OR (status = 'sending' AND claimed_until < ?1)) \
                   AND (?4 IS NULL OR id = ?4) \
+                  AND ((?6 = 'mail' AND channel IS NULL) \
+                    OR (?6 = 'channels' AND channel IN (SELECT value FROM json_each(?7)))) \
                 ORDER BY next_attempt_at, id LIMIT ?3)";
         const CLAIMED: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
-             attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox \
+             attempts, next_attempt_at, last_response, created_at, sent_at, channel FROM outbox \
              WHERE claimed_by = ? AND status = 'sending' ORDER BY id";
         const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
              WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
@@ -264,6 +325,8 @@ impl Store {
             .bind(limit)
             .bind(only)
             .bind(claimer)
+            .bind(medium.as_str())
+            .bind(serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
             .execute(&mut *tx)
             .await?;
         let rows = sqlx::query(CLAIMED)
@@ -277,7 +340,7 @@ impl Store {
     /// One message.
     pub async fn outbox_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
         const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
-             attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox WHERE id = ?";
+             attempts, next_attempt_at, last_response, created_at, sent_at, channel FROM outbox WHERE id = ?";
         let row = sqlx::query(SQL)
             .bind(id)
             .fetch_optional(self.pool())
@@ -360,6 +423,26 @@ impl Store {
         Ok(())
     }
 
+    /// Gives a claimed message back to be tried at `next`, without counting an attempt (its
+    /// receiver asked Herald to wait).
+    pub async fn defer(
+        &self,
+        id: i64,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
+             next_attempt_at = ?3, claimed_until = NULL, claimed_by = NULL, updated_at = ?2 \
+             WHERE id = ?1 AND status = 'sending'";
+        sqlx::query(SQL)
+            .bind(id)
+            .bind(ts(now))
+            .bind(ts(next))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Messages in the given states (all when empty), oldest first, at most `limit`.
     pub async fn outbox(
         &self,
@@ -367,7 +450,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
-             attempts, next_attempt_at, last_response, created_at, sent_at FROM outbox ORDER BY id";
+             attempts, next_attempt_at, last_response, created_at, sent_at, channel FROM outbox ORDER BY id";
         let mut out = Vec::new();
         for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
             let status: String = row.try_get("status")?;

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod plugins;
 pub mod pretalx;
+pub mod receivers;
 pub mod site;
 pub mod smtp;
 

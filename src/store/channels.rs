@@ -1,0 +1,144 @@
+//! Channel deliveries in the outbox (webhook, Matrix, Slack-compatible, Discord, ntfy) and
+//! the state of each channel: whether a `410 Gone` disabled it. The outbox rows themselves are
+//! claimed, retried and dead-lettered by the statements of `outbox`, like mail.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Store, StoreError, parse_ts, ts};
+
+/// A channel delivery to queue.
+#[derive(Debug, Clone)]
+pub struct ChannelDelivery<'a> {
+    /// The channel's name.
+    pub channel: &'a str,
+    /// What it says: `release`, `compat_report`, `compat_followup`, `bugfix_advice`, `test`.
+    pub kind: &'a str,
+    /// One delivery per channel and subject key.
+    pub subject_key: &'a str,
+    /// What to render.
+    pub payload: &'a serde_json::Value,
+    /// The delivery id receivers deduplicate on (webhook-id, Matrix txnId, ntfy sequence id).
+    pub delivery_id: &'a str,
+}
+
+/// A channel a `410 Gone` disabled.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DisabledChannel {
+    /// Since when.
+    pub since: DateTime<Utc>,
+    /// The receiver's answer.
+    pub reason: String,
+}
+
+/// Queues a channel delivery unless one for the same channel and subject exists; true when
+/// queued.
+pub async fn enqueue_channel(
+    conn: &mut SqliteConnection,
+    d: &ChannelDelivery<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, channel, kind, subject_key, payload, \
+            message_id, next_attempt_at, created_at, updated_at) \
+         VALUES (NULL, ?1, ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) \
+         ON CONFLICT (recipient, subject_key) DO NOTHING";
+    let done = sqlx::query(SQL)
+        .bind(d.channel)
+        .bind(d.kind)
+        .bind(d.subject_key)
+        .bind(d.payload.to_string())
+        .bind(d.delivery_id)
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+impl Store {
+    /// Queues one channel delivery in its own transaction (`herald send-test`); its row id.
+    pub async fn enqueue_channel(
+        &self,
+        d: &ChannelDelivery<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
+        let mut tx = self.begin().await?;
+        let queued = enqueue_channel(&mut tx, d, now).await?;
+        let id = sqlx::query_scalar(FIND)
+            .bind(d.channel)
+            .bind(d.subject_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(if queued { id } else { None })
+    }
+
+    /// Disables a channel (its receiver answered `410 Gone`).
+    pub async fn disable_channel(
+        &self,
+        name: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO channel_state (name, disabled_at, disabled_reason, updated_at) \
+             VALUES (?1, ?2, ?3, ?2) ON CONFLICT (name) DO UPDATE SET \
+             disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason, \
+             updated_at = excluded.updated_at";
+        sqlx::query(SQL)
+            .bind(name)
+            .bind(ts(now))
+            .bind(reason)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Enables a channel again (a test notification went through).
+    pub async fn enable_channel(&self, name: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE channel_state SET disabled_at = NULL, disabled_reason = NULL, \
+             updated_at = ?2 WHERE name = ?1";
+        sqlx::query(SQL)
+            .bind(name)
+            .bind(ts(now))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The disabled channels, by name.
+    pub async fn disabled_channels(&self) -> Result<BTreeMap<String, DisabledChannel>, StoreError> {
+        const SQL: &str = "SELECT name, disabled_at, disabled_reason FROM channel_state \
+             WHERE disabled_at IS NOT NULL ORDER BY name";
+        let mut out = BTreeMap::new();
+        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+            let since: String = row.try_get("disabled_at")?;
+            let reason: Option<String> = row.try_get("disabled_reason")?;
+            out.insert(
+                row.try_get("name")?,
+                DisabledChannel {
+                    since: parse_ts("channel_state.disabled_at", &since)?,
+                    reason: reason.unwrap_or_default(),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Outbox rows per channel (`mail` for mail) and state.
+    pub async fn outbox_counts_by_channel(
+        &self,
+    ) -> Result<BTreeMap<(String, String), i64>, StoreError> {
+        const SQL: &str = "SELECT COALESCE(channel, '') AS channel, status, COUNT(*) AS n \
+             FROM outbox GROUP BY channel, status";
+        let mut out = BTreeMap::new();
+        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
+            out.insert(
+                (row.try_get("channel")?, row.try_get("status")?),
+                row.try_get("n")?,
+            );
+        }
+        Ok(out)
+    }
+}
