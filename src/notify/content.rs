@@ -397,6 +397,10 @@ pub mod samples {
             ],
             "recommendation": "Wait: pretalx-pages shows no compatible release yet.",
             "untracked": ["django"],
+            "upgrade": {
+                "command": "pip install --upgrade-strategy eager -U pretalx==2026.2.1 pretalx-venueless==1.9.0",
+                "wait": "pretalx-pages has no release known to work with pretalx 2026.2.1 yet: upgrading now may break it"
+            },
             "trigger": {"project": "pretalx-pages", "version": "1.10.0"},
             "changed": ["pretalx-pages"]
         })

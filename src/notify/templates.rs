@@ -54,6 +54,10 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "pages/index.html.j2",
     "pages/message.html.j2",
     "pages/preferences.html.j2",
+    "pages/nav.html.j2",
+    "pages/project.html.j2",
+    "pages/compat.html.j2",
+    "pages/advise.html.j2",
 ];
 
 /// The message kinds, one template folder each.

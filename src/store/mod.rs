@@ -7,6 +7,7 @@
 //! transaction here ever waits on the network.
 
 mod alerts;
+mod changes;
 mod outbox;
 mod releases;
 mod runs;
@@ -15,6 +16,7 @@ mod status;
 mod subscribers;
 
 pub use alerts::{InventoryMap, mark_alerts_done, put_compat_state, put_release_doc};
+pub use changes::Change;
 pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use releases::{
     EvidenceRow, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite, Withdrawal, known_releases,
