@@ -15,8 +15,8 @@ use crate::inventory;
 
 /// Notes about skipped lines shown at most.
 const MAX_NOTES: usize = 20;
-/// Longest paste echoed back into the form, in characters.
-const MAX_ECHO: usize = 60_000;
+/// Longest paste read, in bytes (a large installation's `pip freeze` is a few KiB).
+const MAX_PASTE: usize = 64 * 1024;
 
 #[derive(Serialize, Default)]
 struct Page {
@@ -52,7 +52,21 @@ pub async fn advise(State(web): State<Web>, body: Bytes) -> Result<Response, Htt
         .find(|(k, _)| k == "freeze")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let echo: String = freeze.chars().take(MAX_ECHO).collect();
+    if freeze.len() > MAX_PASTE {
+        return render(
+            &web,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Page {
+                base,
+                problem: Some(format!(
+                    "That is {} KiB: paste at most 64 KiB of `pip freeze` output.",
+                    freeze.len() / 1024
+                )),
+                ..Page::default()
+            },
+        );
+    }
+    let echo = freeze.clone();
     let (items, mut notes) = inventory::parse_freeze(&freeze);
     if notes.len() > MAX_NOTES {
         let more = notes.len() - MAX_NOTES;

@@ -57,9 +57,9 @@ struct Inner {
     serial: Option<i64>,
     entries: HashMap<String, Arc<Entry>>,
     bytes: usize,
-    /// Validators of the answers before the last change: an answer the change did not alter
-    /// keeps its `Last-Modified`.
-    previous: HashMap<String, (String, DateTime<Utc>)>,
+    /// The validators last given for each key, kept across changes: an answer a change did
+    /// not alter keeps its `Last-Modified`, and one it did alter gets a later one.
+    given: HashMap<String, (String, DateTime<Utc>)>,
 }
 
 /// The in-memory answers, shared by the handlers.
@@ -80,11 +80,7 @@ impl AnswerCache {
     fn lookup(&self, serial: i64, key: &str) -> Option<Arc<Entry>> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.serial != Some(serial) {
-            let old = std::mem::take(&mut inner.entries);
-            inner.previous = old
-                .into_iter()
-                .map(|(k, e)| (k, (e.etag.clone(), e.last_modified)))
-                .collect();
+            inner.entries.clear();
             inner.serial = Some(serial);
             inner.bytes = 0;
         }
@@ -101,10 +97,21 @@ impl AnswerCache {
     ) -> Arc<Entry> {
         let etag = etag_of(&body);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let last_modified = match inner.previous.get(key) {
+        // HTTP dates have whole seconds: a change within the second of the previous answer
+        // still moves `Last-Modified` forward, or `If-Modified-Since` would miss it.
+        let last_modified = match inner.given.get(key) {
             Some((old, at)) if *old == etag => *at,
-            _ => changed_at.trunc_subsecs(0),
+            Some((_, at)) => changed_at
+                .trunc_subsecs(0)
+                .max(*at + chrono::Duration::seconds(1)),
+            None => changed_at.trunc_subsecs(0),
         };
+        if inner.given.len() >= 4 * MAX_ENTRIES && !inner.given.contains_key(key) {
+            inner.given.clear();
+        }
+        inner
+            .given
+            .insert(key.to_string(), (etag.clone(), last_modified));
         let entry = Arc::new(Entry {
             body,
             content_type,
@@ -286,6 +293,10 @@ mod tests {
         let changed = cache.store(3, "/a", Bytes::from_static(b"new"), "text/plain", t2);
         assert_ne!(changed.etag, first.etag);
         assert_eq!(changed.last_modified, t2.trunc_subsecs(0));
+        // Another change in the same second: the date still moves forward.
+        assert!(cache.lookup(4, "/a").is_none());
+        let again = cache.store(4, "/a", Bytes::from_static(b"newer"), "text/plain", t2);
+        assert!(again.last_modified > changed.last_modified);
     }
 
     #[test]

@@ -40,6 +40,8 @@ use crate::app::App;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
+/// Largest body of `POST /advise`: a 64 KiB paste, form-encoded (which can triple it).
+pub const MAX_ADVISE_BODY: usize = 3 * MAX_BODY + 1024;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -188,6 +190,9 @@ pub fn router(web: Web) -> Router {
             HeaderValue::from_static(value),
         )
     };
+    let advise = Router::new()
+        .route("/advise", get(advise::advise_page).post(advise::advise))
+        .layer(RequestBodyLimitLayer::new(MAX_ADVISE_BODY));
     Router::new()
         .route("/", get(pages::index))
         .route("/subscribe", post(pages::subscribe))
@@ -197,7 +202,6 @@ pub fn router(web: Web) -> Router {
         .route("/projects/{name}", get(history::project_page))
         .route("/compat", get(board::compat_page))
         .route("/compat.json", get(board::compat_json))
-        .route("/advise", get(advise::advise_page).post(advise::advise))
         .route("/releases.json", get(api::releases_json))
         .route("/releases.atom", get(api::releases_atom))
         .route("/api/update-check", post(api::update_check))
@@ -205,8 +209,9 @@ pub fn router(web: Web) -> Router {
         .route("/healthcheck/", get(api::healthcheck))
         .route("/metrics", get(api::metrics))
         .fallback(|| async { HttpError::client(StatusCode::NOT_FOUND, "Not found.") })
-        .layer(middleware::from_fn_with_state(web.clone(), rate_limited))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .merge(advise)
+        .layer(middleware::from_fn_with_state(web.clone(), rate_limited))
         .layer(header("x-content-type-options", "nosniff"))
         .layer(header("x-frame-options", "DENY"))
         .layer(header("referrer-policy", "no-referrer"))
