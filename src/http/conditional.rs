@@ -30,7 +30,8 @@ const MAX_BYTES: usize = 32 * 1024 * 1024;
 pub enum Freshness {
     /// Feeds: feed readers poll; a quarter of an hour is plenty for daily checks.
     Feed,
-    /// Pages: people reload; one minute.
+    /// Pages: browsers keep them but ask again each time (a `304` costs next to nothing), so
+    /// a person never sees a board older than the last check.
     Page,
 }
 
@@ -38,7 +39,7 @@ impl Freshness {
     fn header(self) -> HeaderValue {
         match self {
             Freshness::Feed => HeaderValue::from_static("public, max-age=900"),
-            Freshness::Page => HeaderValue::from_static("public, max-age=60"),
+            Freshness::Page => HeaderValue::from_static("no-cache"),
         }
     }
 }
