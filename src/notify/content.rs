@@ -62,6 +62,9 @@ pub struct Footer {
     pub reason: String,
     /// One-click unsubscribe link.
     pub unsubscribe_url: String,
+    /// The web service's address (`HERALD_BASE_URL`, ending in `/`), for links to the
+    /// project pages, the compatibility board and the advise form.
+    pub site_url: String,
 }
 
 /// Context of `new_release` (one release) and `new_releases` (every release of a project
@@ -309,6 +312,7 @@ pub mod samples {
         Footer {
             reason: "You receive this because you subscribed to release mail for pretalx.".into(),
             unsubscribe_url: "https://herald.example.org/unsubscribe/1.SIGNATURE".into(),
+            site_url: "https://herald.example.org/".into(),
         }
     }
 
