@@ -195,6 +195,30 @@ async fn history_board_and_advice_in_a_browser_pass_an_accessibility_audit() {
         "{found:?}"
     );
 
+    // The self-service pages too: subscribed, preferences, unsubscribe, an invalid link.
+    browser.goto(&site.base).await;
+    browser.fill("#email", "person@example.org").await;
+    browser.click("#subscribe-button").await;
+    browser.find("#check-inbox").await;
+    audit(&browser, &axe, "/subscribe (answer)").await;
+    let id = common::subscribe_instant(&site.app, "ops@example.org", "pretalx").await;
+    let signer = &site.app.notifier.signer;
+    for (path, element) in [
+        (
+            format!("preferences/{}", signer.sign("preferences", id)),
+            "#preferences",
+        ),
+        (
+            format!("unsubscribe/{}", signer.sign("unsubscribe", id)),
+            "#unsubscribe",
+        ),
+        ("confirm/not-a-token".to_string(), "#message"),
+    ] {
+        browser.goto(&format!("{}{path}", site.base)).await;
+        browser.find(element).await;
+        audit(&browser, &axe, &path).await;
+    }
+
     // pretalx's history: 48 releases, 48 marks whose titles name version and class.
     browser
         .goto(&format!("{}projects/pretalx", site.base))
