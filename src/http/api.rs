@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use atom_syndication::{Entry, Feed, FixedDateTime, Link, Text};
 use axum::Json;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -67,6 +67,17 @@ fn check_query(web: &Web, q: &FeedQuery) -> Result<ReleaseFilter, HttpError> {
     })
 }
 
+/// The cache key of a validated filter: made-up spellings of one query share an entry.
+fn filter_key(filter: &ReleaseFilter) -> String {
+    let mut projects = filter.projects.clone();
+    projects.sort();
+    projects.dedup();
+    let mut classes: Vec<&str> = filter.classes.iter().map(|c| c.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    format!("project={}&class={}", projects.join(","), classes.join(","))
+}
+
 async fn filtered(web: &Web, filter: ReleaseFilter) -> Result<Vec<ReleaseRow>, HttpError> {
     Ok(web.app.store.releases(&filter).await?)
 }
@@ -75,11 +86,10 @@ async fn filtered(web: &Web, filter: ReleaseFilter) -> Result<Vec<ReleaseRow>, H
 pub async fn releases_json(
     State(web): State<Web>,
     Query(q): Query<FeedQuery>,
-    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let rows = check_query(&web, &q)?;
-    let key = format!("/releases.json?{}", raw.unwrap_or_default());
+    let key = format!("/releases.json?{}", filter_key(&rows));
     let answers = web.answers.clone();
     answers
         .answer(&web.app.store, &headers, &key, Freshness::Feed, || async {
@@ -96,11 +106,10 @@ pub async fn releases_json(
 pub async fn releases_atom(
     State(web): State<Web>,
     Query(q): Query<FeedQuery>,
-    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let filter = check_query(&web, &q)?;
-    let key = format!("/releases.atom?{}", raw.unwrap_or_default());
+    let key = format!("/releases.atom?{}", filter_key(&filter));
     let answers = web.answers.clone();
     answers
         .answer(&web.app.store, &headers, &key, Freshness::Feed, || async {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
@@ -277,7 +277,6 @@ pub async fn project_page(
     State(web): State<Web>,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
-    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let Some(project) = web.app.config.project(&name).cloned() else {
@@ -292,7 +291,8 @@ pub async fn project_page(
             HttpError::client(StatusCode::BAD_REQUEST, "page must be a number from 1 on")
         })?,
     };
-    let key = format!("/projects/{}?{}", project.name, raw.unwrap_or_default());
+    // Keyed by what the answer depends on, so made-up query strings share one entry.
+    let key = format!("/projects/{}?page={page}", project.name);
     let answers = web.answers.clone();
     answers
         .answer(&web.app.store, &headers, &key, Freshness::Page, || async {
