@@ -94,7 +94,7 @@ pub struct Timeline {
     pub left_off: usize,
 }
 
-/// A version as pages show it: at most [`MAX_VERSION_CHARS`] characters.
+/// A version as pages show it: at most 40 characters, then an ellipsis.
 pub fn short(version: &str) -> String {
     if version.chars().count() <= MAX_VERSION_CHARS {
         return version.to_string();
