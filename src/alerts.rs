@@ -98,6 +98,8 @@ pub struct Advice {
     pub recommendation: String,
     /// Inventory entries Herald does not track.
     pub untracked: Vec<String>,
+    /// The pinned upgrade command, or why to wait.
+    pub upgrade: compat::UpgradePlan,
 }
 
 /// Maps inventory names to tracked projects: by project name, distribution name or plugin
@@ -396,6 +398,57 @@ fn core_advice(
     advice
 }
 
+/// The core release as the verdict rules see it.
+fn core_release(docs: &Docs, core: &Project, target: &ReleaseRow) -> Option<CoreRelease> {
+    let version = target.parsed.clone()?;
+    Some(CoreRelease {
+        requires_python: docs
+            .get(&core.name, &version)
+            .and_then(|d| d.requires_python.clone()),
+        version,
+        published_at: target.published_at.or(target.available_at),
+    })
+}
+
+/// One plugin's verdict for one core release: the rules of [`compat::assess`] over the
+/// recorded releases and per-version documents.
+fn assess_plugin(
+    catalog: &Catalog,
+    docs: &Docs,
+    core: &Project,
+    core_release: &CoreRelease,
+    plugin: &Project,
+    installed: Option<&Version>,
+) -> Assessment {
+    let releases: Vec<PluginRelease> = catalog
+        .releases(&plugin.name)
+        .iter()
+        .filter(|r| r.class != ReleaseClass::Prerelease)
+        .filter_map(|r| {
+            let v = r.parsed.clone()?;
+            let doc = docs.get(&plugin.name, &v);
+            Some(PluginRelease {
+                version: v,
+                published_at: r.published_at.or(r.available_at),
+                requires_dist: doc
+                    .and_then(|d| d.requires_dist.clone())
+                    .or_else(|| doc.map(|_| Vec::new())),
+                requires_python: doc.and_then(|d| d.requires_python.clone()),
+                yanked: r.yanked,
+            })
+        })
+        .collect();
+    compat::assess(
+        &core.name,
+        core_release,
+        &plugin.name,
+        &releases,
+        installed,
+        &plugin.compat,
+        Duration::days(ALONGSIDE_WINDOW_DAYS),
+    )
+}
+
 fn plugin_assessments(
     app: &App,
     catalog: &Catalog,
@@ -404,20 +457,9 @@ fn plugin_assessments(
     target: &ReleaseRow,
     installed: &InventoryMap,
 ) -> Vec<Assessment> {
-    let Some(target_v) = target.parsed.clone() else {
+    let Some(core_release) = core_release(docs, core, target) else {
         return Vec::new();
     };
-    let core_release = CoreRelease {
-        version: target_v,
-        published_at: target.published_at.or(target.available_at),
-        requires_python: docs
-            .get(
-                &core.name,
-                target.parsed.as_ref().unwrap_or(&Version::new([0])),
-            )
-            .and_then(|d| d.requires_python.clone()),
-    };
-    let window = Duration::days(ALONGSIDE_WINDOW_DAYS);
     installed
         .iter()
         .filter_map(|(name, ver)| {
@@ -425,33 +467,14 @@ fn plugin_assessments(
                 .config
                 .project(name)
                 .filter(|p| p.plugin_of.as_deref() == Some(&core.name))?;
-            let releases: Vec<PluginRelease> = catalog
-                .releases(&plugin.name)
-                .iter()
-                .filter(|r| r.class != ReleaseClass::Prerelease)
-                .filter_map(|r| {
-                    let v = r.parsed.clone()?;
-                    let doc = docs.get(&plugin.name, &v);
-                    Some(PluginRelease {
-                        version: v,
-                        published_at: r.published_at.or(r.available_at),
-                        requires_dist: doc
-                            .and_then(|d| d.requires_dist.clone())
-                            .or_else(|| doc.map(|_| Vec::new())),
-                        requires_python: doc.and_then(|d| d.requires_python.clone()),
-                        yanked: r.yanked,
-                    })
-                })
-                .collect();
             let installed_v = version::parse(ver).ok();
-            Some(compat::assess(
-                &core.name,
+            Some(assess_plugin(
+                catalog,
+                docs,
+                core,
                 &core_release,
-                &plugin.name,
-                &releases,
+                plugin,
                 installed_v.as_ref(),
-                &plugin.compat,
-                window,
             ))
         })
         .collect()
@@ -499,6 +522,7 @@ async fn build(
             plugins: Vec::new(),
             recommendation: "Nothing to advise: none of these packages is tracked.".into(),
             untracked,
+            upgrade: compat::UpgradePlan::default(),
         });
     };
     let mut names: Vec<String> = vec![core.name.clone()];
@@ -536,13 +560,51 @@ async fn build(
         }
         _ => core_advice.summary.clone(),
     };
+    let upgrade = upgrade_plan(app, &catalog, &core, installed, target.as_ref(), &plugins);
     Ok(Advice {
         core: core_advice,
         target: target.map(|t| t.version),
         plugins,
         recommendation,
         untracked,
+        upgrade,
     })
+}
+
+/// The pinned command: the newest final release of the target's line (else the newest final
+/// release) and every plugin version the verdicts name.
+fn upgrade_plan(
+    app: &App,
+    catalog: &Catalog,
+    core: &Project,
+    installed: &InventoryMap,
+    target: Option<&ReleaseRow>,
+    plugins: &[Assessment],
+) -> compat::UpgradePlan {
+    let finals = || {
+        catalog
+            .releases(&core.name)
+            .iter()
+            .filter(|r| r.class != ReleaseClass::Prerelease && !r.yanked)
+    };
+    let core_to = target
+        .and_then(|t| finals().find(|r| r.line == t.line))
+        .or_else(|| catalog.latest_final(&core.name))
+        .and_then(|r| r.parsed.clone());
+    let Some(core_to) = core_to else {
+        return compat::UpgradePlan::default();
+    };
+    let dist = |name: &str| {
+        app.config
+            .project(name)
+            .and_then(|p| p.pypi.clone())
+            .unwrap_or_else(|| name.to_string())
+    };
+    let named: Vec<(String, &Assessment)> = plugins.iter().map(|a| (dist(&a.plugin), a)).collect();
+    let core_installed = installed
+        .get(&core.name)
+        .and_then(|v| version::parse(v).ok());
+    compat::upgrade_plan(&dist(&core.name), core_installed.as_ref(), &core_to, &named)
 }
 
 /// The report for an inventory, now: core status, and plugin verdicts for the latest core
@@ -558,6 +620,137 @@ pub async fn advise(app: &App, items: &[Installed]) -> anyhow::Result<Advice> {
         app.clock.now(),
     )
     .await
+}
+
+/// One cell of the compatibility board: a plugin against one core feature release.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardCell {
+    /// `ready`, `likely`, `unknown` or `blocked`.
+    pub verdict: compat::Verdict,
+    /// The plugin version to install with that release.
+    pub install: Option<String>,
+    /// Why, naming versions and dates.
+    pub evidence: String,
+    /// Whether the operator's projects file set it.
+    #[serde(rename = "override")]
+    pub overridden: bool,
+    /// Non-decisive remarks (Requires-Python).
+    pub hints: Vec<String>,
+}
+
+/// One row of the board: a plugin of the core.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardPlugin {
+    /// Project name.
+    pub name: String,
+    /// The module name pretalx reports for it.
+    pub module: Option<String>,
+    /// Its newest final release.
+    pub latest: Option<String>,
+    /// When that came out (`YYYY-MM-DD`).
+    pub latest_published: Option<String>,
+    /// Whether it was released after the core's newest feature release.
+    pub new_since_feature: bool,
+    /// One cell per core feature release, by version.
+    pub cells: BTreeMap<String, BoardCell>,
+}
+
+/// The plugin compatibility board of a core project.
+#[derive(Debug, Clone, Serialize)]
+pub struct Board {
+    /// The core project.
+    pub core: String,
+    /// Its newest feature releases, newest first (the columns).
+    pub releases: Vec<String>,
+    /// The same releases with their dates and notes.
+    pub columns: Vec<ReleaseLink>,
+    /// One row per plugin, by name.
+    pub plugins: Vec<BoardPlugin>,
+}
+
+/// The board: every plugin of `core` against its `columns` newest feature releases, each cell
+/// by the same rules and evidence as the operator reports ([`compat::assess`]).
+pub async fn board(app: &App, core: &Project, columns: usize) -> anyhow::Result<Board> {
+    let plugins: Vec<&Project> = app
+        .config
+        .projects
+        .iter()
+        .filter(|p| p.plugin_of.as_deref() == Some(core.name.as_str()))
+        .collect();
+    let mut names = vec![core.name.clone()];
+    names.extend(plugins.iter().map(|p| p.name.clone()));
+    let catalog = Catalog::load(app, &names).await?;
+    let features: Vec<ReleaseRow> = catalog
+        .releases(&core.name)
+        .iter()
+        .filter(|r| r.class == ReleaseClass::Feature && !r.yanked)
+        .take(columns)
+        .cloned()
+        .collect();
+    let mut wanted: Vec<(Project, String)> = features
+        .iter()
+        .map(|r| (core.clone(), r.version.clone()))
+        .collect();
+    for p in &plugins {
+        for r in catalog
+            .releases(&p.name)
+            .iter()
+            .filter(|r| r.class != ReleaseClass::Prerelease && !r.yanked)
+            .take(DOCS_PER_PLUGIN)
+        {
+            wanted.push(((*p).clone(), r.version.clone()));
+        }
+    }
+    let mut docs = Docs::default();
+    docs.gather(app, &wanted, app.clock.now()).await?;
+    let newest_feature_at = features
+        .first()
+        .and_then(|r| r.published_at.or(r.available_at));
+    let rows = plugins
+        .iter()
+        .map(|plugin| {
+            let latest = catalog.latest_final(&plugin.name);
+            let latest_at = latest.and_then(|r| r.published_at.or(r.available_at));
+            let cells = features
+                .iter()
+                .filter_map(|f| {
+                    let release = core_release(&docs, core, f)?;
+                    let a = assess_plugin(&catalog, &docs, core, &release, plugin, None);
+                    Some((
+                        f.version.clone(),
+                        BoardCell {
+                            verdict: a.verdict,
+                            install: a.install,
+                            evidence: a.evidence,
+                            overridden: compat::overridden(&plugin.compat, &release.version),
+                            hints: a.hints,
+                        },
+                    ))
+                })
+                .collect();
+            BoardPlugin {
+                name: plugin.name.clone(),
+                module: plugin.module.clone(),
+                latest: latest.map(|r| r.version.clone()),
+                latest_published: date(latest_at),
+                new_since_feature: matches!((latest_at, newest_feature_at), (Some(p), Some(f)) if p > f),
+                cells,
+            }
+        })
+        .collect();
+    Ok(Board {
+        core: core.name.clone(),
+        releases: features.iter().map(|r| r.version.clone()).collect(),
+        columns: features
+            .iter()
+            .map(|r| ReleaseLink {
+                version: r.version.clone(),
+                published: date(r.published_at),
+                url: notes_url(r),
+            })
+            .collect(),
+        plugins: rows,
+    })
 }
 
 /// What [`process`] queued.

@@ -572,6 +572,78 @@ pub fn recommendation(
     }
 }
 
+/// Whether an operator's override decides the verdict for this core release.
+pub fn overridden(overrides: &[Override], core: &Version) -> bool {
+    override_for(overrides, core).is_some()
+}
+
+/// How the pinned upgrade command starts: pip's eager strategy upgrades dependencies too, as
+/// pretalx's maintenance guide asks.
+pub const PIP_UPGRADE: &str = "pip install --upgrade-strategy eager -U";
+
+/// What to run, or why to wait: the one pinned command that installs the core release and
+/// every plugin version the verdicts name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradePlan {
+    /// `pip install --upgrade-strategy eager -U pretalx==2026.2.1 pretalx-pages==1.10.0 ...`;
+    /// `None` when nothing would change.
+    pub command: Option<String>,
+    /// Why not yet: the plugins without a release known to work with the core release.
+    pub wait: Option<String>,
+}
+
+/// The pinned command for upgrading to `core_to`: the core first, then every plugin whose
+/// verdict names a version to install, by name. `plugins` pairs each assessment with the
+/// plugin's distribution name. Plugins without a version to install make the reason to wait.
+pub fn upgrade_plan(
+    core_dist: &str,
+    core_installed: Option<&Version>,
+    core_to: &Version,
+    plugins: &[(String, &Assessment)],
+) -> UpgradePlan {
+    let same =
+        |have: Option<&str>, want: &str| match (have.and_then(|h| parse(h).ok()), parse(want).ok())
+        {
+            (Some(h), Some(w)) => canonical_key(&h) == canonical_key(&w),
+            _ => false,
+        };
+    let mut changes =
+        core_installed.is_none_or(|have| canonical_key(have) != canonical_key(core_to));
+    let mut pins = vec![format!("{core_dist}=={core_to}")];
+    let mut sorted: Vec<&(String, &Assessment)> = plugins.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut waiting = Vec::new();
+    for (dist, a) in sorted {
+        match a
+            .install
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            Some(install) => {
+                changes |= !same(a.installed.as_deref(), install);
+                pins.push(format!("{dist}=={install}"));
+                if a.verdict == Verdict::Unknown {
+                    waiting.push(a.plugin.as_str());
+                }
+            }
+            None => waiting.push(a.plugin.as_str()),
+        }
+    }
+    let wait = (!waiting.is_empty()).then(|| {
+        format!(
+            "{} {} no release known to work with {core_dist} {core_to} yet: upgrading now may break {}",
+            list(&waiting),
+            if waiting.len() == 1 { "has" } else { "have" },
+            if waiting.len() == 1 { "it" } else { "them" },
+        )
+    });
+    UpgradePlan {
+        command: changes.then(|| format!("{PIP_UPGRADE} {}", pins.join(" "))),
+        wait,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1247,5 +1319,47 @@ mod tests {
         let json = serde_json::to_value(&a).expect("json");
         assert_eq!(json["verdict"], "unknown");
         assert_eq!(json["plugin"], "pretalx-pages");
+    }
+
+    #[test]
+    fn the_upgrade_plan_pins_the_core_and_every_named_plugin_version() {
+        let mut venueless = verdict("pretalx-venueless", Verdict::Likely);
+        venueless.install = Some("1.9.0".into());
+        venueless.installed = Some("1.8.0".into());
+        let mut ccc = verdict("pretalx-media-ccc-de", Verdict::Likely);
+        ccc.install = Some("1.8.0".into());
+        let pages = verdict("pretalx-pages", Verdict::Unknown);
+        let plan = upgrade_plan(
+            "pretalx",
+            Some(&v("2026.1.2")),
+            &v("2026.2.1"),
+            &[
+                ("pretalx-venueless".into(), &venueless),
+                ("pretalx-pages".into(), &pages),
+                ("pretalx-media-ccc-de".into(), &ccc),
+            ],
+        );
+        assert_eq!(
+            plan.command.as_deref(),
+            Some(
+                "pip install --upgrade-strategy eager -U pretalx==2026.2.1 pretalx-media-ccc-de==1.8.0 pretalx-venueless==1.9.0"
+            )
+        );
+        assert_eq!(
+            plan.wait.as_deref(),
+            Some(
+                "pretalx-pages has no release known to work with pretalx 2026.2.1 yet: upgrading now may break it"
+            )
+        );
+        // Everything installed already: nothing to run, nothing to wait for.
+        let mut kept = venueless.clone();
+        kept.installed = Some("1.9.0".into());
+        let plan = upgrade_plan(
+            "pretalx",
+            Some(&v("2026.2.1")),
+            &v("2026.2.1"),
+            &[("pretalx-venueless".into(), &kept)],
+        );
+        assert_eq!(plan, UpgradePlan::default());
     }
 }

@@ -30,8 +30,9 @@
 //! - [`store`]: all SQL; SQLite through sqlx with embedded migrations.
 //! - [`schedule`] (pure): cron times in a time zone, jitter, catch-up.
 //! - [`serve`]: the daemon: scheduler, dispatcher and web service until a signal.
-//! - [`http`]: the axum web service (pages, feeds, update check, health, metrics); the client
-//!   address behind trusted proxies ([`http::forwarded`]).
+//! - [`http`]: the axum web service (pages, project histories, the compatibility board, the
+//!   advise form, feeds, update check, health, metrics) with conditional answers
+//!   ([`http::conditional`]); the client address behind trusted proxies ([`http::forwarded`]).
 //! - [`logging`]: tracing to stderr, as text or JSON lines; the CLI's own stderr messages.
 
 pub mod alerts;

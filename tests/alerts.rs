@@ -353,6 +353,15 @@ async fn one_report_one_follow_up_and_silence_after() {
         text.contains("pretalx-pages (installed 1.9.0): UNKNOWN"),
         "{text}"
     );
+    // The pinned command, after the reason to wait.
+    assert!(
+        text.contains("Reason to wait: pretalx-pages and pretalx-public-voting have no release known to work with pretalx 2026.2.1 yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    pip install --upgrade-strategy eager -U pretalx==2026.2.1 pretalx-media-ccc-de==1.8.0 pretalx-venueless==1.9.0"),
+        "{text}"
+    );
     let html = report.body_html(0).expect("html");
     assert!(
         html.contains("<table") && html.contains("pretalx-media-ccc-de"),
@@ -596,6 +605,11 @@ async fn a_core_bugfix_and_a_plugin_release_in_one_run_give_one_advice() {
     let text = advice.body_text(0).expect("text");
     assert!(
         text.contains("pretalx-pages (installed 1.9.0): LIKELY, install 1.10.0"),
+        "{text}"
+    );
+    // The bugfix advice pins the new bugfix release and the plugin release that came with it.
+    assert!(
+        text.contains("pip install --upgrade-strategy eager -U pretalx==2026.2.2 pretalx-media-ccc-de==1.8.0 pretalx-pages==1.10.0 pretalx-venueless==1.9.0"),
         "{text}"
     );
     // The change was told: it never comes back as a follow-up.

@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Sandbox, Upstream, at};
 use herald::check::{self, CheckOptions, CheckOutcome, RunSummary, SourceStatus};

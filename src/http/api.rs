@@ -6,10 +6,11 @@ use std::fmt::Write;
 use atom_syndication::{Entry, Feed, FixedDateTime, Link, Text};
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::conditional::Freshness;
 use super::{HttpError, Web};
 use crate::alerts::{self, UpdateCheckRequest};
 use crate::model::ReleaseClass;
@@ -22,7 +23,8 @@ pub struct FeedQuery {
     class: Option<String>,
 }
 
-async fn filtered(web: &Web, q: &FeedQuery) -> Result<Vec<ReleaseRow>, HttpError> {
+/// Validates the query into a filter (unknown project or class: a 400 naming it).
+fn check_query(web: &Web, q: &FeedQuery) -> Result<ReleaseFilter, HttpError> {
     let projects: Vec<String> = q
         .project
         .as_deref()
@@ -37,7 +39,7 @@ async fn filtered(web: &Web, q: &FeedQuery) -> Result<Vec<ReleaseRow>, HttpError
         if web.app.config.project(p).is_none() {
             return Err(HttpError::client(
                 StatusCode::BAD_REQUEST,
-                format!("unknown project `{p}`"),
+                format!("unknown project `{}`", super::history::short(p)),
             ));
         }
     }
@@ -48,37 +50,76 @@ async fn filtered(web: &Web, q: &FeedQuery) -> Result<Vec<ReleaseRow>, HttpError
         .map(|c| c.split(',').collect::<Vec<_>>())
         .unwrap_or_default()
     {
-        classes.push(
-            c.trim()
-                .parse::<ReleaseClass>()
-                .map_err(|e| HttpError::client(StatusCode::BAD_REQUEST, e))?,
-        );
+        classes.push(c.trim().parse::<ReleaseClass>().map_err(|_| {
+            HttpError::client(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown release class `{}` (expected feature, bugfix or prerelease)",
+                    super::history::short(c.trim())
+                ),
+            )
+        })?);
     }
-    Ok(web
-        .app
-        .store
-        .releases(&ReleaseFilter {
-            projects,
-            classes,
-            ..ReleaseFilter::default()
-        })
-        .await?)
+    Ok(ReleaseFilter {
+        projects,
+        classes,
+        ..ReleaseFilter::default()
+    })
 }
 
-/// `GET /releases.json`.
+/// The cache key of a validated filter: made-up spellings of one query share an entry.
+fn filter_key(filter: &ReleaseFilter) -> String {
+    let mut projects = filter.projects.clone();
+    projects.sort();
+    projects.dedup();
+    let mut classes: Vec<&str> = filter.classes.iter().map(|c| c.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    format!("project={}&class={}", projects.join(","), classes.join(","))
+}
+
+async fn filtered(web: &Web, filter: ReleaseFilter) -> Result<Vec<ReleaseRow>, HttpError> {
+    Ok(web.app.store.releases(&filter).await?)
+}
+
+/// `GET /releases.json`: conditional, see [`super::conditional`].
 pub async fn releases_json(
     State(web): State<Web>,
     Query(q): Query<FeedQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    Ok(Json(filtered(&web, &q).await?).into_response())
+    let rows = check_query(&web, &q)?;
+    let key = format!("/releases.json?{}", filter_key(&rows));
+    let answers = web.answers.clone();
+    answers
+        .answer(&web.app.store, &headers, &key, Freshness::Feed, || async {
+            let rows = filtered(&web, rows).await?;
+            Ok((
+                "application/json",
+                serde_json::to_string(&rows).map_err(HttpError::internal)?,
+            ))
+        })
+        .await
 }
 
-/// `GET /releases.atom`.
+/// `GET /releases.atom`: conditional, see [`super::conditional`].
 pub async fn releases_atom(
     State(web): State<Web>,
     Query(q): Query<FeedQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let rows = filtered(&web, &q).await?;
+    let filter = check_query(&web, &q)?;
+    let key = format!("/releases.atom?{}", filter_key(&filter));
+    let answers = web.answers.clone();
+    answers
+        .answer(&web.app.store, &headers, &key, Freshness::Feed, || async {
+            let rows = filtered(&web, filter).await?;
+            Ok(("application/atom+xml; charset=utf-8", atom(&web, &rows)))
+        })
+        .await
+}
+
+fn atom(web: &Web, rows: &[ReleaseRow]) -> String {
     let base = web.app.config.base_url.to_string();
     let to_fixed = |d: chrono::DateTime<chrono::Utc>| -> FixedDateTime { d.fixed_offset() };
     let entries: Vec<Entry> = rows
@@ -94,11 +135,24 @@ pub async fn releases_atom(
             )));
             entry.set_updated(to_fixed(when));
             entry.set_published(Some(to_fixed(when)));
+            let mut links = Vec::new();
+            if let Ok(page) = web
+                .app
+                .config
+                .base_url
+                .join(&format!("projects/{}", r.project))
+            {
+                let mut link = Link::default();
+                link.set_href(page.to_string());
+                link.set_rel("related");
+                links.push(link);
+            }
             if let Some(url) = r.sources.iter().find_map(|s| s.url.clone()) {
                 let mut link = Link::default();
                 link.set_href(url);
-                entry.set_links(vec![link]);
+                links.insert(0, link);
             }
+            entry.set_links(links);
             entry
         })
         .collect();
@@ -112,12 +166,7 @@ pub async fn releases_atom(
             .unwrap_or_else(|| web.app.clock.now()),
     ));
     feed.set_entries(entries);
-    let mut response = feed.to_string().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/atom+xml; charset=utf-8"),
-    );
-    Ok(response)
+    feed.to_string()
 }
 
 /// `POST /api/update-check`: pretalx's payload in, latest/updatable per core and plugin out,

@@ -1,6 +1,8 @@
 //! The web service of `herald serve` (axum): the health check, the self-service pages
-//! (subscribe with double opt-in, confirm, preferences, one-click unsubscribe), the release
-//! feeds, pretalx's update-check API and Prometheus metrics.
+//! (subscribe with double opt-in, confirm, preferences, one-click unsubscribe), the project
+//! histories, the plugin compatibility board, the upgrade advice form, the release feeds,
+//! pretalx's update-check API and Prometheus metrics. The read-only pages and feeds answer
+//! conditionally ([`conditional`]).
 //!
 //! Owns: routing, request limits (body size, per-client rate limits on the endpoints anyone
 //! can call, keyed on the client address that [`forwarded`] finds behind trusted proxies),
@@ -10,8 +12,12 @@
 //! Every link and form action comes from `HERALD_BASE_URL`; nothing here builds a URL from
 //! request data (`Host`, `X-Forwarded-Host`, `X-Forwarded-Proto`).
 
+mod advise;
 mod api;
+mod board;
+pub mod conditional;
 pub mod forwarded;
+pub mod history;
 mod pages;
 
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +40,8 @@ use crate::app::App;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
+/// Largest body of `POST /advise`: a 64 KiB paste, form-encoded (which can triple it).
+pub const MAX_ADVISE_BODY: usize = 3 * MAX_BODY + 1024;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -44,6 +52,10 @@ pub struct Web {
     subscribe_limit: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Requests to `/api/update-check` per client.
     api_limit: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Reports asked of `POST /advise` per client (the same quota as `/subscribe`).
+    advise_limit: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Rendered pages and feeds, answered conditionally.
+    pub answers: Arc<conditional::AnswerCache>,
     /// Wakes the dispatcher when a confirmation mail was queued.
     pub mail_wakeup: Arc<tokio::sync::Notify>,
     /// Whether the "proxy speaks HTTPS, base URL says http" warning was logged.
@@ -106,6 +118,8 @@ impl Web {
             app,
             subscribe_limit: limiter(10, 5),
             api_limit: limiter(120, 30),
+            advise_limit: limiter(10, 5),
+            answers: Arc::new(conditional::AnswerCache::default()),
             mail_wakeup: Arc::new(tokio::sync::Notify::new()),
             https_warned: Arc::new(AtomicBool::new(false)),
         }
@@ -141,6 +155,8 @@ async fn rate_limited(
         Some(&web.subscribe_limit)
     } else if path == "/api/update-check" {
         Some(&web.api_limit)
+    } else if path == "/advise" && request.method() == axum::http::Method::POST {
+        Some(&web.advise_limit)
     } else {
         None
     };
@@ -174,12 +190,18 @@ pub fn router(web: Web) -> Router {
             HeaderValue::from_static(value),
         )
     };
+    let advise = Router::new()
+        .route("/advise", get(advise::advise_page).post(advise::advise))
+        .layer(RequestBodyLimitLayer::new(MAX_ADVISE_BODY));
     Router::new()
         .route("/", get(pages::index))
         .route("/subscribe", post(pages::subscribe))
         .route("/confirm/{token}", get(pages::confirm_page).post(pages::confirm))
         .route("/preferences/{token}", get(pages::preferences_page).post(pages::preferences))
         .route("/unsubscribe/{token}", get(pages::unsubscribe_page).post(pages::unsubscribe))
+        .route("/projects/{name}", get(history::project_page))
+        .route("/compat", get(board::compat_page))
+        .route("/compat.json", get(board::compat_json))
         .route("/releases.json", get(api::releases_json))
         .route("/releases.atom", get(api::releases_atom))
         .route("/api/update-check", post(api::update_check))
@@ -187,8 +209,9 @@ pub fn router(web: Web) -> Router {
         .route("/healthcheck/", get(api::healthcheck))
         .route("/metrics", get(api::metrics))
         .fallback(|| async { HttpError::client(StatusCode::NOT_FOUND, "Not found.") })
-        .layer(middleware::from_fn_with_state(web.clone(), rate_limited))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .merge(advise)
+        .layer(middleware::from_fn_with_state(web.clone(), rate_limited))
         .layer(header("x-content-type-options", "nosniff"))
         .layer(header("x-frame-options", "DENY"))
         .layer(header("referrer-policy", "no-referrer"))

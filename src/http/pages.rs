@@ -206,6 +206,7 @@ fn choices(web: &Web, prefs: &Prefs) -> (Vec<Choice>, Vec<Choice>, Vec<Choice>) 
 
 #[derive(Serialize)]
 struct Index {
+    base: String,
     latest: Vec<Latest>,
     projects: Vec<Choice>,
     classes: Vec<Choice>,
@@ -239,6 +240,7 @@ pub async fn index(State(web): State<Web>) -> Result<Response, HttpError> {
     let page = web.app.notifier.templates.render_page(
         "index",
         &Index {
+            base: web.app.config.base_url.path().to_string(),
             latest,
             projects,
             classes,

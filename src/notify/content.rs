@@ -62,6 +62,9 @@ pub struct Footer {
     pub reason: String,
     /// One-click unsubscribe link.
     pub unsubscribe_url: String,
+    /// The web service's address (`HERALD_BASE_URL`, ending in `/`), for links to the
+    /// project pages, the compatibility board and the advise form.
+    pub site_url: String,
 }
 
 /// Context of `new_release` (one release) and `new_releases` (every release of a project
@@ -344,6 +347,7 @@ pub mod samples {
         Footer {
             reason: "You receive this because you subscribed to release mail for pretalx.".into(),
             unsubscribe_url: "https://herald.example.org/unsubscribe/1.SIGNATURE".into(),
+            site_url: "https://herald.example.org/".into(),
         }
     }
 
@@ -468,6 +472,10 @@ pub mod samples {
             ],
             "recommendation": "Wait: pretalx-pages shows no compatible release yet.",
             "untracked": ["django"],
+            "upgrade": {
+                "command": "pip install --upgrade-strategy eager -U pretalx==2026.2.1 pretalx-venueless==1.9.0",
+                "wait": "pretalx-pages has no release known to work with pretalx 2026.2.1 yet: upgrading now may break it"
+            },
             "trigger": {"project": "pretalx-pages", "version": "1.10.0"},
             "changed": ["pretalx-pages"]
         })

@@ -182,6 +182,7 @@ fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String>
                 .unwrap_or_default()
         ),
         unsubscribe_url: n.unsubscribe_url(subscriber_id),
+        site_url: n.base_url.to_string(),
     };
     let view = |id: i64| {
         let release = batch

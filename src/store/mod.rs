@@ -7,6 +7,7 @@
 //! transaction here ever waits on the network.
 
 mod alerts;
+mod changes;
 mod channels;
 mod outbox;
 mod releases;
@@ -16,6 +17,7 @@ mod status;
 mod subscribers;
 
 pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, put_release_doc};
+pub use changes::Change;
 pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel};
 pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
 pub use releases::{

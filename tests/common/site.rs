@@ -35,6 +35,87 @@ pub async fn site(served: usize) -> Site {
     let rows = pretalx::rows(&fixtures);
     let upstream = Upstream::start().await;
     pretalx::serve_history(&upstream, &rows[..served], &[]);
+    upstream.put_json(
+        "/simple/pretalx-pages/",
+        "application/vnd.pypi.simple.v1+json",
+        &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "pretalx-pages", "versions": ["1.9.0"],
+            "files": [{"filename": "pretalx_pages-1.9.0-py3-none-any.whl", "url": "x", "hashes": {}, "upload-time": "2026-04-17T21:49:03Z", "yanked": false}]}),
+    );
+    let projects = format!(
+        "{}\n[[project]]\nname = \"pretalx-pages\"\nplugin_of = \"pretalx\"\nmodule = \"pretalx_pages\"\npypi = \"pretalx-pages\"\n",
+        pretalx::projects_toml(&upstream)
+    );
+    start(upstream, rows, &projects, at("2026-11-22T06:00:00Z")).await
+}
+
+/// The four official plugins the board and advice tests follow, with their repositories.
+pub const PLUGINS: [(&str, &str); 4] = [
+    ("pretalx-pages", "pretalx/pretalx-pages"),
+    ("pretalx-venueless", "pretalx/pretalx-venueless"),
+    ("pretalx-public-voting", "pretalx/pretalx-public-voting"),
+    ("pretalx-media-ccc-de", "pretalx/pretalx-media-ccc-de"),
+];
+
+/// Serves pretalx and the four plugins as they stood before `cutoff` (real history and
+/// metadata), plus `extra` plugin releases (name, version, time).
+pub fn serve_plugin_world(
+    upstream: &Upstream,
+    rows: &[Row],
+    cutoff: chrono::DateTime<chrono::Utc>,
+    extra: &[(&str, &str, &str)],
+) {
+    let fixtures = super::fixtures();
+    let core: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.published() < cutoff)
+        .cloned()
+        .collect();
+    pretalx::serve_history(upstream, &core, &[]);
+    for row in &core {
+        upstream.put_json(
+            &format!("/pypi/pretalx/{}/json", row.version),
+            "application/json",
+            &super::plugins::version_doc(&fixtures, "pretalx", &row.version),
+        );
+    }
+    for (dist, repo) in PLUGINS {
+        let mut releases: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+            super::plugins::history(&fixtures, dist, repo)
+                .into_iter()
+                .filter(|(_, d)| *d < cutoff)
+                .collect();
+        for (name, version, date) in extra {
+            if *name == dist {
+                releases.push((version.to_string(), at(date)));
+            }
+        }
+        super::plugins::serve(upstream, &fixtures, dist, &releases);
+    }
+}
+
+/// A site tracking pretalx and the four plugins as they stood before `cutoff`, its clock at
+/// `now`, after one check run.
+pub async fn plugin_site(cutoff: &str, now: &str) -> Site {
+    let fixtures = super::fixtures();
+    let rows = pretalx::rows(&fixtures);
+    let upstream = Upstream::start().await;
+    serve_plugin_world(&upstream, &rows, at(cutoff), &[]);
+    let mut projects = pretalx::projects_toml(&upstream);
+    for (dist, _) in PLUGINS {
+        projects.push_str(&format!(
+            "\n[[project]]\nname = \"{dist}\"\nplugin_of = \"pretalx\"\nmodule = \"{}\"\nscheme = \"semver\"\npypi = \"{dist}\"\n",
+            dist.replace('-', "_")
+        ));
+    }
+    start(upstream, rows, &projects, at(now)).await
+}
+
+async fn start(
+    upstream: Upstream,
+    rows: Vec<Row>,
+    projects: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Site {
     let sandbox = Sandbox::new();
     let sink = SmtpSink::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -42,22 +123,13 @@ pub async fn site(served: usize) -> Site {
         .expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}/");
-    let projects = sandbox.projects(&format!(
-        "{}\n[[project]]\nname = \"pretalx-pages\"\nplugin_of = \"pretalx\"\nmodule = \"pretalx_pages\"\npypi = \"pretalx-pages\"\n",
-        pretalx::projects_toml(&upstream)
-    ));
-    upstream.put_json(
-        "/simple/pretalx-pages/",
-        "application/vnd.pypi.simple.v1+json",
-        &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "pretalx-pages", "versions": ["1.9.0"],
-            "files": [{"filename": "pretalx_pages-1.9.0-py3-none-any.whl", "url": "x", "hashes": {}, "upload-time": "2026-04-17T21:49:03Z", "yanked": false}]}),
-    );
+    let projects = sandbox.projects(projects);
     let url = sink.url();
     let (app, clock) = sandbox
         .app_with(
             &upstream.url(),
             Some(&projects),
-            at("2026-11-22T06:00:00Z"),
+            now,
             &[
                 "--smtp-url",
                 &url,
@@ -93,6 +165,28 @@ pub async fn site(served: usize) -> Site {
 }
 
 impl Site {
+    /// The sandbox the site's database and projects file live in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self._sandbox
+    }
+
+    /// GET a path with extra request headers.
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let mut request = self
+            .client
+            .get(format!("{}{}", self.base, path.trim_start_matches('/')));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let r = request.send().await.expect("GET");
+        let (status, headers) = (r.status(), r.headers().clone());
+        (status, r.text().await.expect("body"), headers)
+    }
+
     /// GET a path.
     pub async fn get(&self, path: &str) -> (StatusCode, String, reqwest::header::HeaderMap) {
         let r = self

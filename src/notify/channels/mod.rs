@@ -356,6 +356,7 @@ pub fn prepare(
                             channel.name
                         ),
                         unsubscribe_url: app.notifier.base_url.to_string(),
+                        site_url: app.notifier.base_url.to_string(),
                     },
                 ),
             },

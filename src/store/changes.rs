@@ -1,0 +1,30 @@
+//! The change marker behind the web service's conditional answers: a counter that triggers in
+//! the schema bump on every write to releases, evidence and per-version metadata, with the
+//! time of the last one. Owns reading it; does not own what a change means to a page (`http`).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError, parse_ts};
+
+/// The last recorded change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// Grows with every change; equal serials mean nothing changed in between.
+    pub serial: i64,
+    /// When the last change was written (the database's clock).
+    pub at: DateTime<Utc>,
+}
+
+impl Store {
+    /// The last recorded change to what the pages and feeds show.
+    pub async fn last_change(&self) -> Result<Change, StoreError> {
+        const SQL: &str = "SELECT serial, changed_at FROM change_marker WHERE id = 1";
+        let row = sqlx::query(SQL).fetch_one(self.pool()).await?;
+        let at: String = row.try_get("changed_at")?;
+        Ok(Change {
+            serial: row.try_get("serial")?,
+            at: parse_ts("change_marker.changed_at", &at)?,
+        })
+    }
+}
