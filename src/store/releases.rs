@@ -206,37 +206,68 @@ fn source_kind(text: &str) -> Result<SourceKind, StoreError> {
     })
 }
 
+/// A stored release row, as `known_releases` reads it in one JSON array.
+type KnownRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A stored evidence row, as `known_releases` reads it: release, source, inherited, URL,
+/// fingerprint.
+type KnownEvidenceRow = (i64, String, i64, Option<String>, Option<i64>);
+
+/// Reads one aggregated JSON column (`json_group_array`), so a whole set comes back as one
+/// row instead of one message per row from the database thread.
+async fn json_rows<T: serde::de::DeserializeOwned>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    bind: &str,
+    column: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let text: String = sqlx::query_scalar(sql)
+        .bind(bind)
+        .fetch_one(&mut *conn)
+        .await?;
+    serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+        column,
+        detail: err.to_string(),
+    })
+}
+
 /// Releases of one project with their evidence and what is stored of them, inside a
-/// transaction: two statements, whatever the history's length.
+/// transaction: two statements, one row each, whatever the history's length.
 pub async fn known_releases(
     conn: &mut SqliteConnection,
     project: &str,
 ) -> Result<Vec<KnownRelease>, StoreError> {
-    const RELEASES: &str = "SELECT id, version, version_key, class, published_at, available_at, \
-            yanked, yanked_reason, baseline, new_in_run, withdrawn_at, withdrawn_reason \
-         FROM releases WHERE project = ?";
-    const EVIDENCE: &str = "SELECT e.release_id, e.source, e.inherited, e.url, e.fingerprint \
+    const RELEASES: &str = "SELECT json_group_array(json_array(id, version, version_key, class, \
+            published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
+            withdrawn_at, withdrawn_reason)) FROM releases WHERE project = ?";
+    const EVIDENCE: &str = "SELECT json_group_array(json_array(e.release_id, e.source, \
+            e.inherited, e.url, e.fingerprint)) \
          FROM evidence e JOIN releases r ON r.id = e.release_id WHERE r.project = ?";
-    let rows = sqlx::query(RELEASES)
-        .bind(project)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows: Vec<KnownRow> = json_rows(conn, RELEASES, project, "releases").await?;
     let mut evidence: HashMap<i64, Vec<(SourceKind, bool, Option<String>)>> = HashMap::new();
     let mut fingerprints: HashMap<i64, Vec<(SourceKind, i64)>> = HashMap::new();
-    for row in sqlx::query(EVIDENCE)
-        .bind(project)
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        let source: String = row.try_get("source")?;
+    let evidence_rows: Vec<KnownEvidenceRow> =
+        json_rows(conn, EVIDENCE, project, "evidence").await?;
+    for (release_id, source, inherited, url, fingerprint) in evidence_rows {
         let kind = source_kind(&source)?;
-        let release_id: i64 = row.try_get("release_id")?;
-        evidence.entry(release_id).or_default().push((
-            kind,
-            row.try_get("inherited")?,
-            row.try_get("url")?,
-        ));
-        if let Some(fingerprint) = row.try_get::<Option<i64>, _>("fingerprint")? {
+        evidence
+            .entry(release_id)
+            .or_default()
+            .push((kind, inherited != 0, url));
+        if let Some(fingerprint) = fingerprint {
             fingerprints
                 .entry(release_id)
                 .or_default()
@@ -245,35 +276,32 @@ pub async fn known_releases(
     }
     rows.into_iter()
         .map(|row| {
-            let id: i64 = row.try_get("id")?;
-            let text: String = row.try_get("version")?;
+            let (id, text, key, class, published_at, available_at, yanked) =
+                (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
             let version = Version::from_str(&text).map_err(|err| StoreError::Corrupt {
                 column: "releases.version",
                 detail: format!("`{text}`: {err}"),
             })?;
-            let class: String = row.try_get("class")?;
-            let available_at: Option<String> = row.try_get("available_at")?;
+            let class = ReleaseClass::from_str(&class).map_err(|detail| StoreError::Corrupt {
+                column: "releases.class",
+                detail,
+            })?;
             Ok(KnownRelease {
                 id,
                 version,
-                key: row.try_get("version_key")?,
+                key,
                 available: available_at.is_some(),
                 evidence: evidence.remove(&id).unwrap_or_default(),
                 stored: StoredRelease {
-                    class: ReleaseClass::from_str(&class).map_err(|detail| {
-                        StoreError::Corrupt {
-                            column: "releases.class",
-                            detail,
-                        }
-                    })?,
-                    published_at: row.try_get("published_at")?,
+                    class,
+                    published_at,
                     available_at,
-                    yanked: row.try_get("yanked")?,
-                    yanked_reason: row.try_get("yanked_reason")?,
-                    baseline: row.try_get("baseline")?,
-                    new_in_run: row.try_get("new_in_run")?,
-                    withdrawn_at: row.try_get("withdrawn_at")?,
-                    withdrawn_reason: row.try_get("withdrawn_reason")?,
+                    yanked: yanked != 0,
+                    yanked_reason: row.7,
+                    baseline: row.8 != 0,
+                    new_in_run: row.9,
+                    withdrawn_at: row.10,
+                    withdrawn_reason: row.11,
                     fingerprints: fingerprints.remove(&id).unwrap_or_default(),
                 },
             })
@@ -356,7 +384,8 @@ fn fingerprint(obs: &Observation, inherited: bool) -> i64 {
 
 /// Writes what a run found of one project's releases, only the rows that change: the
 /// releases in one statement, their evidence in another (each a JSON array of rows read with
-/// `json_each`). Returns each release's row id, in the order of `writes`.
+/// `jsonb_each`), and the ids of new rows in a third. Returns each release's row id, in the
+/// order of `writes`.
 pub async fn write_releases(
     conn: &mut SqliteConnection,
     project: &str,
@@ -371,20 +400,26 @@ pub async fn write_releases(
     for w in writes {
         let existing = known_by_key.get(w.key).copied();
         let next = updated(existing.map(|k| &k.stored), w);
-        match existing {
-            Some(k) if k.stored.same_row(&next) => ids.push(Some(k.id)),
-            _ => {
-                ids.push(existing.map(|k| k.id));
-                rows.push(release_json(w, &next));
-            }
+        ids.push(existing.map(|k| k.id));
+        if !existing.is_some_and(|k| k.stored.same_row(&next)) {
+            rows.push(ReleaseJson::new(w, next));
         }
     }
+    let stamp = ts(now);
     if !rows.is_empty() {
-        for (id, key) in upsert_releases(conn, project, &rows, now).await? {
-            for (slot, w) in ids.iter_mut().zip(writes) {
-                if w.key == key {
-                    *slot = Some(id);
-                }
+        upsert_releases(conn, project, &rows, &stamp).await?;
+    }
+    let missing: Vec<&str> = writes
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| id.is_none())
+        .map(|(w, _)| w.key)
+        .collect();
+    if !missing.is_empty() {
+        let found: HashMap<String, i64> = new_ids(conn, project, &missing).await?;
+        for (slot, w) in ids.iter_mut().zip(writes) {
+            if slot.is_none() {
+                *slot = found.get(w.key).copied();
             }
         }
     }
@@ -402,98 +437,158 @@ pub async fn write_releases(
     for (w, id) in writes.iter().zip(&ids) {
         let stored = known_by_key
             .get(w.key)
-            .map(|k| k.stored.fingerprints.as_slice());
+            .map(|k| k.stored.fingerprints.as_slice())
+            .unwrap_or_default();
         for e in w.evidence {
             let fp = fingerprint(e.observation, e.inherited);
-            let same = stored
-                .unwrap_or_default()
+            if !stored
                 .iter()
-                .any(|(kind, old)| *kind == e.kind && *old == fp);
-            if !same {
-                evidence.push(evidence_json(*id, e, fp));
+                .any(|(kind, old)| *kind == e.kind && *old == fp)
+            {
+                evidence.push(EvidenceJson::new(*id, e, fp));
             }
         }
     }
     if !evidence.is_empty() {
-        upsert_evidence(conn, &evidence, now).await?;
+        upsert_evidence(conn, &evidence, &stamp).await?;
     }
     Ok(ids)
 }
 
-fn release_json(w: &ReleaseWrite<'_>, next: &StoredRelease) -> serde_json::Value {
-    serde_json::json!([
-        w.version.to_string(),
-        w.key,
-        next.class.as_str(),
-        w.line,
-        next.published_at,
-        next.available_at,
-        next.yanked,
-        next.yanked_reason,
-        next.baseline,
-        next.new_in_run,
-        next.withdrawn_at,
-        next.withdrawn_reason,
-    ])
+/// A release row to write, serialised as a JSON array (the statement reads it by position).
+#[derive(serde::Serialize)]
+struct ReleaseJson<'a>(
+    String,
+    &'a str,
+    &'static str,
+    &'a str,
+    Option<String>,
+    Option<String>,
+    bool,
+    Option<String>,
+    bool,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+impl<'a> ReleaseJson<'a> {
+    fn new(w: &ReleaseWrite<'a>, next: StoredRelease) -> ReleaseJson<'a> {
+        ReleaseJson(
+            w.version.to_string(),
+            w.key,
+            next.class.as_str(),
+            w.line,
+            next.published_at,
+            next.available_at,
+            next.yanked,
+            next.yanked_reason,
+            next.baseline,
+            next.new_in_run,
+            next.withdrawn_at,
+            next.withdrawn_reason,
+        )
+    }
 }
 
-fn evidence_json(release_id: i64, e: &EvidenceWrite<'_>, fingerprint: i64) -> serde_json::Value {
-    let o = e.observation;
-    serde_json::json!([
-        release_id,
-        e.kind.as_str(),
-        o.raw,
-        o.url,
-        o.published_at.map(ts),
-        o.notes,
-        o.yanked,
-        o.yanked_reason,
-        o.available,
-        o.prerelease_flag,
-        e.inherited,
-        fingerprint,
-    ])
+/// An evidence row to write, serialised as a JSON array.
+#[derive(serde::Serialize)]
+struct EvidenceJson<'a>(
+    i64,
+    &'static str,
+    &'a str,
+    Option<&'a str>,
+    Option<String>,
+    Option<&'a str>,
+    bool,
+    Option<&'a str>,
+    bool,
+    Option<bool>,
+    bool,
+    i64,
+);
+
+impl<'a> EvidenceJson<'a> {
+    fn new(release_id: i64, e: &EvidenceWrite<'a>, fingerprint: i64) -> EvidenceJson<'a> {
+        let o = e.observation;
+        EvidenceJson(
+            release_id,
+            e.kind.as_str(),
+            &o.raw,
+            o.url.as_deref(),
+            o.published_at.map(ts),
+            o.notes.as_deref(),
+            o.yanked,
+            o.yanked_reason.as_deref(),
+            o.available,
+            o.prerelease_flag,
+            e.inherited,
+            fingerprint,
+        )
+    }
 }
 
-/// Inserts or replaces release rows (values already merged with what is stored); returns
-/// (id, key) of each.
+fn to_json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|err| StoreError::Corrupt {
+        column: "(rows to write)",
+        detail: err.to_string(),
+    })
+}
+
+/// Inserts or replaces release rows (values already merged with what is stored).
 async fn upsert_releases(
     conn: &mut SqliteConnection,
     project: &str,
-    rows: &[serde_json::Value],
-    now: DateTime<Utc>,
-) -> Result<Vec<(i64, String)>, StoreError> {
+    rows: &[ReleaseJson<'_>],
+    now: &str,
+) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO releases (project, version, version_key, class, line, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
             withdrawn_at, withdrawn_reason, first_seen_at) \
          SELECT ?1, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
             r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, \
             r.value ->> 10, r.value ->> 11, ?2 \
-         FROM json_each(?3) r WHERE true \
+         FROM jsonb_each(?3) r WHERE true \
          ON CONFLICT (project, version_key) DO UPDATE SET \
             class = excluded.class, published_at = excluded.published_at, \
             available_at = excluded.available_at, yanked = excluded.yanked, \
             yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
             new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
-            withdrawn_reason = excluded.withdrawn_reason \
-         RETURNING id, version_key";
-    let out = sqlx::query(SQL)
+            withdrawn_reason = excluded.withdrawn_reason";
+    sqlx::query(SQL)
         .bind(project)
-        .bind(ts(now))
-        .bind(serde_json::Value::from(rows.to_vec()).to_string())
-        .fetch_all(&mut *conn)
+        .bind(now)
+        .bind(to_json(rows)?)
+        .execute(&mut *conn)
         .await?;
-    out.iter()
-        .map(|row| Ok((row.try_get("id")?, row.try_get("version_key")?)))
-        .collect()
+    Ok(())
+}
+
+/// The row ids of releases just inserted, by key, in one row.
+async fn new_ids(
+    conn: &mut SqliteConnection,
+    project: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, i64>, StoreError> {
+    const SQL: &str = "SELECT json_group_object(version_key, id) FROM releases \
+         WHERE project = ?1 AND version_key IN (SELECT value FROM jsonb_each(?2))";
+    let text: String = sqlx::query_scalar(SQL)
+        .bind(project)
+        .bind(to_json(keys)?)
+        .fetch_one(&mut *conn)
+        .await?;
+    serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+        column: "releases.id",
+        detail: err.to_string(),
+    })
 }
 
 /// Records what sources said about releases. Own evidence replaces inherited evidence;
 /// inherited evidence never replaces a source's own.
 async fn upsert_evidence(
     conn: &mut SqliteConnection,
-    rows: &[serde_json::Value],
-    now: DateTime<Utc>,
+    rows: &[EvidenceJson<'_>],
+    now: &str,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, \
             yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
@@ -501,7 +596,7 @@ async fn upsert_evidence(
          SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, \
             e.value ->> 5, e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
             e.value ->> 10, e.value ->> 11, ?1, ?1 \
-         FROM json_each(?2) e WHERE true \
+         FROM jsonb_each(?2) e WHERE true \
          ON CONFLICT (release_id, source) DO UPDATE SET \
             raw = excluded.raw, url = COALESCE(excluded.url, evidence.url), \
             published_at = COALESCE(excluded.published_at, evidence.published_at), \
@@ -511,8 +606,8 @@ async fn upsert_evidence(
             fingerprint = excluded.fingerprint, last_seen_at = excluded.last_seen_at \
          WHERE evidence.inherited = 1 OR excluded.inherited = 0";
     sqlx::query(SQL)
-        .bind(ts(now))
-        .bind(serde_json::Value::from(rows.to_vec()).to_string())
+        .bind(now)
+        .bind(to_json(rows)?)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -76,7 +76,7 @@ impl Store {
         const SQL: &str = "UPDATE source_state SET last_success_at = ?1, last_attempt_at = ?1, \
                 consecutive_failures = 0, last_error = NULL, deferred_until = NULL, \
                 failing_since = NULL \
-             WHERE (project, source) IN (SELECT s.value ->> 0, s.value ->> 1 FROM json_each(?2) s)";
+             WHERE (project, source) IN (SELECT s.value ->> 0, s.value ->> 1 FROM jsonb_each(?2) s)";
         for chunk in sources.chunks(1000) {
             let rows: Vec<serde_json::Value> = chunk
                 .iter()
@@ -162,7 +162,7 @@ pub async fn put_validators(
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO http_validators (url, etag, last_modified, digest, updated_at) \
          SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, ?1 \
-         FROM json_each(?2) v WHERE true \
+         FROM jsonb_each(?2) v WHERE true \
          ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified, \
             digest = excluded.digest, updated_at = excluded.updated_at";
     if validators.is_empty() {
