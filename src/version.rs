@@ -88,11 +88,31 @@ pub fn is_date(text: &str) -> bool {
 /// numbers removed, so every spelling PEP 440 calls equal maps to the same key
 /// (`2025.2` and `2025.2.0`, `v2025.01.0` and `2025.1.0`).
 pub fn canonical_key(version: &Version) -> String {
-    let mut release: Vec<u64> = version.release().to_vec();
-    while release.len() > 1 && release.last() == Some(&0) {
-        release.pop();
+    let release = version.release();
+    let mut keep = release.len();
+    while keep > 1 && release[keep - 1] == 0 {
+        keep -= 1;
     }
-    version.clone().with_release(release).to_string()
+    let plain = version.epoch() == 0
+        && version.pre().is_none()
+        && version.post().is_none()
+        && version.dev().is_none()
+        && version.local().is_empty();
+    if !plain {
+        return version
+            .clone()
+            .with_release(release[..keep].to_vec())
+            .to_string();
+    }
+    // Most versions are plain release numbers: written directly, without a copy.
+    let mut key = String::with_capacity(keep * 4);
+    for (i, n) in release[..keep].iter().enumerate() {
+        if i > 0 {
+            key.push('.');
+        }
+        key.push_str(itoa::Buffer::new().format(*n));
+    }
+    key
 }
 
 /// The release line of a version: its first two release numbers (`2025.2` for `2025.2.1`,
@@ -277,6 +297,35 @@ mod tests {
 
     fn v(s: &str) -> Version {
         parse(s).expect(s)
+    }
+
+    #[test]
+    fn canonical_keys_written_directly_equal_the_normal_form() {
+        for text in [
+            "1",
+            "1.0",
+            "1.0.0",
+            "2025.2.0",
+            "2025.2.10",
+            "0.0.1",
+            "10.20.30",
+            "3.6",
+            "1.0.0a1",
+            "1.0.post1",
+            "1!2.0",
+            "1.0+local",
+            "1.0.dev0",
+            "0",
+            "0.0",
+        ] {
+            let version = v(text);
+            let mut release = version.release().to_vec();
+            while release.len() > 1 && release.last() == Some(&0) {
+                release.pop();
+            }
+            let slow = version.clone().with_release(release).to_string();
+            assert_eq!(canonical_key(&version), slow, "{text}");
+        }
     }
 
     fn class_of(s: &str, published: &[&str]) -> ReleaseClass {

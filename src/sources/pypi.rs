@@ -47,13 +47,39 @@ struct SimpleFile {
     yanked: Yanked,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(untagged)]
+/// PEP 592's `yanked`: absent or null, a flag, or the reason. Read by hand: an untagged enum
+/// would buffer every file's value and build an error for each variant it tries.
+#[derive(Default, Clone)]
 enum Yanked {
     #[default]
     No,
     Flag(bool),
     Reason(String),
+}
+
+impl<'de> Deserialize<'de> for Yanked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Yanked;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("null, true, false or a reason")
+            }
+            fn visit_unit<E>(self) -> Result<Yanked, E> {
+                Ok(Yanked::No)
+            }
+            fn visit_none<E>(self) -> Result<Yanked, E> {
+                Ok(Yanked::No)
+            }
+            fn visit_bool<E>(self, flag: bool) -> Result<Yanked, E> {
+                Ok(Yanked::Flag(flag))
+            }
+            fn visit_str<E>(self, reason: &str) -> Result<Yanked, E> {
+                Ok(Yanked::Reason(reason.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 impl Yanked {
@@ -169,6 +195,25 @@ impl PypiSource {
     }
 
     fn page(&self, name: &str, version: &str) -> Option<String> {
+        let plain = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-+!".contains(&b))
+        };
+        // The common case written directly: what `join` gives for a base ending in `/` and
+        // segments that need no escaping. Anything else goes through `join`.
+        if self.base.path().ends_with('/')
+            && self.base.query().is_none()
+            && self.base.fragment().is_none()
+            && plain(name)
+            && plain(version)
+            && version != "."
+            && version != ".."
+            && name != "."
+            && name != ".."
+        {
+            return Some(format!("{}project/{name}/{version}/", self.base));
+        }
         self.base
             .join(&format!("project/{name}/{version}/"))
             .ok()
@@ -261,7 +306,7 @@ impl PypiSource {
                 cx.now,
             )
             .await?;
-        let body = match simple {
+        let mut body = match simple {
             Fetch::NotModified => {
                 return Ok(Fetched {
                     not_modified: true,
@@ -275,11 +320,25 @@ impl PypiSource {
             .as_deref()
             .is_some_and(|ct| ct.contains("json"));
         if speaks_json {
-            let page: SimplePage = json_body(&body)?;
-            if let Some(versions) = page.versions.clone() {
-                let mut fetched = self.read_simple(project, &name, page, versions);
+            // Parsing a long history is the CPU-heavy part of a check: it runs on the blocking
+            // pool, beside the fetches and the writes of other projects.
+            let (this, owned, name) = (self.clone(), project.clone(), name.clone());
+            let parsed = tokio::task::spawn_blocking(move || {
+                let page: SimplePage = json_body(&body)?;
+                let Some(versions) = page.versions.clone() else {
+                    return Ok(Err(body));
+                };
+                let mut fetched = this.read_simple(&owned, &name, page, versions);
                 fetched.validators.push((body.url, body.validators));
-                return Ok(fetched);
+                Ok::<_, SourceError>(Ok(fetched))
+            })
+            .await
+            .map_err(|err| {
+                SourceError::document(&simple_url, format!("reading the index page failed: {err}"))
+            })??;
+            match parsed {
+                Ok(fetched) => return Ok(fetched),
+                Err(page) => body = page,
             }
         }
         // The index has no PEP 700 version list: read the JSON API project document.
@@ -325,6 +384,40 @@ impl Source for PypiSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_pages_are_what_joining_the_base_gives() {
+        for base in [
+            "https://pypi.org/",
+            "http://127.0.0.1:8080/",
+            "https://mirror.example/pypi/",
+            "https://mirror.example/pypi",
+            "https://mirror.example/?q=1",
+        ] {
+            let source = PypiSource::new(Url::parse(base).expect("base"));
+            for (name, version) in [
+                ("pretalx", "2025.2.0"),
+                ("luigi", "1.0.8"),
+                ("x", "1.0+local.7"),
+                ("x", "1!2.0rc1"),
+                ("x", "1.0 beta"),
+                ("x", ".."),
+                ("x", "1.0/../2"),
+                ("x", "ünïcode"),
+            ] {
+                let joined = source
+                    .base
+                    .join(&format!("project/{name}/{version}/"))
+                    .ok()
+                    .map(|u| u.to_string());
+                assert_eq!(
+                    source.page(name, version),
+                    joined,
+                    "{base} {name} {version}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn names_normalise() {

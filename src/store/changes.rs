@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Store, StoreError, parse_ts};
+use super::{Store, StoreError};
 
 /// The last recorded change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +21,17 @@ impl Store {
     pub async fn last_change(&self) -> Result<Change, StoreError> {
         const SQL: &str = "SELECT serial, changed_at FROM change_marker WHERE id = 1";
         let row = sqlx::query(SQL).fetch_one(self.pool()).await?;
-        let at: String = row.try_get("changed_at")?;
+        let seconds: f64 = row.try_get("changed_at")?;
+        let at =
+            DateTime::from_timestamp_micros((seconds * 1e6).round() as i64).ok_or_else(|| {
+                StoreError::Corrupt {
+                    column: "change_marker.changed_at",
+                    detail: format!("{seconds} is not a time"),
+                }
+            })?;
         Ok(Change {
             serial: row.try_get("serial")?,
-            at: parse_ts("change_marker.changed_at", &at)?,
+            at,
         })
     }
 }
