@@ -2,11 +2,13 @@
 //!
 //! Messages are written to the outbox in the transaction that decided them (see `check`).
 //! [`dispatch`] queues the digests whose period ended, then claims due messages, renders
-//! them, sends them through the pooled relay and records each server answer right after it
-//! arrives: a transient failure (connection refused or dropped, 4xx) is retried with
-//! exponential backoff up to [`MAX_ATTEMPTS`], a permanent one (5xx) is dead-lettered with the
-//! server's answer. A crash between the server's acceptance and that record resends at most
-//! the messages in flight, once their claim expires; nothing is lost.
+//! them, sends them over connections it keeps open and records each server answer: the
+//! answers of all connections that arrive together are recorded in one transaction, and a
+//! connection's next message is not accepted before its previous answer is recorded. A
+//! transient failure (connection refused or dropped, 4xx) is retried with exponential backoff
+//! up to [`MAX_ATTEMPTS`], a permanent one (5xx) is dead-lettered with the server's answer. A
+//! crash between the server's acceptance and that record resends at most one message per
+//! connection; nothing is lost.
 //!
 //! The same dispatch runs the channel workers of [`channels`] beside the SMTP workers: they
 //! claim the channel deliveries of the same outbox and share the retry rules.
@@ -31,7 +33,7 @@ use url::Url;
 
 use crate::app::App;
 use crate::model::{EmailAddress, mask_email, mask_emails_in};
-use crate::store::{DueDigest, NewMessage, OutboxRow, ReleaseRow};
+use crate::store::{Answer, DueDigest, NewMessage, OutboxRow, ReleaseRow};
 use crate::tokens::Signer;
 use content::{DigestMail, Footer, NewReleaseMail, Period, TestMail};
 use mail::{ListHeaders, Mailer, SendError};
@@ -363,19 +365,29 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
         accepted: std::sync::atomic::AtomicUsize::new(0),
         report: std::sync::Mutex::new(report),
         blocked: std::sync::Mutex::new(HashMap::new()),
+        releases: std::sync::Mutex::new(HashMap::new()),
     };
-    let mail = async {
+    let (queue, answers) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = Recorder { queue };
+    let shared_ref = &shared;
+    let mail = async move {
         let Some(mailer) = app.notifier.mailer.as_ref() else {
             return Ok(());
         };
         let workers = (0..app.notifier.connections.max(1))
-            .map(|index| worker(app, mailer, opts, &shared, index));
-        for outcome in futures::future::join_all(workers).await {
-            outcome?;
-        }
+            .map(|index| worker(app, mailer, opts, shared_ref, &recorder, index));
+        let outcomes = futures::future::join_all(workers).await;
+        // The recorder ends once it has recorded every answer handed to it.
+        drop(recorder);
+        outcomes.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
         anyhow::Ok(())
     };
-    let (mail, channels) = futures::future::join(mail, channels::work(app, opts, &shared)).await;
+    let (mail, (), channels) = futures::future::join3(
+        mail,
+        record_answers(app, answers),
+        channels::work(app, opts, &shared),
+    )
+    .await;
     mail?;
     channels?;
     let mut report = shared
@@ -393,7 +405,12 @@ struct Shared {
     report: std::sync::Mutex<DispatchReport>,
     /// Channels that asked to be left alone (429) until then, in this dispatch.
     blocked: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Releases loaded for earlier messages of this dispatch, and when.
+    releases: std::sync::Mutex<ReleaseCache>,
 }
+
+/// Releases by id (`None`: no longer recorded), with the moment each was loaded.
+type ReleaseCache = HashMap<i64, (std::time::Instant, Option<ReleaseRow>)>;
 
 impl Shared {
     fn tally(&self, count: impl FnOnce(&mut DispatchReport)) {
@@ -409,31 +426,123 @@ fn stopping(opts: &DispatchOptions) -> bool {
     opts.stop.as_ref().is_some_and(|s| *s.borrow())
 }
 
+/// Records the relay answers of every mail worker of a dispatch, several per transaction:
+/// the answers that arrive while one transaction runs go into the next. A worker hands its
+/// answer over and goes on with its next message, but waits for that record before the
+/// relay can accept the next one (before its final dot), so each connection has at most one
+/// accepted message not yet recorded, as when every answer had its own transaction.
+struct Recorder {
+    queue: tokio::sync::mpsc::UnboundedSender<(Answer, tokio::sync::oneshot::Sender<Recorded>)>,
+}
+
+/// Whether an answer was recorded (the store's error otherwise).
+type Recorded = Result<(), String>;
+
+/// An answer handed to the [`Recorder`] and not yet known to be recorded.
+type Pending = Option<tokio::sync::oneshot::Receiver<Recorded>>;
+
+/// Most answers recorded in one transaction.
+const ANSWERS_PER_TRANSACTION: usize = 512;
+
+impl Recorder {
+    fn submit(&self, answer: Answer) -> anyhow::Result<tokio::sync::oneshot::Receiver<Recorded>> {
+        let (done, recorded) = tokio::sync::oneshot::channel();
+        self.queue
+            .send((answer, done))
+            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?;
+        Ok(recorded)
+    }
+}
+
+/// The recorder's loop: until every worker is done, record what is waiting in one
+/// transaction and tell each worker.
+async fn record_answers(
+    app: &App,
+    mut answers: tokio::sync::mpsc::UnboundedReceiver<(
+        Answer,
+        tokio::sync::oneshot::Sender<Recorded>,
+    )>,
+) {
+    let mut batch = Vec::new();
+    let mut waiting = Vec::new();
+    while let Some((answer, done)) = answers.recv().await {
+        batch.push(answer);
+        waiting.push(done);
+        while batch.len() < ANSWERS_PER_TRANSACTION {
+            match answers.try_recv() {
+                Ok((answer, done)) => {
+                    batch.push(answer);
+                    waiting.push(done);
+                }
+                Err(_) => break,
+            }
+        }
+        let recorded = app
+            .store
+            .record_answers(&batch, app.clock.now())
+            .await
+            .map_err(|err| err.to_string());
+        batch.clear();
+        for done in waiting.drain(..) {
+            // A worker that stopped (a simulated crash) no longer listens.
+            let _ = done.send(recorded.clone());
+        }
+    }
+}
+
+/// Waits until the answer handed over last is recorded.
+async fn settle(pending: &mut Pending) -> anyhow::Result<()> {
+    if let Some(recorded) = pending.take() {
+        recorded
+            .await
+            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?
+            .map_err(|err| anyhow::anyhow!("cannot record the relay's answer: {err}"))?;
+    }
+    Ok(())
+}
+
 /// One connection's worth of sending: claim, send, record, until nothing is due.
 async fn worker(
     app: &App,
     mailer: &Mailer,
     opts: &DispatchOptions,
     shared: &Shared,
+    recorder: &Recorder,
     index: usize,
 ) -> anyhow::Result<()> {
     // Each worker claims under its own name: a claim returns what this name holds.
     let claimer = format!("{}:{index}", shared.claimer);
     let mut connection: Option<smtp::SmtpConnection> = None;
-    let result = work(app, mailer, opts, shared, &claimer, &mut connection).await;
+    let mut pending: Pending = None;
+    let result = work(
+        app,
+        mailer,
+        opts,
+        shared,
+        recorder,
+        &claimer,
+        &mut connection,
+        &mut pending,
+    )
+    .await;
+    // Every answer handed over is recorded before the worker ends.
+    let settled = settle(&mut pending).await;
     if let Some(connection) = connection {
         connection.quit().await;
     }
-    result
+    result.and(settled)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn work(
     app: &App,
     mailer: &Mailer,
     opts: &DispatchOptions,
     shared: &Shared,
+    recorder: &Recorder,
     claimer: &str,
     connection: &mut Option<smtp::SmtpConnection>,
+    pending: &mut Pending,
 ) -> anyhow::Result<()> {
     // On stop, each connection finishes the message it is on (at most one) and gives back
     // what it claimed but did not start.
@@ -456,7 +565,7 @@ async fn work(
         if rows.is_empty() {
             return Ok(());
         }
-        let batch = load_batch(app, &rows).await?;
+        let batch = load_batch(app, shared, &rows).await?;
         for (index, row) in rows.iter().enumerate() {
             if started && stopping(opts) {
                 for untried in &rows[index..] {
@@ -466,10 +575,13 @@ async fn work(
             }
             started = true;
             let outcome = match compose(app, &batch, row) {
-                Ok(message) => Ok(deliver(mailer, connection, &message).await),
+                Ok(message) => Ok(deliver(mailer, connection, &message, pending).await?),
                 Err(why) => Err(why),
             };
-            record(app, opts, shared, row, outcome).await?;
+            // Usually settled already, before the relay took this message.
+            settle(pending).await?;
+            let answer = answer(app, opts, shared, row, outcome)?;
+            *pending = Some(recorder.submit(answer)?);
         }
     }
 }
@@ -477,26 +589,38 @@ async fn work(
 /// Sends over the worker's connection, opening one when there is none. A connection that
 /// was already in use and fails before the relay answered the message (it timed out or
 /// closed after its message limit, or answered `421`) is replaced and the message tried once
-/// more at once.
+/// more at once. The previous answer is recorded before this message's final dot.
 async fn deliver(
     mailer: &Mailer,
     connection: &mut Option<smtp::SmtpConnection>,
     message: &Message,
-) -> Result<String, SendError> {
+    pending: &mut Pending,
+) -> anyhow::Result<Result<String, SendError>> {
+    let formatted = message.formatted();
     let mut first_try = true;
     loop {
         let conn = match connection {
             Some(conn) if conn.is_usable() => conn,
-            _ => connection.insert(mailer.connect().await?),
+            _ => match mailer.connect().await {
+                Ok(conn) => connection.insert(conn),
+                Err(error) => return Ok(Err(error)),
+            },
         };
         let reused = conn.sent > 0;
-        match conn.send(message).await {
-            Ok(answer) => return Ok(answer),
+        let sent = match conn.begin(message, &formatted).await {
+            Ok(()) => {
+                settle(pending).await?;
+                conn.finish(&formatted).await
+            }
+            Err(failure) => Err(failure),
+        };
+        match sent {
+            Ok(answer) => return Ok(Ok(answer)),
             Err(failure) => {
-                // lettre has ended that conversation; the next message opens a new one.
+                // That conversation has ended; the next message opens a new one.
                 *connection = None;
                 if !(failure.connection_lost && reused && first_try) {
-                    return Err(failure.error);
+                    return Ok(Err(failure.error));
                 }
                 first_try = false;
             }
@@ -516,27 +640,29 @@ fn log_dead(row: &OutboxRow, why: &str) {
     );
 }
 
-/// Records one relay answer right after it arrived.
-async fn record(
+/// What to record for one message, counted in the report.
+fn answer(
     app: &App,
     opts: &DispatchOptions,
     shared: &Shared,
     row: &OutboxRow,
     outcome: Result<Result<String, SendError>, String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Answer> {
     let now = app.clock.now();
-    match outcome {
+    Ok(match outcome {
         Err(why) => {
             tracing::error!(outbox_id = row.id, kind = %row.kind, "cannot compose: {why}");
-            app.store
-                .mark_dead(row.id, &format!("not sent: {why}"), now)
-                .await?;
+            let response = format!("not sent: {why}");
             shared.tally(|r| {
                 r.dead += 1;
                 r.last_error = Some(why);
             });
+            Answer::Dead {
+                id: row.id,
+                response,
+            }
         }
-        Ok(Ok(answer)) => {
+        Ok(Ok(response)) => {
             let accepted = shared
                 .accepted
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -547,26 +673,33 @@ async fn record(
                     row.id
                 );
             }
-            app.store.mark_sent(row.id, &answer, now).await?;
-            if row.kind == "confirm_subscription" {
-                app.store.scrub_payload(row.id).await?;
-            }
             shared.tally(|r| r.sent += 1);
+            Answer::Sent {
+                id: row.id,
+                response,
+                scrub: row.kind == "confirm_subscription",
+            }
         }
         Ok(Err(SendError::Permanent(answer))) => {
             log_dead(row, &format!("refused: {answer}"));
-            app.store.mark_dead(row.id, &answer, now).await?;
             shared.tally(|r| {
                 r.dead += 1;
-                r.last_error = Some(answer);
+                r.last_error = Some(answer.clone());
             });
+            Answer::Dead {
+                id: row.id,
+                response: answer,
+            }
         }
         Ok(Err(SendError::Transient(answer))) => {
-            if row.attempts + 1 >= MAX_ATTEMPTS {
+            let recorded = if row.attempts + 1 >= MAX_ATTEMPTS {
                 let why = format!("gave up after {MAX_ATTEMPTS} attempts: {answer}");
                 log_dead(row, &why);
-                app.store.mark_dead(row.id, &why, now).await?;
                 shared.tally(|r| r.dead += 1);
+                Answer::Dead {
+                    id: row.id,
+                    response: why,
+                }
             } else {
                 let next = now + retry_delay(row.attempts);
                 tracing::info!(
@@ -575,13 +708,17 @@ async fn record(
                     "will retry: {}",
                     mask_emails_in(&answer)
                 );
-                app.store.mark_retry(row.id, &answer, next, now).await?;
                 shared.tally(|r| r.retrying += 1);
-            }
+                Answer::Retry {
+                    id: row.id,
+                    response: answer.clone(),
+                    next,
+                }
+            };
             shared.tally(|r| r.last_error = Some(answer));
+            recorded
         }
-    }
-    Ok(())
+    })
 }
 
 /// Messages waiting (queued, retrying or being sent): (mail, channel deliveries).
@@ -600,24 +737,49 @@ async fn waiting(app: &App) -> anyhow::Result<(i64, i64)> {
     Ok((mail, channels))
 }
 
-async fn load_batch(app: &App, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
+/// How long a dispatch reuses a release it loaded for earlier messages (a release withdrawn
+/// meanwhile is noticed after at most this long).
+const RELEASE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn load_batch(app: &App, shared: &Shared, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
     let mut releases = HashMap::new();
-    let mut projects_of = HashMap::new();
     for row in rows {
         for id in ids_in(&row.payload) {
-            if let std::collections::hash_map::Entry::Vacant(slot) = releases.entry(id)
-                && let Some(release) = app.store.release(id).await?
-            {
-                slot.insert(release);
+            if releases.contains_key(&id) {
+                continue;
+            }
+            let cached = shared
+                .releases
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(&id)
+                .filter(|(loaded, _)| loaded.elapsed() < RELEASE_REUSE)
+                .map(|(_, release)| release.clone());
+            let release = match cached {
+                Some(release) => release,
+                None => {
+                    let release = app.store.release(id).await?;
+                    shared
+                        .releases
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(id, (std::time::Instant::now(), release.clone()));
+                    release
+                }
+            };
+            if let Some(release) = release {
+                releases.insert(id, release);
             }
         }
-        if let Some(sid) = row.subscriber_id
-            && !projects_of.contains_key(&sid)
-            && let Some(sub) = app.store.subscriber(sid).await?
-        {
-            projects_of.insert(sid, sub.projects);
-        }
     }
+    let mut subscribers: Vec<i64> = rows.iter().filter_map(|row| row.subscriber_id).collect();
+    subscribers.sort_unstable();
+    subscribers.dedup();
+    let projects_of = if subscribers.is_empty() {
+        HashMap::new()
+    } else {
+        app.store.projects_of(&subscribers).await?
+    };
     Ok(Batch {
         releases,
         projects_of,
