@@ -370,12 +370,14 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
     let (queue, answers) = tokio::sync::mpsc::unbounded_channel();
     let recorder = Recorder { queue };
     let shared_ref = &shared;
+    // Mail is claimed under one name for all connections (see `Recorder`).
+    let mail_claimer = format!("{}:mail", shared.claimer);
     let mail = async move {
         let Some(mailer) = app.notifier.mailer.as_ref() else {
             return Ok(());
         };
         let workers = (0..app.notifier.connections.max(1))
-            .map(|index| worker(app, mailer, opts, shared_ref, &recorder, index));
+            .map(|_| worker(app, mailer, opts, shared_ref, &recorder));
         let outcomes = futures::future::join_all(workers).await;
         // The recorder ends once it has recorded every answer handed to it.
         drop(recorder);
@@ -384,7 +386,7 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
     };
     let (mail, (), channels) = futures::future::join3(
         mail,
-        record_answers(app, answers),
+        record_answers(app, opts, &mail_claimer, answers),
         channels::work(app, opts, &shared),
     )
     .await;
@@ -426,13 +428,23 @@ fn stopping(opts: &DispatchOptions) -> bool {
     opts.stop.as_ref().is_some_and(|s| *s.borrow())
 }
 
-/// Records the relay answers of every mail worker of a dispatch, several per transaction:
-/// the answers that arrive while one transaction runs go into the next. A worker hands its
-/// answer over and goes on with its next message, but waits for that record before the
-/// relay can accept the next one (before its final dot), so each connection has at most one
-/// accepted message not yet recorded, as when every answer had its own transaction.
+/// The one writer of a dispatch's mail workers: it records the relay answers of every
+/// connection and claims their next messages, several of each per transaction (what arrives
+/// while one transaction runs goes into the next), so the workers never wait for SQLite's
+/// write lock against each other (SQLite's busy handler sleeps milliseconds at a time). A
+/// worker hands its answer over and goes on with its next message, but waits for that record
+/// before the relay can accept the next one (before its final dot), so each connection has at
+/// most one accepted message not yet recorded, as when every answer had its own transaction.
 struct Recorder {
-    queue: tokio::sync::mpsc::UnboundedSender<(Answer, tokio::sync::oneshot::Sender<Recorded>)>,
+    queue: tokio::sync::mpsc::UnboundedSender<Request>,
+}
+
+/// What a worker asks of the [`Recorder`].
+enum Request {
+    /// Record this answer.
+    Answer(Answer, tokio::sync::oneshot::Sender<Recorded>),
+    /// Claim up to this many due messages.
+    Claim(i64, tokio::sync::oneshot::Sender<Result<Vec<OutboxRow>, String>>),
 }
 
 /// Whether an answer was recorded (the store's error otherwise).
@@ -441,51 +453,95 @@ type Recorded = Result<(), String>;
 /// An answer handed to the [`Recorder`] and not yet known to be recorded.
 type Pending = Option<tokio::sync::oneshot::Receiver<Recorded>>;
 
-/// Most answers recorded in one transaction.
-const ANSWERS_PER_TRANSACTION: usize = 512;
+/// Most requests served in one transaction.
+const REQUESTS_PER_TRANSACTION: usize = 512;
 
 impl Recorder {
     fn submit(&self, answer: Answer) -> anyhow::Result<tokio::sync::oneshot::Receiver<Recorded>> {
         let (done, recorded) = tokio::sync::oneshot::channel();
         self.queue
-            .send((answer, done))
+            .send(Request::Answer(answer, done))
             .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?;
         Ok(recorded)
     }
+
+    async fn claim(&self, limit: i64) -> anyhow::Result<Vec<OutboxRow>> {
+        let (done, claimed) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Request::Claim(limit, done))
+            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?;
+        claimed
+            .await
+            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?
+            .map_err(|err| anyhow::anyhow!("cannot claim due mail: {err}"))
+    }
 }
 
-/// The recorder's loop: until every worker is done, record what is waiting in one
-/// transaction and tell each worker.
+/// The recorder's loop: until every worker is done, serve what is waiting in one transaction
+/// and tell each worker.
 async fn record_answers(
     app: &App,
-    mut answers: tokio::sync::mpsc::UnboundedReceiver<(
-        Answer,
-        tokio::sync::oneshot::Sender<Recorded>,
-    )>,
+    opts: &DispatchOptions,
+    claimer: &str,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
 ) {
-    let mut batch = Vec::new();
-    let mut waiting = Vec::new();
-    while let Some((answer, done)) = answers.recv().await {
-        batch.push(answer);
-        waiting.push(done);
-        while batch.len() < ANSWERS_PER_TRANSACTION {
-            match answers.try_recv() {
-                Ok((answer, done)) => {
-                    batch.push(answer);
-                    waiting.push(done);
+    let mut answers = Vec::new();
+    let mut recorded = Vec::new();
+    let mut claims = Vec::new();
+    while let Some(first) = requests.recv().await {
+        let mut next = Some(first);
+        let mut served = 0;
+        while let Some(request) = next.take() {
+            match request {
+                Request::Answer(answer, done) => {
+                    answers.push(answer);
+                    recorded.push(done);
                 }
-                Err(_) => break,
+                Request::Claim(limit, done) => claims.push((limit, done)),
+            }
+            served += 1;
+            if served < REQUESTS_PER_TRANSACTION {
+                next = requests.try_recv().ok();
             }
         }
-        let recorded = app
+        let now = app.clock.now();
+        let limit: i64 = claims.iter().map(|(limit, _)| *limit).sum();
+        let claim = crate::store::MailClaim {
+            claimer,
+            limit,
+            until: now + Duration::seconds(app.notifier.claim_secs),
+            only: opts.only,
+        };
+        let outcome = app
             .store
-            .record_answers(&batch, app.clock.now())
+            .record_answers(&answers, (limit > 0).then_some(&claim), now)
             .await
             .map_err(|err| err.to_string());
-        batch.clear();
-        for done in waiting.drain(..) {
-            // A worker that stopped (a simulated crash) no longer listens.
-            let _ = done.send(recorded.clone());
+        answers.clear();
+        // A worker that stopped (a simulated crash) no longer listens.
+        for done in recorded.drain(..) {
+            let _ = done.send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+        }
+        match outcome {
+            Ok(rows) => {
+                let mut rows = rows.into_iter();
+                for (limit, done) in claims.drain(..) {
+                    let mine: Vec<OutboxRow> = rows.by_ref().take(limit as usize).collect();
+                    if let Err(Ok(mine)) = done.send(Ok(mine)) {
+                        // Nobody will send these: give them back at once.
+                        for row in mine {
+                            if let Err(err) = app.store.unclaim(row.id, app.clock.now()).await {
+                                tracing::warn!(outbox_id = row.id, "cannot give back: {err}");
+                            }
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                for (_, done) in claims.drain(..) {
+                    let _ = done.send(Err(err.clone()));
+                }
+            }
         }
     }
 }
@@ -508,10 +564,7 @@ async fn worker(
     opts: &DispatchOptions,
     shared: &Shared,
     recorder: &Recorder,
-    index: usize,
 ) -> anyhow::Result<()> {
-    // Each worker claims under its own name: a claim returns what this name holds.
-    let claimer = format!("{}:{index}", shared.claimer);
     let mut connection: Option<smtp::SmtpConnection> = None;
     let mut pending: Pending = None;
     let result = work(
@@ -520,7 +573,6 @@ async fn worker(
         opts,
         shared,
         recorder,
-        &claimer,
         &mut connection,
         &mut pending,
     )
@@ -540,7 +592,6 @@ async fn work(
     opts: &DispatchOptions,
     shared: &Shared,
     recorder: &Recorder,
-    claimer: &str,
     connection: &mut Option<smtp::SmtpConnection>,
     pending: &mut Pending,
 ) -> anyhow::Result<()> {
@@ -551,17 +602,7 @@ async fn work(
         if started && stopping(opts) {
             return Ok(());
         }
-        let now = app.clock.now();
-        let rows = app
-            .store
-            .claim_due(
-                claimer,
-                now,
-                CLAIM_PER_CONNECTION,
-                now + Duration::seconds(app.notifier.claim_secs),
-                opts.only,
-            )
-            .await?;
+        let rows = recorder.claim(CLAIM_PER_CONNECTION).await?;
         if rows.is_empty() {
             return Ok(());
         }

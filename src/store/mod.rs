@@ -20,7 +20,7 @@ pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, 
 pub use changes::Change;
 pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel};
 pub use outbox::{
-    Answer, DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue,
+    Answer, DueDigest, MailClaim, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue,
 };
 pub use releases::{
     EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite,

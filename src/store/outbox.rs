@@ -178,6 +178,19 @@ pub enum Answer {
     },
 }
 
+/// A claim of due mail made beside recorded answers ([`Store::record_answers`]).
+#[derive(Debug, Clone)]
+pub struct MailClaim<'a> {
+    /// `host:pid:nonce` of the dispatcher.
+    pub claimer: &'a str,
+    /// At most this many messages.
+    pub limit: i64,
+    /// Held until then.
+    pub until: DateTime<Utc>,
+    /// Only this message.
+    pub only: Option<i64>,
+}
+
 /// What a dispatcher worker claims: mail or channel deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Medium {
@@ -192,6 +205,66 @@ impl Medium {
             Medium::Channels => "channels",
         }
     }
+}
+
+/// Claims up to `limit` due messages in the caller's transaction (see [`Store::claim_due`]).
+#[allow(clippy::too_many_arguments)]
+async fn claim_in(
+    tx: &mut SqliteConnection,
+    medium: Medium,
+    claimer: &str,
+    now: DateTime<Utc>,
+    limit: i64,
+    claim_until: DateTime<Utc>,
+    only: Option<i64>,
+    channels: &[String],
+) -> Result<Vec<OutboxRow>, StoreError> {
+    const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
+             WHERE id IN (SELECT id FROM outbox \
+                WHERE status IN ('queued', 'retrying', 'sending') \
+                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
+                    OR (status = 'sending' AND claimed_until < ?1)) \
+                  AND (?4 IS NULL OR id = ?4) \
+                  AND ((?6 = 'mail' AND channel IS NULL) \
+                    OR (?6 = 'channels' AND channel IN (SELECT value FROM json_each(?7)))) \
+                ORDER BY next_attempt_at, id LIMIT ?3) \
+             RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
+             attempts, next_attempt_at, last_response, created_at, sent_at, channel";
+    const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
+             WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
+    const FREE: &str =
+        "UPDATE outbox SET claimed_until = ?2 WHERE status = 'sending' AND claimed_by = ?1";
+    // A dispatcher that died on this host gives its claims up now, not when they expire.
+    let this_host = super::host_name();
+    let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await?;
+    for holder in holders
+        .iter()
+        .filter(|h| super::runs::holder_is_dead(h, &this_host))
+    {
+        sqlx::query(FREE)
+            .bind(holder)
+            .bind(ts(now - chrono::Duration::microseconds(1)))
+            .execute(&mut *tx)
+            .await?;
+    }
+    // Only what this statement claimed: a message this claimer sent and whose answer is
+    // still being recorded is not handed out again.
+    let rows = sqlx::query(CLAIM)
+        .bind(ts(now))
+        .bind(ts(claim_until))
+        .bind(limit)
+        .bind(only)
+        .bind(claimer)
+        .bind(medium.as_str())
+        .bind(serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut rows = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by_key(|row| (row.next_attempt_at, row.id));
+    Ok(rows)
 }
 
 /// Outbox states and how many messages are in each.
@@ -324,53 +397,19 @@ impl Store {
         only: Option<i64>,
         channels: &[String],
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
-             WHERE id IN (SELECT id FROM outbox \
-                WHERE status IN ('queued', 'retrying', 'sending') \
-                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
-                    OR (status = 'sending' AND claimed_until < ?1)) \
-                  AND (?4 IS NULL OR id = ?4) \
-                  AND ((?6 = 'mail' AND channel IS NULL) \
-                    OR (?6 = 'channels' AND channel IN (SELECT value FROM json_each(?7)))) \
-                ORDER BY next_attempt_at, id LIMIT ?3) \
-             RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
-             attempts, next_attempt_at, last_response, created_at, sent_at, channel";
-        const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
-             WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
-        const FREE: &str =
-            "UPDATE outbox SET claimed_until = ?2 WHERE status = 'sending' AND claimed_by = ?1";
         let mut tx = self.begin().await?;
-        // A dispatcher that died on this host gives its claims up now, not when they expire.
-        let this_host = super::host_name();
-        let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
-            .bind(ts(now))
-            .fetch_all(&mut *tx)
-            .await?;
-        for holder in holders
-            .iter()
-            .filter(|h| super::runs::holder_is_dead(h, &this_host))
-        {
-            sqlx::query(FREE)
-                .bind(holder)
-                .bind(ts(now - chrono::Duration::microseconds(1)))
-                .execute(&mut *tx)
-                .await?;
-        }
-        // Only what this statement claimed: a message this claimer sent and whose answer is
-        // still being recorded is not handed out again.
-        let rows = sqlx::query(CLAIM)
-            .bind(ts(now))
-            .bind(ts(claim_until))
-            .bind(limit)
-            .bind(only)
-            .bind(claimer)
-            .bind(medium.as_str())
-            .bind(serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = claim_in(
+            &mut tx,
+            medium,
+            claimer,
+            now,
+            limit,
+            claim_until,
+            only,
+            channels,
+        )
+        .await?;
         tx.commit().await?;
-        let mut rows = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
-        rows.sort_by_key(|row| (row.next_attempt_at, row.id));
         Ok(rows)
     }
 
@@ -403,13 +442,15 @@ impl Store {
         Ok(())
     }
 
-    /// Records several answers in one transaction: every acceptance in one statement, the
-    /// (rare) failures one by one. The answers are durable when this returns.
+    /// Records several answers and claims more mail, in one transaction: every acceptance in
+    /// one statement, the (rare) failures one by one, then the claim (as
+    /// [`Store::claim_due`]). The answers are durable when this returns.
     pub async fn record_answers(
         &self,
         answers: &[Answer],
+        claim: Option<&MailClaim<'_>>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         const SENT: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?1, \
              updated_at = ?1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
              payload = CASE WHEN a.scrub THEN '{}' ELSE outbox.payload END \
@@ -457,8 +498,24 @@ impl Store {
                 }
             }
         }
+        let claimed = match claim {
+            Some(claim) if claim.limit > 0 => {
+                claim_in(
+                    &mut tx,
+                    Medium::Mail,
+                    claim.claimer,
+                    now,
+                    claim.limit,
+                    claim.until,
+                    claim.only,
+                    &[],
+                )
+                .await?
+            }
+            _ => Vec::new(),
+        };
         tx.commit().await?;
-        Ok(())
+        Ok(claimed)
     }
 
     /// Forgets what a sent message carried (a confirmation link must not outlive its mail).
