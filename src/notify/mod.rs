@@ -342,8 +342,9 @@ pub async fn queue_due_digests(app: &App, now: DateTime<Utc>) -> anyhow::Result<
 }
 
 /// Queues due digests and sends every due message: one worker per connection
-/// (`HERALD_SMTP_CONNECTIONS`), each claiming a couple of messages at a time and sending them
-/// over a connection it keeps open, replacing it when it breaks.
+/// (`HERALD_SMTP_CONNECTIONS`), each sending a couple of messages at a time over a connection
+/// it keeps open (replacing it when it breaks), and one `Recorder` that claims those
+/// messages and records their answers for all of them.
 pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<DispatchReport> {
     let now = app.clock.now();
     let mut report = DispatchReport {
@@ -444,7 +445,10 @@ enum Request {
     /// Record this answer.
     Answer(Answer, tokio::sync::oneshot::Sender<Recorded>),
     /// Claim up to this many due messages.
-    Claim(i64, tokio::sync::oneshot::Sender<Result<Vec<OutboxRow>, String>>),
+    Claim(
+        i64,
+        tokio::sync::oneshot::Sender<Result<Vec<OutboxRow>, String>>,
+    ),
 }
 
 /// Whether an answer was recorded (the store's error otherwise).
