@@ -2,11 +2,13 @@
 //!
 //! Messages are written to the outbox in the transaction that decided them (see `check`).
 //! [`dispatch`] queues the digests whose period ended, then claims due messages, renders
-//! them, sends them through the pooled relay and records each server answer right after it
-//! arrives: a transient failure (connection refused or dropped, 4xx) is retried with
-//! exponential backoff up to [`MAX_ATTEMPTS`], a permanent one (5xx) is dead-lettered with the
-//! server's answer. A crash between the server's acceptance and that record resends at most
-//! the messages in flight, once their claim expires; nothing is lost.
+//! them, sends them over connections it keeps open and records each server answer: the
+//! answers of all connections that arrive together are recorded in one transaction, and a
+//! connection's next message is not accepted before its previous answer is recorded. A
+//! transient failure (connection refused or dropped, 4xx) is retried with exponential backoff
+//! up to [`MAX_ATTEMPTS`], a permanent one (5xx) is dead-lettered with the server's answer. A
+//! crash between the server's acceptance and that record resends at most one message per
+//! connection; nothing is lost.
 //!
 //! The same dispatch runs the channel workers of [`channels`] beside the SMTP workers: they
 //! claim the channel deliveries of the same outbox and share the retry rules.
@@ -31,7 +33,7 @@ use url::Url;
 
 use crate::app::App;
 use crate::model::{EmailAddress, mask_email, mask_emails_in};
-use crate::store::{DueDigest, NewMessage, OutboxRow, ReleaseRow};
+use crate::store::{Answer, DueDigest, NewMessage, OutboxRow, ReleaseRow};
 use crate::tokens::Signer;
 use content::{DigestMail, Footer, NewReleaseMail, Period, TestMail};
 use mail::{ListHeaders, Mailer, SendError};
@@ -340,8 +342,9 @@ pub async fn queue_due_digests(app: &App, now: DateTime<Utc>) -> anyhow::Result<
 }
 
 /// Queues due digests and sends every due message: one worker per connection
-/// (`HERALD_SMTP_CONNECTIONS`), each claiming a couple of messages at a time and sending them
-/// over a connection it keeps open, replacing it when it breaks.
+/// (`HERALD_SMTP_CONNECTIONS`), each sending a couple of messages at a time over a connection
+/// it keeps open (replacing it when it breaks), and one `Recorder` that claims those
+/// messages and records their answers for all of them.
 pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<DispatchReport> {
     let now = app.clock.now();
     let mut report = DispatchReport {
@@ -363,19 +366,31 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
         accepted: std::sync::atomic::AtomicUsize::new(0),
         report: std::sync::Mutex::new(report),
         blocked: std::sync::Mutex::new(HashMap::new()),
+        releases: std::sync::Mutex::new(HashMap::new()),
     };
-    let mail = async {
+    let (queue, answers) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = Recorder { queue };
+    let shared_ref = &shared;
+    // Mail is claimed under one name for all connections (see `Recorder`).
+    let mail_claimer = format!("{}:mail", shared.claimer);
+    let mail = async move {
         let Some(mailer) = app.notifier.mailer.as_ref() else {
             return Ok(());
         };
         let workers = (0..app.notifier.connections.max(1))
-            .map(|index| worker(app, mailer, opts, &shared, index));
-        for outcome in futures::future::join_all(workers).await {
-            outcome?;
-        }
+            .map(|_| worker(app, mailer, opts, shared_ref, &recorder));
+        let outcomes = futures::future::join_all(workers).await;
+        // The recorder ends once it has recorded every answer handed to it.
+        drop(recorder);
+        outcomes.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
         anyhow::Ok(())
     };
-    let (mail, channels) = futures::future::join(mail, channels::work(app, opts, &shared)).await;
+    let (mail, (), channels) = futures::future::join3(
+        mail,
+        record_answers(app, opts, &mail_claimer, answers),
+        channels::work(app, opts, &shared),
+    )
+    .await;
     mail?;
     channels?;
     let mut report = shared
@@ -393,7 +408,12 @@ struct Shared {
     report: std::sync::Mutex<DispatchReport>,
     /// Channels that asked to be left alone (429) until then, in this dispatch.
     blocked: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Releases loaded for earlier messages of this dispatch, and when.
+    releases: std::sync::Mutex<ReleaseCache>,
 }
+
+/// Releases by id (`None`: no longer recorded), with the moment each was loaded.
+type ReleaseCache = HashMap<i64, (std::time::Instant, Option<ReleaseRow>)>;
 
 impl Shared {
     fn tally(&self, count: impl FnOnce(&mut DispatchReport)) {
@@ -409,31 +429,175 @@ fn stopping(opts: &DispatchOptions) -> bool {
     opts.stop.as_ref().is_some_and(|s| *s.borrow())
 }
 
+/// The one writer of a dispatch's mail workers: it records the relay answers of every
+/// connection and claims their next messages, several of each per transaction (what arrives
+/// while one transaction runs goes into the next), so the workers never wait for SQLite's
+/// write lock against each other (SQLite's busy handler sleeps milliseconds at a time). A
+/// worker hands its answer over and goes on with its next message, but waits for that record
+/// before the relay can accept the next one (before its final dot), so each connection has at
+/// most one accepted message not yet recorded, as when every answer had its own transaction.
+struct Recorder {
+    queue: tokio::sync::mpsc::UnboundedSender<Request>,
+}
+
+/// What a worker asks of the [`Recorder`].
+enum Request {
+    /// Record this answer.
+    Answer(Answer, tokio::sync::oneshot::Sender<Recorded>),
+    /// Claim up to this many due messages.
+    Claim(
+        i64,
+        tokio::sync::oneshot::Sender<Result<Vec<OutboxRow>, String>>,
+    ),
+}
+
+/// Whether an answer was recorded (the store's error otherwise).
+type Recorded = Result<(), String>;
+
+/// An answer handed to the [`Recorder`] and not yet known to be recorded.
+type Pending = Option<tokio::sync::oneshot::Receiver<Recorded>>;
+
+/// Most requests served in one transaction.
+const REQUESTS_PER_TRANSACTION: usize = 512;
+
+impl Recorder {
+    fn submit(&self, answer: Answer) -> anyhow::Result<tokio::sync::oneshot::Receiver<Recorded>> {
+        let (done, recorded) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Request::Answer(answer, done))
+            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?;
+        Ok(recorded)
+    }
+
+    async fn claim(&self, limit: i64) -> anyhow::Result<Vec<OutboxRow>> {
+        let (done, claimed) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Request::Claim(limit, done))
+            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?;
+        claimed
+            .await
+            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?
+            .map_err(|err| anyhow::anyhow!("cannot claim due mail: {err}"))
+    }
+}
+
+/// The recorder's loop: until every worker is done, serve what is waiting in one transaction
+/// and tell each worker.
+async fn record_answers(
+    app: &App,
+    opts: &DispatchOptions,
+    claimer: &str,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
+) {
+    let mut answers = Vec::new();
+    let mut recorded = Vec::new();
+    let mut claims = Vec::new();
+    while let Some(first) = requests.recv().await {
+        let mut next = Some(first);
+        let mut served = 0;
+        while let Some(request) = next.take() {
+            match request {
+                Request::Answer(answer, done) => {
+                    answers.push(answer);
+                    recorded.push(done);
+                }
+                Request::Claim(limit, done) => claims.push((limit, done)),
+            }
+            served += 1;
+            if served < REQUESTS_PER_TRANSACTION {
+                next = requests.try_recv().ok();
+            }
+        }
+        let now = app.clock.now();
+        let limit: i64 = claims.iter().map(|(limit, _)| *limit).sum();
+        let claim = crate::store::MailClaim {
+            claimer,
+            limit,
+            until: now + Duration::seconds(app.notifier.claim_secs),
+            only: opts.only,
+        };
+        let outcome = app
+            .store
+            .record_answers(&answers, (limit > 0).then_some(&claim), now)
+            .await
+            .map_err(|err| err.to_string());
+        answers.clear();
+        // A worker that stopped (a simulated crash) no longer listens.
+        for done in recorded.drain(..) {
+            let _ = done.send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+        }
+        match outcome {
+            Ok(rows) => {
+                let mut rows = rows.into_iter();
+                for (limit, done) in claims.drain(..) {
+                    let mine: Vec<OutboxRow> = rows.by_ref().take(limit as usize).collect();
+                    if let Err(Ok(mine)) = done.send(Ok(mine)) {
+                        // Nobody will send these: give them back at once.
+                        for row in mine {
+                            if let Err(err) = app.store.unclaim(row.id, app.clock.now()).await {
+                                tracing::warn!(outbox_id = row.id, "cannot give back: {err}");
+                            }
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                for (_, done) in claims.drain(..) {
+                    let _ = done.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the answer handed over last is recorded.
+async fn settle(pending: &mut Pending) -> anyhow::Result<()> {
+    if let Some(recorded) = pending.take() {
+        recorded
+            .await
+            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?
+            .map_err(|err| anyhow::anyhow!("cannot record the relay's answer: {err}"))?;
+    }
+    Ok(())
+}
+
 /// One connection's worth of sending: claim, send, record, until nothing is due.
 async fn worker(
     app: &App,
     mailer: &Mailer,
     opts: &DispatchOptions,
     shared: &Shared,
-    index: usize,
+    recorder: &Recorder,
 ) -> anyhow::Result<()> {
-    // Each worker claims under its own name: a claim returns what this name holds.
-    let claimer = format!("{}:{index}", shared.claimer);
     let mut connection: Option<smtp::SmtpConnection> = None;
-    let result = work(app, mailer, opts, shared, &claimer, &mut connection).await;
+    let mut pending: Pending = None;
+    let result = work(
+        app,
+        mailer,
+        opts,
+        shared,
+        recorder,
+        &mut connection,
+        &mut pending,
+    )
+    .await;
+    // Every answer handed over is recorded before the worker ends.
+    let settled = settle(&mut pending).await;
     if let Some(connection) = connection {
         connection.quit().await;
     }
-    result
+    result.and(settled)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn work(
     app: &App,
     mailer: &Mailer,
     opts: &DispatchOptions,
     shared: &Shared,
-    claimer: &str,
+    recorder: &Recorder,
     connection: &mut Option<smtp::SmtpConnection>,
+    pending: &mut Pending,
 ) -> anyhow::Result<()> {
     // On stop, each connection finishes the message it is on (at most one) and gives back
     // what it claimed but did not start.
@@ -442,21 +606,11 @@ async fn work(
         if started && stopping(opts) {
             return Ok(());
         }
-        let now = app.clock.now();
-        let rows = app
-            .store
-            .claim_due(
-                claimer,
-                now,
-                CLAIM_PER_CONNECTION,
-                now + Duration::seconds(app.notifier.claim_secs),
-                opts.only,
-            )
-            .await?;
+        let rows = recorder.claim(CLAIM_PER_CONNECTION).await?;
         if rows.is_empty() {
             return Ok(());
         }
-        let batch = load_batch(app, &rows).await?;
+        let batch = load_batch(app, shared, &rows).await?;
         for (index, row) in rows.iter().enumerate() {
             if started && stopping(opts) {
                 for untried in &rows[index..] {
@@ -466,10 +620,13 @@ async fn work(
             }
             started = true;
             let outcome = match compose(app, &batch, row) {
-                Ok(message) => Ok(deliver(mailer, connection, &message).await),
+                Ok(message) => Ok(deliver(mailer, connection, &message, pending).await?),
                 Err(why) => Err(why),
             };
-            record(app, opts, shared, row, outcome).await?;
+            // Usually settled already, before the relay took this message.
+            settle(pending).await?;
+            let answer = answer(app, opts, shared, row, outcome)?;
+            *pending = Some(recorder.submit(answer)?);
         }
     }
 }
@@ -477,26 +634,38 @@ async fn work(
 /// Sends over the worker's connection, opening one when there is none. A connection that
 /// was already in use and fails before the relay answered the message (it timed out or
 /// closed after its message limit, or answered `421`) is replaced and the message tried once
-/// more at once.
+/// more at once. The previous answer is recorded before this message's final dot.
 async fn deliver(
     mailer: &Mailer,
     connection: &mut Option<smtp::SmtpConnection>,
     message: &Message,
-) -> Result<String, SendError> {
+    pending: &mut Pending,
+) -> anyhow::Result<Result<String, SendError>> {
+    let formatted = message.formatted();
     let mut first_try = true;
     loop {
         let conn = match connection {
             Some(conn) if conn.is_usable() => conn,
-            _ => connection.insert(mailer.connect().await?),
+            _ => match mailer.connect().await {
+                Ok(conn) => connection.insert(conn),
+                Err(error) => return Ok(Err(error)),
+            },
         };
         let reused = conn.sent > 0;
-        match conn.send(message).await {
-            Ok(answer) => return Ok(answer),
+        let sent = match conn.begin(message, &formatted).await {
+            Ok(()) => {
+                settle(pending).await?;
+                conn.finish(&formatted).await
+            }
+            Err(failure) => Err(failure),
+        };
+        match sent {
+            Ok(answer) => return Ok(Ok(answer)),
             Err(failure) => {
-                // lettre has ended that conversation; the next message opens a new one.
+                // That conversation has ended; the next message opens a new one.
                 *connection = None;
                 if !(failure.connection_lost && reused && first_try) {
-                    return Err(failure.error);
+                    return Ok(Err(failure.error));
                 }
                 first_try = false;
             }
@@ -516,27 +685,29 @@ fn log_dead(row: &OutboxRow, why: &str) {
     );
 }
 
-/// Records one relay answer right after it arrived.
-async fn record(
+/// What to record for one message, counted in the report.
+fn answer(
     app: &App,
     opts: &DispatchOptions,
     shared: &Shared,
     row: &OutboxRow,
     outcome: Result<Result<String, SendError>, String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Answer> {
     let now = app.clock.now();
-    match outcome {
+    Ok(match outcome {
         Err(why) => {
             tracing::error!(outbox_id = row.id, kind = %row.kind, "cannot compose: {why}");
-            app.store
-                .mark_dead(row.id, &format!("not sent: {why}"), now)
-                .await?;
+            let response = format!("not sent: {why}");
             shared.tally(|r| {
                 r.dead += 1;
                 r.last_error = Some(why);
             });
+            Answer::Dead {
+                id: row.id,
+                response,
+            }
         }
-        Ok(Ok(answer)) => {
+        Ok(Ok(response)) => {
             let accepted = shared
                 .accepted
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -547,26 +718,33 @@ async fn record(
                     row.id
                 );
             }
-            app.store.mark_sent(row.id, &answer, now).await?;
-            if row.kind == "confirm_subscription" {
-                app.store.scrub_payload(row.id).await?;
-            }
             shared.tally(|r| r.sent += 1);
+            Answer::Sent {
+                id: row.id,
+                response,
+                scrub: row.kind == "confirm_subscription",
+            }
         }
         Ok(Err(SendError::Permanent(answer))) => {
             log_dead(row, &format!("refused: {answer}"));
-            app.store.mark_dead(row.id, &answer, now).await?;
             shared.tally(|r| {
                 r.dead += 1;
-                r.last_error = Some(answer);
+                r.last_error = Some(answer.clone());
             });
+            Answer::Dead {
+                id: row.id,
+                response: answer,
+            }
         }
         Ok(Err(SendError::Transient(answer))) => {
-            if row.attempts + 1 >= MAX_ATTEMPTS {
+            let recorded = if row.attempts + 1 >= MAX_ATTEMPTS {
                 let why = format!("gave up after {MAX_ATTEMPTS} attempts: {answer}");
                 log_dead(row, &why);
-                app.store.mark_dead(row.id, &why, now).await?;
                 shared.tally(|r| r.dead += 1);
+                Answer::Dead {
+                    id: row.id,
+                    response: why,
+                }
             } else {
                 let next = now + retry_delay(row.attempts);
                 tracing::info!(
@@ -575,13 +753,17 @@ async fn record(
                     "will retry: {}",
                     mask_emails_in(&answer)
                 );
-                app.store.mark_retry(row.id, &answer, next, now).await?;
                 shared.tally(|r| r.retrying += 1);
-            }
+                Answer::Retry {
+                    id: row.id,
+                    response: answer.clone(),
+                    next,
+                }
+            };
             shared.tally(|r| r.last_error = Some(answer));
+            recorded
         }
-    }
-    Ok(())
+    })
 }
 
 /// Messages waiting (queued, retrying or being sent): (mail, channel deliveries).
@@ -600,24 +782,49 @@ async fn waiting(app: &App) -> anyhow::Result<(i64, i64)> {
     Ok((mail, channels))
 }
 
-async fn load_batch(app: &App, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
+/// How long a dispatch reuses a release it loaded for earlier messages (a release withdrawn
+/// meanwhile is noticed after at most this long).
+const RELEASE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn load_batch(app: &App, shared: &Shared, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
     let mut releases = HashMap::new();
-    let mut projects_of = HashMap::new();
     for row in rows {
         for id in ids_in(&row.payload) {
-            if let std::collections::hash_map::Entry::Vacant(slot) = releases.entry(id)
-                && let Some(release) = app.store.release(id).await?
-            {
-                slot.insert(release);
+            if releases.contains_key(&id) {
+                continue;
+            }
+            let cached = shared
+                .releases
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(&id)
+                .filter(|(loaded, _)| loaded.elapsed() < RELEASE_REUSE)
+                .map(|(_, release)| release.clone());
+            let release = match cached {
+                Some(release) => release,
+                None => {
+                    let release = app.store.release(id).await?;
+                    shared
+                        .releases
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(id, (std::time::Instant::now(), release.clone()));
+                    release
+                }
+            };
+            if let Some(release) = release {
+                releases.insert(id, release);
             }
         }
-        if let Some(sid) = row.subscriber_id
-            && !projects_of.contains_key(&sid)
-            && let Some(sub) = app.store.subscriber(sid).await?
-        {
-            projects_of.insert(sid, sub.projects);
-        }
     }
+    let mut subscribers: Vec<i64> = rows.iter().filter_map(|row| row.subscriber_id).collect();
+    subscribers.sort_unstable();
+    subscribers.dedup();
+    let projects_of = if subscribers.is_empty() {
+        HashMap::new()
+    } else {
+        app.store.projects_of(&subscribers).await?
+    };
     Ok(Batch {
         releases,
         projects_of,

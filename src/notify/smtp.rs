@@ -17,7 +17,8 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -216,34 +217,105 @@ impl SmtpConnection {
     /// Sends one message; returns the relay's answer. After a failure the connection is not
     /// usable any more (lettre ends the conversation on every error).
     pub async fn send(&mut self, message: &Message) -> Result<String, Failure> {
-        let bytes = message.formatted();
-        let sending = self.inner.send(message.envelope(), &bytes);
-        let response = match tokio::time::timeout(SEND_TIMEOUT, sending).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => {
-                let connection_lost = err.status().is_none_or(|code| code.to_string() == "421");
+        let formatted = message.formatted();
+        self.begin(message, &formatted).await?;
+        self.finish(&formatted).await
+    }
+
+    /// The first half of a message: MAIL FROM, RCPT TO and DATA, up to the relay's `354`.
+    /// Nothing is delivered until [`SmtpConnection::finish`] sends the content and its final
+    /// dot, so a caller may wait for something else in between (the record of the previous
+    /// answer).
+    pub async fn begin(&mut self, message: &Message, formatted: &[u8]) -> Result<(), Failure> {
+        let envelope = message.envelope();
+        let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
+        let ascii_addresses = envelope.from().is_none_or(ascii) && envelope.to().iter().all(ascii);
+        let mut options = Vec::new();
+        if !ascii_addresses {
+            if !self
+                .inner
+                .server_info()
+                .supports_feature(Extension::SmtpUtfEight)
+            {
                 return Err(Failure {
-                    error: classify(err),
-                    connection_lost,
-                });
-            }
-            Err(_) => {
-                self.timed_out = true;
-                return Err(Failure {
-                    error: SendError::Transient(format!(
-                        "the relay did not answer within {} s",
-                        SEND_TIMEOUT.as_secs()
-                    )),
+                    error: SendError::Transient(
+                        "the envelope is not ASCII and the relay does not offer SMTPUTF8".into(),
+                    ),
                     connection_lost: false,
                 });
             }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        // As lettre does: 8BITMIME only for a message that is not 7-bit.
+        if !formatted.is_ascii() {
+            if !self
+                .inner
+                .server_info()
+                .supports_feature(Extension::EightBitMime)
+            {
+                return Err(Failure {
+                    error: SendError::Transient(
+                        "the message is not 7-bit and the relay does not offer 8BITMIME".into(),
+                    ),
+                    connection_lost: false,
+                });
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let commands = async {
+            self.inner
+                .command(Mail::new(envelope.from().cloned(), options))
+                .await?;
+            for to in envelope.to() {
+                self.inner
+                    .command(Rcpt::new(to.clone(), Vec::new()))
+                    .await?;
+            }
+            self.inner.command(Data).await
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, commands).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(self.failed(err).await),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// The second half: the content and its final dot; returns the relay's answer.
+    pub async fn finish(&mut self, formatted: &[u8]) -> Result<String, Failure> {
+        let response = match tokio::time::timeout(SEND_TIMEOUT, self.inner.message(formatted)).await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => return Err(self.failed(err).await),
+            Err(_) => return Err(self.timeout()),
         };
         self.sent += 1;
-        Ok(format!(
-            "{} {}",
-            response.code(),
-            response.message().collect::<Vec<_>>().join(" ")
-        ))
+        let mut answer = response.code().to_string();
+        for line in response.message() {
+            answer.push(' ');
+            answer.push_str(line);
+        }
+        Ok(answer)
+    }
+
+    /// Ends the conversation after an error, as lettre's own `send` does.
+    async fn failed(&mut self, err: lettre::transport::smtp::Error) -> Failure {
+        let connection_lost = err.status().is_none_or(|code| code.to_string() == "421");
+        self.inner.abort().await;
+        Failure {
+            error: classify(err),
+            connection_lost,
+        }
+    }
+
+    fn timeout(&mut self) -> Failure {
+        self.timed_out = true;
+        Failure {
+            error: SendError::Transient(format!(
+                "the relay did not answer within {} s",
+                SEND_TIMEOUT.as_secs()
+            )),
+            connection_lost: false,
+        }
     }
 
     /// Whether the connection can carry another message.

@@ -19,7 +19,9 @@ mod subscribers;
 pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, put_release_doc};
 pub use changes::Change;
 pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel};
-pub use outbox::{DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue};
+pub use outbox::{
+    Answer, DueDigest, MailClaim, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue,
+};
 pub use releases::{
     EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite,
     StoredRelease, Withdrawal, known_releases, withdraw_rejected, write_releases,

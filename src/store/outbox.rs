@@ -84,6 +84,13 @@ fn outbox_row(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
     })
 }
 
+/// Records a transient failure and when to try again.
+const RETRY: &str = "UPDATE outbox SET status = 'retrying', attempts = attempts + 1, next_attempt_at = ?2, \
+     updated_at = ?3, last_response = ?4, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
+/// Dead-letters a message with the server's answer.
+const DEAD: &str = "UPDATE outbox SET status = 'dead', attempts = attempts + 1, updated_at = ?2, \
+     last_response = ?3, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
+
 /// Queues a message unless one with the same recipient and subject exists; true when queued.
 pub async fn enqueue(
     conn: &mut SqliteConnection,
@@ -141,6 +148,49 @@ pub struct DueDigest {
     pub release_ids: Vec<i64>,
 }
 
+/// A relay's answer to one message, to record.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// Accepted; `scrub` forgets the payload (a confirmation link must not outlive its mail).
+    Sent {
+        /// The message.
+        id: i64,
+        /// The relay's answer.
+        response: String,
+        /// Forget the payload.
+        scrub: bool,
+    },
+    /// Failed transiently; try again at `next`.
+    Retry {
+        /// The message.
+        id: i64,
+        /// The relay's answer.
+        response: String,
+        /// When to try again.
+        next: DateTime<Utc>,
+    },
+    /// Dead-lettered.
+    Dead {
+        /// The message.
+        id: i64,
+        /// The relay's answer or why it was not sent.
+        response: String,
+    },
+}
+
+/// A claim of due mail made beside recorded answers ([`Store::record_answers`]).
+#[derive(Debug, Clone)]
+pub struct MailClaim<'a> {
+    /// `host:pid:nonce` of the dispatcher.
+    pub claimer: &'a str,
+    /// At most this many messages.
+    pub limit: i64,
+    /// Held until then.
+    pub until: DateTime<Utc>,
+    /// Only this message.
+    pub only: Option<i64>,
+}
+
 /// What a dispatcher worker claims: mail or channel deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Medium {
@@ -155,6 +205,66 @@ impl Medium {
             Medium::Channels => "channels",
         }
     }
+}
+
+/// Claims up to `limit` due messages in the caller's transaction (see [`Store::claim_due`]).
+#[allow(clippy::too_many_arguments)]
+async fn claim_in(
+    tx: &mut SqliteConnection,
+    medium: Medium,
+    claimer: &str,
+    now: DateTime<Utc>,
+    limit: i64,
+    claim_until: DateTime<Utc>,
+    only: Option<i64>,
+    channels: &[String],
+) -> Result<Vec<OutboxRow>, StoreError> {
+    const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
+             WHERE id IN (SELECT id FROM outbox \
+                WHERE status IN ('queued', 'retrying', 'sending') \
+                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
+                    OR (status = 'sending' AND claimed_until < ?1)) \
+                  AND (?4 IS NULL OR id = ?4) \
+                  AND ((?6 = 'mail' AND channel IS NULL) \
+                    OR (?6 = 'channels' AND channel IN (SELECT value FROM json_each(?7)))) \
+                ORDER BY next_attempt_at, id LIMIT ?3) \
+             RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
+             attempts, next_attempt_at, last_response, created_at, sent_at, channel";
+    const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
+             WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
+    const FREE: &str =
+        "UPDATE outbox SET claimed_until = ?2 WHERE status = 'sending' AND claimed_by = ?1";
+    // A dispatcher that died on this host gives its claims up now, not when they expire.
+    let this_host = super::host_name();
+    let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await?;
+    for holder in holders
+        .iter()
+        .filter(|h| super::runs::holder_is_dead(h, &this_host))
+    {
+        sqlx::query(FREE)
+            .bind(holder)
+            .bind(ts(now - chrono::Duration::microseconds(1)))
+            .execute(&mut *tx)
+            .await?;
+    }
+    // Only what this statement claimed: a message this claimer sent and whose answer is
+    // still being recorded is not handed out again.
+    let rows = sqlx::query(CLAIM)
+        .bind(ts(now))
+        .bind(ts(claim_until))
+        .bind(limit)
+        .bind(only)
+        .bind(claimer)
+        .bind(medium.as_str())
+        .bind(serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut rows = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by_key(|row| (row.next_attempt_at, row.id));
+    Ok(rows)
 }
 
 /// Outbox states and how many messages are in each.
@@ -237,7 +347,8 @@ impl Store {
 
     /// Claims up to `limit` due messages (queued or retrying and due, or abandoned by a
     /// dispatcher whose claim expired or whose process on this host no longer runs) for
-    /// `claimer` (`host:pid:nonce`) until `claim_until`.
+    /// `claimer` (`host:pid:nonce`) until `claim_until`. Returns only what this call claimed,
+    /// never what the claimer already held.
     ///
     /// Mail only: channel deliveries are claimed by [`Store::claim_due_channels`].
     pub async fn claim_due(
@@ -286,55 +397,20 @@ impl Store {
         only: Option<i64>,
         channels: &[String],
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
-             WHERE id IN (SELECT id FROM outbox \
-                WHERE status IN ('queued', 'retrying', 'sending') \
-                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
-                    OR (status = 'sending' AND claimed_until < ?1)) \
-                  AND (?4 IS NULL OR id = ?4) \
-                  AND ((?6 = 'mail' AND channel IS NULL) \
-                    OR (?6 = 'channels' AND channel IN (SELECT value FROM json_each(?7)))) \
-                ORDER BY next_attempt_at, id LIMIT ?3)";
-        const CLAIMED: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
-             attempts, next_attempt_at, last_response, created_at, sent_at, channel FROM outbox \
-             WHERE claimed_by = ? AND status = 'sending' ORDER BY id";
-        const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
-             WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
-        const FREE: &str =
-            "UPDATE outbox SET claimed_until = ?2 WHERE status = 'sending' AND claimed_by = ?1";
         let mut tx = self.begin().await?;
-        // A dispatcher that died on this host gives its claims up now, not when they expire.
-        let this_host = super::host_name();
-        let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
-            .bind(ts(now))
-            .fetch_all(&mut *tx)
-            .await?;
-        for holder in holders
-            .iter()
-            .filter(|h| super::runs::holder_is_dead(h, &this_host))
-        {
-            sqlx::query(FREE)
-                .bind(holder)
-                .bind(ts(now - chrono::Duration::microseconds(1)))
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(CLAIM)
-            .bind(ts(now))
-            .bind(ts(claim_until))
-            .bind(limit)
-            .bind(only)
-            .bind(claimer)
-            .bind(medium.as_str())
-            .bind(serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
-            .execute(&mut *tx)
-            .await?;
-        let rows = sqlx::query(CLAIMED)
-            .bind(claimer)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = claim_in(
+            &mut tx,
+            medium,
+            claimer,
+            now,
+            limit,
+            claim_until,
+            only,
+            channels,
+        )
+        .await?;
         tx.commit().await?;
-        rows.iter().map(outbox_row).collect()
+        Ok(rows)
     }
 
     /// One message.
@@ -366,6 +442,82 @@ impl Store {
         Ok(())
     }
 
+    /// Records several answers and claims more mail, in one transaction: every acceptance in
+    /// one statement, the (rare) failures one by one, then the claim (as
+    /// [`Store::claim_due`]). The answers are durable when this returns.
+    pub async fn record_answers(
+        &self,
+        answers: &[Answer],
+        claim: Option<&MailClaim<'_>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        const SENT: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?1, \
+             updated_at = ?1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
+             payload = CASE WHEN a.scrub THEN '{}' ELSE outbox.payload END \
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS response, \
+                          json_extract(value, '$[2]') AS scrub FROM json_each(?2)) AS a \
+             WHERE outbox.id = a.id";
+        let mut sent = Vec::new();
+        for answer in answers {
+            if let Answer::Sent {
+                id,
+                response,
+                scrub,
+            } = answer
+            {
+                sent.push(serde_json::json!([id, response, scrub]));
+            }
+        }
+        let mut tx = self.begin().await?;
+        if !sent.is_empty() {
+            sqlx::query(SENT)
+                .bind(ts(now))
+                .bind(serde_json::Value::Array(sent).to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for answer in answers {
+            match answer {
+                Answer::Sent { .. } => {}
+                Answer::Retry { id, response, next } => {
+                    sqlx::query(RETRY)
+                        .bind(id)
+                        .bind(ts(*next))
+                        .bind(ts(now))
+                        .bind(response)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Answer::Dead { id, response } => {
+                    sqlx::query(DEAD)
+                        .bind(id)
+                        .bind(ts(now))
+                        .bind(response)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        let claimed = match claim {
+            Some(claim) if claim.limit > 0 => {
+                claim_in(
+                    &mut tx,
+                    Medium::Mail,
+                    claim.claimer,
+                    now,
+                    claim.limit,
+                    claim.until,
+                    claim.only,
+                    &[],
+                )
+                .await?
+            }
+            _ => Vec::new(),
+        };
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
     /// Forgets what a sent message carried (a confirmation link must not outlive its mail).
     pub async fn scrub_payload(&self, id: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET payload = '{}' WHERE id = ? AND status = 'sent'";
@@ -381,9 +533,7 @@ impl Store {
         next: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET status = 'retrying', attempts = attempts + 1, next_attempt_at = ?2, \
-             updated_at = ?3, last_response = ?4, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
-        sqlx::query(SQL)
+        sqlx::query(RETRY)
             .bind(id)
             .bind(ts(next))
             .bind(ts(now))
@@ -400,9 +550,7 @@ impl Store {
         response: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET status = 'dead', attempts = attempts + 1, updated_at = ?2, \
-             last_response = ?3, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
-        sqlx::query(SQL)
+        sqlx::query(DEAD)
             .bind(id)
             .bind(ts(now))
             .bind(response)

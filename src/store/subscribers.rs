@@ -169,6 +169,21 @@ impl Store {
             .collect()
     }
 
+    /// The projects each of these subscribers follows, in one query (for mail footers); a
+    /// subscriber that no longer exists is left out.
+    pub async fn projects_of(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        const SQL: &str = "SELECT subscriber_id, project FROM subscriber_projects \
+             WHERE subscriber_id IN (SELECT value FROM json_each(?)) ORDER BY subscriber_id, project";
+        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+        for row in sqlx::query(SQL).bind(ids).fetch_all(self.pool()).await? {
+            out.entry(row.try_get("subscriber_id")?)
+                .or_default()
+                .push(row.try_get("project")?);
+        }
+        Ok(out)
+    }
+
     /// One subscriber by id.
     pub async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
         const SQL: &str = "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers WHERE id = ?";
