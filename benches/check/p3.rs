@@ -208,24 +208,17 @@ async fn measure(cmd: std::process::Command, what: &str) -> Cost {
     if !Path::new(TIME).exists() {
         install_tools();
     }
-    let mut timed = std::process::Command::new(TIME);
-    timed
-        .arg("-f")
-        .arg("%e %U %S %M")
-        .arg("-o")
-        .arg(report.path())
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .stdout(std::process::Stdio::null());
-    if let Some(dir) = cmd.get_current_dir() {
-        timed.current_dir(dir);
-    }
-    for (key, value) in cmd.get_envs() {
-        match value {
-            Some(value) => timed.env(key, value),
-            None => timed.env_remove(key),
-        };
-    }
+    let mut timed = wrapped(
+        TIME,
+        &[
+            "-f".as_ref(),
+            "%e %U %S %M".as_ref(),
+            "-o".as_ref(),
+            report.path().as_os_str(),
+        ],
+        &cmd,
+    );
+    timed.stdout(std::process::Stdio::null());
     let t = Instant::now();
     let out = tokio::process::Command::from(timed)
         .output()
@@ -346,8 +339,8 @@ fn herald_check(sandbox: &Sandbox, base: &str, projects: &Path) -> std::process:
     };
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUN.fetch_add(1, Ordering::Relaxed);
-    let mut perf = std::process::Command::new("perf");
-    perf.args([
+    let data = Path::new(&dir).join(format!("herald-{n}.data"));
+    let mut args: Vec<&std::ffi::OsStr> = [
         "record",
         "--quiet",
         "-F",
@@ -355,21 +348,32 @@ fn herald_check(sandbox: &Sandbox, base: &str, projects: &Path) -> std::process:
         "--call-graph",
         "dwarf,32768",
         "-o",
-    ])
-    .arg(Path::new(&dir).join(format!("herald-{n}.data")))
-    .arg("--")
-    .arg(cmd.get_program())
-    .args(cmd.get_args());
+    ]
+    .iter()
+    .map(|a| a.as_ref())
+    .collect();
+    args.extend([data.as_os_str(), "--".as_ref()]);
+    wrapped("perf", &args, &cmd)
+}
+
+/// `program ARGS...` running `cmd` (its program, arguments, folder and environment).
+fn wrapped(
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    cmd: &std::process::Command,
+) -> std::process::Command {
+    let mut outer = std::process::Command::new(program);
+    outer.args(args).arg(cmd.get_program()).args(cmd.get_args());
     if let Some(dir) = cmd.get_current_dir() {
-        perf.current_dir(dir);
+        outer.current_dir(dir);
     }
     for (key, value) in cmd.get_envs() {
         match value {
-            Some(value) => perf.env(key, value),
-            None => perf.env_remove(key),
+            Some(value) => outer.env(key, value),
+            None => outer.env_remove(key),
         };
     }
-    perf
+    outer
 }
 
 fn herald_check_plain(sandbox: &Sandbox, base: &str, projects: &Path) -> std::process::Command {
