@@ -18,6 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use super::projects::{line_breaks, line_of};
 use crate::inventory::{self, Installed};
 use crate::model::{Project, ReleaseClass};
 
@@ -231,11 +232,6 @@ static REFERENCE: LazyLock<Regex> =
 static TOPIC: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[-_A-Za-z0-9]{1,64}$").expect("static regex"));
 
-fn line_of(text: &str, span: Option<Range<usize>>) -> usize {
-    span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-        .unwrap_or(1)
-}
-
 /// Replaces every `${NAME}` by that environment variable; names the first missing one.
 fn expand(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut missing = None;
@@ -295,9 +291,10 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
     read_freeze: ReadFreeze<'_>,
 ) -> Result<Vec<Channel>, ChannelsError> {
+    let breaks = line_breaks(text);
     let fail = |span: Option<Range<usize>>, message: String| ChannelsError::Invalid {
         file: origin.to_string(),
-        line: line_of(text, span),
+        line: line_of(&breaks, span),
         message,
     };
     let raw: RawFile =
@@ -315,7 +312,7 @@ pub fn parse(
                 ),
             ));
         }
-        let line = line_of(text, Some(c.name.span()));
+        let line = line_of(&breaks, Some(c.name.span()));
         if let Some(first) = seen.insert(name.clone(), line) {
             return Err(fail(
                 Some(c.name.span()),

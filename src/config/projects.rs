@@ -142,8 +142,15 @@ static MODULE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$").expect("static regex")
 });
 
-fn line_of(text: &str, span: Option<Range<usize>>) -> usize {
-    span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+/// The byte offsets of a text's line breaks, for [`line_of`].
+pub(crate) fn line_breaks(text: &str) -> Vec<usize> {
+    text.match_indices('\n').map(|(at, _)| at).collect()
+}
+
+/// The line a byte offset is on, from the offsets of the text's line breaks (found once: a
+/// file of thousands of projects asks for a line per project).
+pub(crate) fn line_of(breaks: &[usize], span: Option<Range<usize>>) -> usize {
+    span.map(|s| breaks.partition_point(|b| *b < s.start) + 1)
         .unwrap_or(1)
 }
 
@@ -159,9 +166,10 @@ pub fn load_file(path: &Path) -> Result<Vec<Project>, ProjectsError> {
 
 /// Parses and validates projects from TOML text; `origin` names the file in messages.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
+    let breaks = line_breaks(text);
     let fail = |span: Option<Range<usize>>, message: String| ProjectsError::Invalid {
         file: origin.to_string(),
-        line: line_of(text, span),
+        line: line_of(&breaks, span),
         message,
     };
     let raw: RawFile =
@@ -186,7 +194,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
                 format!("project name `{name}` must be 1-100 letters, digits, `.`, `_` or `-`"),
             ));
         }
-        let line = line_of(text, Some(p.name.span()));
+        let line = line_of(&breaks, Some(p.name.span()));
         if let Some(first) = seen.insert(name.to_lowercase(), line) {
             return Err(fail(
                 Some(p.name.span()),
