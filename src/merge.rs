@@ -165,7 +165,7 @@ pub fn plan(project: &Project, known: &[KnownRelease], batches: Vec<SourceBatch>
             .find(|e| Some(e.kind) == primary)
             .map(|e| &e.observation);
         let becomes_available =
-            primary_obs.is_some_and(|o| o.available) && !existing.is_some_and(|k| k.available);
+            primary_obs.is_some_and(|o| o.available) && !existing.is_some_and(|k| k.available());
         let yanked_now = primary_obs.is_some_and(|o| o.yanked);
         releases.push(PlannedRelease {
             class: version::classify(&version, is_published),
@@ -334,13 +334,15 @@ mod tests {
                 id: i as i64,
                 version: r.version.clone(),
                 key: r.key.clone(),
-                available: r.becomes_available,
                 evidence: r
                     .evidence
                     .iter()
                     .map(|e| (e.kind, e.inherited, e.observation.url.clone()))
                     .collect(),
-                stored: crate::store::StoredRelease::of_class(r.class),
+                stored: crate::store::StoredRelease {
+                    available_at: r.becomes_available.then(|| "2026-01-01T00:00:00Z".into()),
+                    ..crate::store::StoredRelease::of_class(r.class)
+                },
             })
             .collect()
     }

@@ -19,8 +19,6 @@ pub struct KnownRelease {
     pub version: Version,
     /// Canonical key.
     pub key: String,
-    /// Whether the primary source has offered it for installation.
-    pub available: bool,
     /// Evidence already recorded: source, inherited flag, URL.
     pub evidence: Vec<(SourceKind, bool, Option<String>)>,
     /// The row as stored, to write only what a run changes.
@@ -85,6 +83,11 @@ impl StoredRelease {
 }
 
 impl KnownRelease {
+    /// Whether the primary source has offered it for installation.
+    pub fn available(&self) -> bool {
+        self.stored.available_at.is_some()
+    }
+
     /// Whether a source has recorded evidence of its own (not inherited) for this release.
     pub fn has_own(&self, kind: SourceKind) -> bool {
         self.evidence
@@ -290,7 +293,6 @@ pub async fn known_releases(
                 id,
                 version,
                 key,
-                available: available_at.is_some(),
                 evidence: evidence.remove(&id).unwrap_or_default(),
                 stored: StoredRelease {
                     class,
