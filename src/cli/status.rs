@@ -275,9 +275,13 @@ fn age(span: Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
+/// A time as the status report shows it.
+fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 fn render(status: &Status) -> String {
     let mut out = String::new();
-    let when = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
     if status.healthy {
         out.push_str("Healthy.\n");
     } else {
@@ -286,6 +290,14 @@ fn render(status: &Status) -> String {
             out.push_str(&format!("  - {reason}\n"));
         }
     }
+    render_runs(&mut out, status);
+    render_sources(&mut out, status);
+    render_outbox(&mut out, status);
+    out
+}
+
+/// The last runs, newest first.
+fn render_runs(out: &mut String, status: &Status) {
     out.push_str("\nLast runs:\n");
     if status.runs.is_empty() {
         out.push_str("  none yet (run `herald check`)\n");
@@ -314,6 +326,10 @@ fn render(status: &Status) -> String {
             r.status
         ));
     }
+}
+
+/// The sources that failed or are deferred.
+fn render_sources(out: &mut String, status: &Status) {
     out.push_str("\nSources failing or deferred:\n");
     if status.sources.is_empty() {
         out.push_str("  none: every source answered its last request\n");
@@ -337,6 +353,10 @@ fn render(status: &Status) -> String {
             s.last_error.as_deref().unwrap_or("no error recorded")
         ));
     }
+}
+
+/// The outbox counts and the next scheduled run.
+fn render_outbox(out: &mut String, status: &Status) {
     let counts: Vec<String> = status
         .outbox
         .counts
@@ -371,7 +391,6 @@ fn render(status: &Status) -> String {
             .map(when)
             .unwrap_or_else(|| "none".into())
     ));
-    out
 }
 
 #[cfg(test)]

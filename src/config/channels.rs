@@ -328,6 +328,7 @@ pub fn parse(
 
 type Problem = (Option<Range<usize>>, String);
 
+/// One validated channel from its `[[channel]]` entry, whose `name` is already checked.
 fn channel(
     c: &RawChannel,
     name: String,
@@ -336,6 +337,36 @@ fn channel(
     read_freeze: ReadFreeze<'_>,
 ) -> Result<Channel, Problem> {
     let kind = *c.kind.get_ref();
+    let (url, url_text) = channel_url(c, &name, env)?;
+    let secrets = channel_secrets(c, env)?;
+    check_secrets(kind, &name, &secrets, c.secret.as_ref().map(|s| s.span()))?;
+    let (room, topic, priority) = kind_fields(c, kind, &name)?;
+    let filter = filters(c, &name, projects)?;
+    let installed = inventory_of(c, &name, read_freeze)?;
+    check_inventory(c, &name, &filter.2, &installed)?;
+    Ok(Channel {
+        shown_url: shown(&url),
+        url: SecretString::from(url_text),
+        secrets,
+        room,
+        topic,
+        priority,
+        flavor: c.flavor.as_ref().map(|f| *f.get_ref()).unwrap_or_default(),
+        projects: filter.0,
+        classes: filter.1,
+        messages: filter.2,
+        installed,
+        kind,
+        name,
+    })
+}
+
+/// The channel's `url` with `${NAME}` expanded: the parsed URL and its text.
+fn channel_url(
+    c: &RawChannel,
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Url, String), Problem> {
     let at = |span: Range<usize>| move |message: String| (Some(span.clone()), message);
     let url_text = expand(c.url.get_ref().trim(), env).map_err(at(c.url.span()))?;
     let url = Url::parse(&url_text).map_err(|err| {
@@ -350,7 +381,15 @@ fn channel(
             format!("channel `{name}`: `url` must be an http:// or https:// URL with a host"),
         ));
     }
-    let secrets = match &c.secret {
+    Ok((url, url_text))
+}
+
+/// The channel's secrets (one or a list while keys rotate) with `${NAME}` expanded.
+fn channel_secrets(
+    c: &RawChannel,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<SecretString>, Problem> {
+    Ok(match &c.secret {
         None => Vec::new(),
         Some(s) => {
             let values = match s.get_ref() {
@@ -361,49 +400,24 @@ fn channel(
                 .iter()
                 .map(|v| expand(v.trim(), env).map(SecretString::from))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(at(s.span()))?
+                .map_err(|message| (Some(s.span()), message))?
         }
-    };
-    check_secrets(kind, &name, &secrets, c.secret.as_ref().map(|s| s.span()))?;
+    })
+}
+
+/// `room`, `topic` and `priority`, each set only for the kind of channel that has it.
+type KindFields = (Option<String>, Option<String>, Option<u8>);
+
+/// The fields only one kind of channel has (`room`, `topic`, `priority`; `flavor` is read
+/// by the caller), refused on the others.
+fn kind_fields(
+    c: &RawChannel,
+    kind: ChannelKind,
+    name: &str,
+) -> Result<KindFields, Problem> {
     let room = c.room.as_ref().map(|r| r.get_ref().trim().to_string());
     let topic = c.topic.as_ref().map(|t| t.get_ref().trim().to_string());
-    match kind {
-        ChannelKind::Matrix => match &room {
-            Some(r) if r.starts_with('!') && r.contains(':') => {}
-            Some(r) => {
-                return Err((
-                    c.room.as_ref().map(|s| s.span()),
-                    format!(
-                        "channel `{name}`: room `{r}` is not a room id like !abc123:example.org (an alias does not work: find the id under the room's advanced settings)"
-                    ),
-                ));
-            }
-            None => {
-                return Err((
-                    None,
-                    format!("channel `{name}`: a matrix channel needs `room = \"!id:server\"`"),
-                ));
-            }
-        },
-        ChannelKind::Ntfy => match &topic {
-            Some(t) if TOPIC.is_match(t) => {}
-            Some(t) => {
-                return Err((
-                    c.topic.as_ref().map(|s| s.span()),
-                    format!(
-                        "channel `{name}`: topic `{t}` must be 1-64 letters, digits, `-` or `_`"
-                    ),
-                ));
-            }
-            None => {
-                return Err((
-                    None,
-                    format!("channel `{name}`: an ntfy channel needs `topic = \"...\"`"),
-                ));
-            }
-        },
-        _ => {}
-    }
+    check_target(c, kind, name, room.as_deref(), topic.as_deref())?;
     for (given, field, allowed) in [
         (
             c.room.as_ref().map(|s| s.span()),
@@ -447,14 +461,70 @@ fn channel(
         }
         p => p.as_ref().map(|p| *p.get_ref()),
     };
-    let filter = filters(c, &name, projects)?;
-    let installed = inventory_of(c, &name, read_freeze)?;
+    Ok((room, topic, priority))
+}
+
+/// A Matrix channel names a room by id, an ntfy channel a valid topic.
+fn check_target(
+    c: &RawChannel,
+    kind: ChannelKind,
+    name: &str,
+    room: Option<&str>,
+    topic: Option<&str>,
+) -> Result<(), Problem> {
+    match kind {
+        ChannelKind::Matrix => match room {
+            Some(r) if r.starts_with('!') && r.contains(':') => {}
+            Some(r) => {
+                return Err((
+                    c.room.as_ref().map(|s| s.span()),
+                    format!(
+                        "channel `{name}`: room `{r}` is not a room id like !abc123:example.org (an alias does not work: find the id under the room's advanced settings)"
+                    ),
+                ));
+            }
+            None => {
+                return Err((
+                    None,
+                    format!("channel `{name}`: a matrix channel needs `room = \"!id:server\"`"),
+                ));
+            }
+        },
+        ChannelKind::Ntfy => match topic {
+            Some(t) if TOPIC.is_match(t) => {}
+            Some(t) => {
+                return Err((
+                    c.topic.as_ref().map(|s| s.span()),
+                    format!(
+                        "channel `{name}`: topic `{t}` must be 1-64 letters, digits, `-` or `_`"
+                    ),
+                ));
+            }
+            None => {
+                return Err((
+                    None,
+                    format!("channel `{name}`: an ntfy channel needs `topic = \"...\"`"),
+                ));
+            }
+        },
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Alert messages need an inventory, and an inventory is there for alert messages.
+fn check_inventory(
+    c: &RawChannel,
+    name: &str,
+    messages: &[ChannelMessage],
+    installed: &[Installed],
+) -> Result<(), Problem> {
     let alerts = [
         ChannelMessage::CompatReport,
         ChannelMessage::CompatFollowup,
         ChannelMessage::BugfixAdvice,
     ];
-    let wants_alerts = filter.2.iter().any(|m| alerts.contains(m));
+    let wants_alerts = messages.iter().any(|m| alerts.contains(m));
     if wants_alerts && installed.is_empty() {
         return Err((
             c.messages.as_ref().map(|s| s.span()),
@@ -474,21 +544,7 @@ fn channel(
             ),
         ));
     }
-    Ok(Channel {
-        shown_url: shown(&url),
-        url: SecretString::from(url_text),
-        secrets,
-        room,
-        topic,
-        priority,
-        flavor: c.flavor.as_ref().map(|f| *f.get_ref()).unwrap_or_default(),
-        projects: filter.0,
-        classes: filter.1,
-        messages: filter.2,
-        installed,
-        kind,
-        name,
-    })
+    Ok(())
 }
 
 fn check_secrets(

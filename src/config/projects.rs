@@ -164,157 +164,172 @@ pub fn load_file(path: &Path) -> Result<Vec<Project>, ProjectsError> {
     parse(&text, &file)
 }
 
+/// What is wrong with one entry, and where: the span (if any) and the message.
+type Flaw = (Option<Range<usize>>, String);
+
 /// Parses and validates projects from TOML text; `origin` names the file in messages.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Project>, ProjectsError> {
     let breaks = line_breaks(text);
-    let fail = |span: Option<Range<usize>>, message: String| ProjectsError::Invalid {
+    let fail = |(span, message): Flaw| ProjectsError::Invalid {
         file: origin.to_string(),
         line: line_of(&breaks, span),
         message,
     };
     let raw: RawFile =
-        toml::from_str(text).map_err(|err| fail(err.span(), err.message().trim().to_string()))?;
+        toml::from_str(text).map_err(|err| fail((err.span(), err.message().trim().to_string())))?;
     if raw.project.is_empty() {
-        return Err(fail(
+        return Err(fail((
             None,
             "no [[project]] entries: list at least one project to track".into(),
-        ));
+        )));
     }
-
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut projects = Vec::new();
-    let mut plugin_refs = Vec::new();
     for entry in &raw.project {
-        let span = entry.span();
-        let p = entry.get_ref();
-        let name = p.name.get_ref().trim().to_string();
-        if !NAME.is_match(&name) {
-            return Err(fail(
-                Some(p.name.span()),
-                format!("project name `{name}` must be 1-100 letters, digits, `.`, `_` or `-`"),
-            ));
-        }
-        let line = line_of(&breaks, Some(p.name.span()));
+        let name = valid_name(entry.get_ref()).map_err(fail)?;
+        let name_span = entry.get_ref().name.span();
+        let line = line_of(&breaks, Some(name_span.clone()));
         if let Some(first) = seen.insert(name.to_lowercase(), line) {
-            return Err(fail(
-                Some(p.name.span()),
+            return Err(fail((
+                Some(name_span),
                 format!("project `{name}` is listed twice (first on line {first})"),
-            ));
+            )));
         }
-        let pypi = match &p.pypi {
-            Some(value) => {
-                let v = value.get_ref().trim();
-                if !NAME.is_match(v) {
-                    return Err(fail(
-                        Some(value.span()),
-                        format!("`pypi = \"{v}\"` is not a valid distribution name"),
-                    ));
-                }
-                Some(v.to_string())
-            }
-            None => None,
-        };
-        let github = match &p.github {
-            Some(value) => {
-                let v = value.get_ref().repo().trim();
-                let caps = GITHUB.captures(v).ok_or_else(|| {
-                    fail(
-                        Some(value.span()),
-                        format!("`github = \"{v}\"` must be `owner/repository`"),
-                    )
-                })?;
-                Some(GithubRepo {
-                    owner: caps[1].to_string(),
-                    name: caps[2].to_string(),
-                })
-            }
-            None => None,
-        };
-        let tag_prefix = tag_prefix(p).map_err(|(span, message)| fail(span, message))?;
-        let feed = match &p.feed {
-            Some(value) => Some(parse_http_url(value.get_ref()).map_err(|why| {
-                fail(
-                    Some(value.span()),
-                    format!("`feed = \"{}\"`: {why}", value.get_ref()),
-                )
-            })?),
-            None => None,
-        };
-        if pypi.is_none() && github.is_none() && feed.is_none() {
-            return Err(fail(
-                Some(span.clone()),
-                format!("project `{name}` has no source: set at least one of pypi, github or feed"),
-            ));
-        }
-        let module = match &p.module {
-            Some(value) => {
-                let v = value.get_ref().trim();
-                if !MODULE.is_match(v) {
-                    return Err(fail(
-                        Some(value.span()),
-                        format!("`module = \"{v}\"` is not a Python module name"),
-                    ));
-                }
-                Some(v.to_string())
-            }
-            None => None,
-        };
-        if let Some(parent) = &p.plugin_of {
-            plugin_refs.push((
-                name.clone(),
-                parent.get_ref().trim().to_string(),
-                parent.span(),
-            ));
-        }
-        projects.push(Project {
-            name,
-            scheme: p.scheme.unwrap_or_default(),
-            pypi,
-            github,
-            feed,
-            plugin_of: p.plugin_of.as_ref().map(|v| v.get_ref().trim().to_string()),
-            module,
-            tag_prefix,
-            upgrade_steps: p
-                .upgrade_steps
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            compat: p.compat.clone(),
-        });
+        projects.push(project(entry, name).map_err(fail)?);
     }
+    check_plugins(&raw.project, &projects).map_err(fail)?;
+    Ok(projects)
+}
 
-    for (name, parent, span) in plugin_refs {
+/// The entry's `name`, trimmed, if it is a valid project name.
+fn valid_name(p: &RawProject) -> Result<String, Flaw> {
+    let name = p.name.get_ref().trim().to_string();
+    if !NAME.is_match(&name) {
+        return Err((
+            Some(p.name.span()),
+            format!("project name `{name}` must be 1-100 letters, digits, `.`, `_` or `-`"),
+        ));
+    }
+    Ok(name)
+}
+
+/// One validated project from its `[[project]]` entry, whose `name` is already checked.
+fn project(entry: &Spanned<RawProject>, name: String) -> Result<Project, Flaw> {
+    let p = entry.get_ref();
+    let pypi = matching(p.pypi.as_ref(), &NAME, |v| {
+        format!("`pypi = \"{v}\"` is not a valid distribution name")
+    })?;
+    let github = github(p)?;
+    let tag_prefix = tag_prefix(p)?;
+    let feed = match &p.feed {
+        Some(value) => Some(parse_http_url(value.get_ref()).map_err(|why| {
+            (
+                Some(value.span()),
+                format!("`feed = \"{}\"`: {why}", value.get_ref()),
+            )
+        })?),
+        None => None,
+    };
+    if pypi.is_none() && github.is_none() && feed.is_none() {
+        return Err((
+            Some(entry.span()),
+            format!("project `{name}` has no source: set at least one of pypi, github or feed"),
+        ));
+    }
+    let module = matching(p.module.as_ref(), &MODULE, |v| {
+        format!("`module = \"{v}\"` is not a Python module name")
+    })?;
+    Ok(Project {
+        name,
+        scheme: p.scheme.unwrap_or_default(),
+        pypi,
+        github,
+        feed,
+        plugin_of: p.plugin_of.as_ref().map(|v| v.get_ref().trim().to_string()),
+        module,
+        tag_prefix,
+        upgrade_steps: p
+            .upgrade_steps
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        compat: p.compat.clone(),
+    })
+}
+
+/// An optional string field, trimmed, that must match `pattern`.
+fn matching(
+    value: Option<&Spanned<String>>,
+    pattern: &Regex,
+    why: impl Fn(&str) -> String,
+) -> Result<Option<String>, Flaw> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let v = value.get_ref().trim();
+    if !pattern.is_match(v) {
+        return Err((Some(value.span()), why(v)));
+    }
+    Ok(Some(v.to_string()))
+}
+
+/// The `github` field as `owner/repository`.
+fn github(p: &RawProject) -> Result<Option<GithubRepo>, Flaw> {
+    let Some(value) = &p.github else {
+        return Ok(None);
+    };
+    let v = value.get_ref().repo().trim();
+    let caps = GITHUB.captures(v).ok_or_else(|| {
+        (
+            Some(value.span()),
+            format!("`github = \"{v}\"` must be `owner/repository`"),
+        )
+    })?;
+    Ok(Some(GithubRepo {
+        owner: caps[1].to_string(),
+        name: caps[2].to_string(),
+    }))
+}
+
+/// Every `plugin_of` names a tracked core project: not itself, not another plugin.
+fn check_plugins(raw: &[Spanned<RawProject>], projects: &[Project]) -> Result<(), Flaw> {
+    for entry in raw {
+        let Some(parent) = &entry.get_ref().plugin_of else {
+            continue;
+        };
+        let span = Some(parent.span());
+        let name = entry.get_ref().name.get_ref().trim();
+        let parent = parent.get_ref().trim();
         let Some(core) = projects.iter().find(|p| p.name == parent) else {
-            return Err(fail(
-                Some(span),
+            return Err((
+                span,
                 format!(
                     "project `{name}` has plugin_of = \"{parent}\", but no project is named `{parent}`"
                 ),
             ));
         };
         if core.name == name {
-            return Err(fail(
-                Some(span),
+            return Err((
+                span,
                 format!("project `{name}` cannot be a plugin of itself"),
             ));
         }
         if let Some(grand) = &core.plugin_of {
-            return Err(fail(
-                Some(span),
+            return Err((
+                span,
                 format!(
                     "project `{name}` is a plugin of `{parent}`, which is itself a plugin of `{grand}`"
                 ),
             ));
         }
     }
-    Ok(projects)
+    Ok(())
 }
 
 /// The project's tag prefix: `tag_prefix`, or the `tag_prefix` of its `github` table (one of
 /// the two). Either way it applies to GitHub tags only. An empty prefix is none.
-fn tag_prefix(p: &RawProject) -> Result<Option<String>, (Option<Range<usize>>, String)> {
+fn tag_prefix(p: &RawProject) -> Result<Option<String>, Flaw> {
     let in_table = p
         .github
         .as_ref()
