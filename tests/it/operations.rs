@@ -1,0 +1,507 @@
+//! The operator's toolbox through the real binary: JSON logs (every stderr line an object,
+//! with the run id, project and source), no full recipient address or secret at `info`,
+//! colour only on a terminal and never with `NO_COLOR`, the progress display only on a
+//! terminal, `herald status` as report and probe, shell completions and the man page.
+
+use crate::common;
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::pretalx::{self, Row};
+use common::smtp::{SmtpSink, Stage};
+use common::{Fault, Sandbox, Upstream};
+use herald::app::{App, ManualClock};
+use herald::check::{self, CheckOptions, CheckOutcome, RunSummary};
+use herald::notify::{self, DispatchOptions};
+use serde_json::Value;
+
+const TOKEN: &str = "ghp_OperationsTokenValue1234567890";
+const PASSWORD: &str = "smtp-Passw0rd-for-ops";
+
+/// The pretalx history before 2026.2.1, served by a local upstream, with a mail sink.
+struct World {
+    upstream: Upstream,
+    sandbox: Sandbox,
+    rows: Vec<Row>,
+    sink: SmtpSink,
+}
+
+impl World {
+    async fn new() -> World {
+        let rows = pretalx::rows(&common::fixtures());
+        let upstream = Upstream::start().await;
+        pretalx::serve_history(&upstream, &rows[..47], &[]);
+        let sink = SmtpSink::start().await;
+        sink.require_auth("herald", PASSWORD);
+        World {
+            upstream,
+            sandbox: Sandbox::new(),
+            rows,
+            sink,
+        }
+    }
+
+    /// The arguments for the real binary: this upstream, projects file, sink and secrets.
+    fn args(&self) -> Vec<String> {
+        let projects = self
+            .sandbox
+            .projects(&pretalx::projects_toml(&self.upstream));
+        let mut args = self.sandbox.args(&self.upstream.url(), Some(&projects));
+        args.extend([
+            "--smtp-url".into(),
+            format!("smtp://herald:{PASSWORD}@127.0.0.1:{}", self.sink.port()),
+            "--github-token".into(),
+            TOKEN.into(),
+            "--from".into(),
+            "herald@example.org".into(),
+        ]);
+        args
+    }
+
+    /// Runs the binary with `command` first, then the shared arguments.
+    fn run(&self, command: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let args = self.args();
+        let mut all: Vec<&str> = command.to_vec();
+        all.extend(args.iter().map(String::as_str));
+        let mut cmd = self.sandbox.command(&all);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        cmd.output().expect("run herald")
+    }
+
+    /// An in-process app on the same database, reading time from a manual clock.
+    async fn app(&self, now: chrono::DateTime<Utc>) -> (App, Arc<ManualClock>) {
+        let projects = self
+            .sandbox
+            .projects(&pretalx::projects_toml(&self.upstream));
+        let url = format!("smtp://herald:{PASSWORD}@127.0.0.1:{}", self.sink.port());
+        self.sandbox
+            .app_with(
+                &self.upstream.url(),
+                Some(&projects),
+                now,
+                &["--smtp-url", &url, "--from", "herald@example.org"],
+            )
+            .await
+    }
+
+    fn release_2026_2_1(&self) {
+        pretalx::serve_history(&self.upstream, &self.rows, &[]);
+    }
+}
+
+async fn check(app: &App) -> RunSummary {
+    match check::run(app, &CheckOptions::default())
+        .await
+        .expect("check")
+    {
+        CheckOutcome::Completed(summary) => summary,
+        CheckOutcome::Busy { .. } => panic!("busy"),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// SGR colour sequences (`ESC [ ... m`); cursor movement is not colour.
+fn has_colour(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        w == b"\x1b[" && {
+            let rest = &bytes[i + 2..];
+            let digits = rest
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b';')
+                .count();
+            rest.get(digits) == Some(&b'm')
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line_with_run_project_and_source() {
+    let world = World::new().await;
+    let baseline = world.run(&["check"], &[]);
+    assert_eq!(
+        baseline.status.code(),
+        Some(0),
+        "{}",
+        text(&baseline.stderr)
+    );
+    for (email, project) in [
+        ("ops@example.org", "pretalx"),
+        ("dev.team@example.org", "pretalx"),
+    ] {
+        let out = world.run(&["subscribe", email, "--project", project], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    // The relay refuses one recipient, quoting the address, and asks the other to retry.
+    world.sink.reject_recipient(
+        "ops@example.org",
+        550,
+        "5.1.1 <ops@example.org>: Recipient address rejected",
+    );
+    world.sink.fail_next(
+        Stage::RcptTo,
+        451,
+        "4.2.0 <dev.team@example.org> greylisted",
+        1,
+    );
+    world.release_2026_2_1();
+    world.upstream.fault("/repos/", Fault::Status(500));
+
+    let out = world.run(
+        &["check"],
+        &[("HERALD_LOG_FORMAT", "json"), ("HERALD_LOG", "info")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "GitHub failed: {stderr}");
+    assert!(
+        text(&out.stdout).contains("2026.2.1"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|err| panic!("not JSON ({err}): {line:?}\nall:\n{stderr}"))
+        })
+        .collect();
+    assert!(lines.len() >= 4, "{stderr}");
+    for line in &lines {
+        assert!(line.is_object(), "{line}");
+        for field in ["timestamp", "level", "message"] {
+            assert!(line.get(field).is_some(), "{field} missing: {line}");
+        }
+        let ts = line["timestamp"].as_str().expect("timestamp is text");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+            "timestamp {ts}"
+        );
+    }
+    let run_id = |line: &Value| {
+        line.get("run_id")
+            .or_else(|| line.get("span").and_then(|s| s.get("run_id")))
+            .and_then(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+    };
+    // The failure as it happened: a tracing event inside the run's span.
+    let event = lines
+        .iter()
+        .find(|l| {
+            l["level"] == "WARN"
+                && l["project"] == "pretalx"
+                && l["source"] == "github"
+                && l.get("span").is_some()
+        })
+        .unwrap_or_else(|| panic!("no failure event for pretalx/github: {stderr}"));
+    let id = run_id(event).expect("the event carries the run id");
+    // The end-of-run failure summary is JSON too, with the same run id.
+    let summary = lines
+        .iter()
+        .find(|l| l.get("state").is_some() && l["project"] == "pretalx" && l["source"] == "github")
+        .unwrap_or_else(|| panic!("no end-of-run summary line: {stderr}"));
+    assert_eq!(summary["state"], "failed");
+    assert_eq!(run_id(summary), Some(id));
+    // The new release was logged inside the run.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["version"] == "2026.2.1" && run_id(l) == Some(id)),
+        "{stderr}"
+    );
+
+    // At info, recipients are masked (also inside the relay's answer) and secrets absent.
+    assert!(stderr.contains("***@example.org"), "{stderr}");
+    for secret in ["ops@example.org", "dev.team@example.org", TOKEN, PASSWORD] {
+        assert!(!stderr.contains(secret), "{secret} in the log:\n{stderr}");
+    }
+    // The sink saw what was refused: nothing was lost from the record either.
+    let outbox = world.run(&["outbox", "--json"], &[]);
+    assert!(text(&outbox.stdout).contains("ops@example.org"));
+
+    // The text format written to a file (as the README's cron line does) has no colour.
+    let plain = world.run(&["check"], &[("HERALD_LOG", "info")]);
+    let plain_err = text(&plain.stderr);
+    assert!(
+        plain_err.contains("INFO") || plain_err.contains("WARN"),
+        "{plain_err}"
+    );
+    assert!(
+        !plain_err.contains('\x1b'),
+        "escape codes in a file: {plain_err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_errors_are_json_in_the_json_format() {
+    let sandbox = Sandbox::new();
+    let out = sandbox
+        .command(&["check", "--no-such-flag"])
+        .env("HERALD_LOG_FORMAT", "json")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let line: Value = serde_json::from_str(stderr.trim()).expect("one JSON line");
+    assert_eq!(line["level"], "ERROR");
+    assert!(
+        line["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--no-such-flag")),
+        "{line}"
+    );
+    // A bad value of the format itself is refused in plain words.
+    let out = sandbox
+        .command(&["status", "--log-format", "yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("yaml"));
+}
+
+/// Runs `cmd` with stderr on a pseudo-terminal (80x24); returns the exit code and what the
+/// terminal showed.
+fn on_terminal(mut cmd: Command) -> (Option<i32>, String) {
+    let mut master = 0;
+    let mut slave = 0;
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors into the integers given; the size is only read.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().expect("spawn on a terminal");
+    // Only the child holds the terminal's other end now: reading ends when it exits.
+    drop(cmd);
+    let mut terminal = std::fs::File::from(master);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match terminal.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let status = child.wait().expect("wait");
+    (status.code(), text(&seen))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_and_colour_appear_only_on_a_terminal_and_colour_never_with_no_color() {
+    let world = World::new().await;
+    // A failing source (a warning to colour) and slow answers, so the display has time to draw.
+    world.upstream.fault("/repos/", Fault::Status(500));
+    world
+        .upstream
+        .fault("/", Fault::Slow(Duration::from_millis(300)));
+    let args = world.args();
+    let command = |extra_env: &[(&str, &str)]| {
+        let mut all = vec!["check"];
+        all.extend(args.iter().map(String::as_str));
+        let mut cmd = world.sandbox.command(&all);
+        cmd.env("HERALD_LOG", "info").env_remove("NO_COLOR");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+
+    let (code, shown) = tokio::task::block_in_place(|| on_terminal(command(&[])));
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(
+        shown.contains("checking:"),
+        "no progress display: {shown:?}"
+    );
+    assert!(shown.contains("projects"), "{shown:?}");
+    assert!(shown.contains("requests"), "{shown:?}");
+    assert!(has_colour(&shown), "a terminal gets colour: {shown:?}");
+
+    let (code, shown) = tokio::task::block_in_place(|| on_terminal(command(&[("NO_COLOR", "1")])));
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(shown.contains("checking:"), "{shown:?}");
+    assert!(!has_colour(&shown), "NO_COLOR is set: {shown:?}");
+
+    // Piped (as in cron): neither progress nor colour.
+    let out = command(&[]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("checking:"), "{stderr:?}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
+    // In the JSON format, not even on a terminal.
+    let (_, shown) = tokio::task::block_in_place(|| {
+        on_terminal({
+            let mut cmd = command(&[]);
+            cmd.env("HERALD_LOG_FORMAT", "json");
+            cmd
+        })
+    });
+    assert!(!shown.contains("checking:"), "{shown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_reports_runs_failing_sources_dead_letters_and_the_next_run() {
+    let world = World::new().await;
+    let now = Utc::now();
+    let (app, clock) = world.app(now - chrono::Duration::days(3)).await;
+
+    // A fresh database is healthy; a first run too.
+    let out = world.run(&["status"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("none yet"),
+        "{}",
+        text(&out.stdout)
+    );
+    let first = check(&app).await;
+    assert_eq!(first.exit_code(), 0);
+    let out = world.run(&["status"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("Healthy."),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // GitHub starts failing two days ago and still fails.
+    world.upstream.fault("/repos/", Fault::Status(500));
+    clock.set(now - chrono::Duration::days(2));
+    assert_eq!(check(&app).await.exit_code(), 2);
+    // A subscriber whose address the relay refuses; 2026.2.1 comes out.
+    let out = world.run(
+        &["subscribe", "ops@example.org", "--project", "pretalx"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    world
+        .sink
+        .reject_recipient("ops@example.org", 550, "5.1.1 Recipient address rejected");
+    world.release_2026_2_1();
+    clock.set(Utc::now());
+    let last = check(&app).await;
+    assert_eq!(last.exit_code(), 2);
+    let report = notify::dispatch(&app, &DispatchOptions::default())
+        .await
+        .expect("dispatch");
+    assert_eq!(report.dead, 1, "{report:?}");
+
+    let out = world.run(&["status"], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.starts_with("NEEDS ATTENTION:"), "{stdout}");
+    assert!(
+        stdout.contains("pretalx github has been failing since"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 message dead-lettered since"), "{stdout}");
+    assert!(stdout.contains("new: pretalx 2026.2.1"), "{stdout}");
+    assert!(stdout.contains("partial"), "{stdout}");
+    assert!(stdout.contains("2 failed attempts"), "{stdout}");
+    assert!(stdout.contains("1 dead"), "{stdout}");
+    assert!(stdout.contains("Next scheduled run"), "{stdout}");
+
+    // The dead letter was seen; the failing source still needs attention.
+    let out = world.run(&["status", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["healthy"], false);
+    assert_eq!(
+        json["attention"].as_array().map(Vec::len),
+        Some(1),
+        "{json}"
+    );
+    assert_eq!(json["outbox"]["counts"]["dead"], 1);
+    assert_eq!(json["outbox"]["dead_since_last_look"], 0);
+    assert!(json["outbox"]["last_look_at"].is_string());
+    let sources = json["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 1, "{json}");
+    assert_eq!(sources[0]["project"], "pretalx");
+    assert_eq!(sources[0]["source"], "github");
+    assert_eq!(sources[0]["state"], "failing");
+    assert_eq!(sources[0]["consecutive_failures"], 2);
+    let since = sources[0]["since"].as_str().expect("since");
+    let since = chrono::DateTime::parse_from_rfc3339(since).expect("time");
+    assert!(
+        (since.with_timezone(&Utc) - (now - chrono::Duration::days(2)))
+            .num_seconds()
+            .abs()
+            < 2,
+        "failing since the first failure, not the last: {since}"
+    );
+    let runs = json["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0]["status"], "partial");
+    assert_eq!(runs[0]["new_releases"][0], "pretalx 2026.2.1");
+    assert_eq!(runs[0]["failed_sources"], 1);
+    assert_eq!(runs[2]["status"], "ok");
+    assert!(runs[0]["duration_ms"].is_u64());
+    assert_eq!(json["schedule"]["expression"], "0 6 * * *");
+    let next = json["schedule"]["next_run"].as_str().expect("next run");
+    assert!(next.contains("T06:00:00"), "{next}");
+
+    // GitHub answers again: healthy.
+    world.upstream.heal();
+    clock.set(Utc::now());
+    assert_eq!(check(&app).await.exit_code(), 0);
+    let out = world.run(&["status"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("none: every source answered"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    let sandbox = Sandbox::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = sandbox.herald(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for word in ["herald", "status", "check", "log-format"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = sandbox.herald(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH herald"),
+        "{page}"
+    );
+    for word in ["HERALD_DATABASE_URL", "status", "completions"] {
+        assert!(page.contains(word), "the man page lacks {word}");
+    }
+    // Neither needs a database.
+    assert!(!sandbox.path("herald.db").exists());
+    let out = sandbox.herald(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}
