@@ -6,7 +6,8 @@
 use crate::common;
 
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -274,27 +275,50 @@ async fn usage_errors_are_json_in_the_json_format() {
 /// Runs `cmd` with stderr on a pseudo-terminal (80x24); returns the exit code and what the
 /// terminal showed.
 fn on_terminal(mut cmd: Command) -> (Option<i32>, String) {
-    let mut master = 0;
-    let mut slave = 0;
+    // Both ends close on exec: tests in this binary spawn children concurrently, and one
+    // that inherited the terminal's other end would keep the read below from ending.
+    let master = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/ptmx")
+        .expect("open /dev/ptmx");
+    // SAFETY: grantpt and unlockpt take the descriptor of the open master.
+    let ready = unsafe {
+        libc::grantpt(master.as_raw_fd()) == 0 && libc::unlockpt(master.as_raw_fd()) == 0
+    };
+    assert!(
+        ready,
+        "grantpt/unlockpt: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: ptsname_r writes a NUL-terminated name of at most `name.len()` bytes.
+    let rc = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    assert_eq!(
+        rc,
+        0,
+        "ptsname_r: {}",
+        std::io::Error::from_raw_os_error(rc)
+    );
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(name.to_str().expect("terminal name"))
+        .expect("open the terminal");
     let size = libc::winsize {
         ws_row: 24,
         ws_col: 80,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: openpty writes two descriptors into the integers given; the size is only read.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors were just opened and are owned by nothing else.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer given.
+    let rc = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    let (master, slave) = (OwnedFd::from(master), OwnedFd::from(slave));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(slave));
