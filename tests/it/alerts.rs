@@ -7,33 +7,16 @@ use crate::common;
 
 use chrono::{DateTime, Utc};
 use common::pretalx::{self, Row};
-use common::smtp::SmtpSink;
-use common::{Sandbox, Upstream, at, plugins};
+use common::site::PLUGINS;
+use common::{World, at, plugins, run_check, subscribe_instant};
 use herald::alerts::{self, CheckedPlugin, UpdateCheckRequest};
 use herald::app::App;
-use herald::check::{self, CheckOptions, CheckOutcome};
 use herald::compat::Verdict;
 use herald::inventory;
-use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::notify::{self, DispatchOptions};
-use herald::store::{InventoryMap, SubscriberWrite};
+use herald::store::InventoryMap;
 use mail_parser::MessageParser;
 use serde_json::json;
-
-const PLUGINS: [(&str, &str); 4] = [
-    ("pretalx-pages", "pretalx/pretalx-pages"),
-    ("pretalx-venueless", "pretalx/pretalx-venueless"),
-    ("pretalx-public-voting", "pretalx/pretalx-public-voting"),
-    ("pretalx-media-ccc-de", "pretalx/pretalx-media-ccc-de"),
-];
-
-struct World {
-    fixtures: std::path::PathBuf,
-    upstream: Upstream,
-    sandbox: Sandbox,
-    rows: Vec<Row>,
-    sink: SmtpSink,
-}
 
 fn projects_toml() -> String {
     let mut toml =
@@ -48,92 +31,65 @@ fn projects_toml() -> String {
     toml
 }
 
-impl World {
-    async fn new() -> World {
-        let fixtures = common::fixtures();
-        let rows = pretalx::rows(&fixtures);
-        World {
-            fixtures,
-            upstream: Upstream::start().await,
-            sandbox: Sandbox::new(),
-            rows,
-            sink: SmtpSink::start().await,
-        }
-    }
-
-    /// Serves everything published before `cutoff`, plus `extra` plugin releases.
-    fn serve_until(&self, cutoff: DateTime<Utc>, extra: &[(&str, &str, &str)]) {
-        let core: Vec<Row> = self
-            .rows
-            .iter()
-            .filter(|r| r.published() < cutoff)
-            .cloned()
-            .collect();
-        self.upstream.put_json(
-            "/simple/pretalx/",
-            "application/vnd.pypi.simple.v1+json",
-            &pretalx::simple_page(&core, &[]),
-        );
-        for row in &core {
-            let doc = plugins::version_doc(&self.fixtures, "pretalx", &row.version);
-            self.upstream.put_json(
-                &format!("/pypi/pretalx/{}/json", row.version),
-                "application/json",
-                &doc,
-            );
-        }
-        self.upstream.put(
-            "/pypi/pretalx/2.3.1/json",
+/// Serves everything published before `cutoff`, plus `extra` plugin releases.
+fn serve_until(world: &World, cutoff: DateTime<Utc>, extra: &[(&str, &str, &str)]) {
+    let core: Vec<Row> = world
+        .rows
+        .iter()
+        .filter(|r| r.published() < cutoff)
+        .cloned()
+        .collect();
+    world.upstream.put_json(
+        "/simple/pretalx/",
+        "application/vnd.pypi.simple.v1+json",
+        &pretalx::simple_page(&core, &[]),
+    );
+    for row in &core {
+        let doc = plugins::version_doc(&world.fixtures, "pretalx", &row.version);
+        world.upstream.put_json(
+            &format!("/pypi/pretalx/{}/json", row.version),
             "application/json",
-            common::read(&self.fixtures, "pretalx/pypi-json/2.3.1.json"),
+            &doc,
         );
-        for (dist, repo) in PLUGINS {
-            let mut releases: Vec<(String, DateTime<Utc>)> =
-                plugins::history(&self.fixtures, dist, repo)
-                    .into_iter()
-                    .filter(|(_, d)| *d < cutoff)
-                    .collect();
-            for (name, version, date) in extra {
-                if *name == dist {
-                    releases.push((version.to_string(), at(date)));
-                }
+    }
+    world.upstream.put(
+        "/pypi/pretalx/2.3.1/json",
+        "application/json",
+        common::read(&world.fixtures, "pretalx/pypi-json/2.3.1.json"),
+    );
+    for (dist, repo) in PLUGINS {
+        let mut releases: Vec<(String, DateTime<Utc>)> =
+            plugins::history(&world.fixtures, dist, repo)
+                .into_iter()
+                .filter(|(_, d)| *d < cutoff)
+                .collect();
+        for (name, version, date) in extra {
+            if *name == dist {
+                releases.push((version.to_string(), at(date)));
             }
-            plugins::serve(&self.upstream, &self.fixtures, dist, &releases);
         }
-        // A plugin that declares its compatibility, released alongside 2026.1.0.
-        plugins::serve_with_docs(
-            &self.upstream,
-            "pretalx-synthetic",
-            &[
-                ("1.0.0".to_string(), at("2026-04-17T22:00:00Z")),
-                ("2.0.0".to_string(), at("2026-04-18T10:00:00Z")),
-            ],
-            |v| json!({"info": {"requires_dist": [if v == "2.0.0" { "pretalx>=2026.2" } else { "pretalx<2026.2" }, "pytest; extra == \"dev\""], "requires_python": ">=3.11"}, "vulnerabilities": []}),
-        );
+        plugins::serve(&world.upstream, &world.fixtures, dist, &releases);
     }
+    // A plugin that declares its compatibility, released alongside 2026.1.0.
+    plugins::serve_with_docs(
+        &world.upstream,
+        "pretalx-synthetic",
+        &[
+            ("1.0.0".to_string(), at("2026-04-17T22:00:00Z")),
+            ("2.0.0".to_string(), at("2026-04-18T10:00:00Z")),
+        ],
+        |v| json!({"info": {"requires_dist": [if v == "2.0.0" { "pretalx>=2026.2" } else { "pretalx<2026.2" }, "pytest; extra == \"dev\""], "requires_python": ">=3.11"}, "vulnerabilities": []}),
+    );
+}
 
-    async fn app(&self, now: &str) -> (App, std::sync::Arc<herald::app::ManualClock>) {
-        let projects = self.sandbox.projects(&projects_toml());
-        let url = self.sink.url();
-        self.sandbox
-            .app_with(
-                &self.upstream.url(),
-                Some(&projects),
-                at(now),
-                &["--smtp-url", &url, "--from", "herald@example.org"],
-            )
-            .await
-    }
+/// An app on pretalx and its plugins, mailing the world's sink, its clock at `now`.
+async fn alerts_app(world: &World, now: &str) -> (App, std::sync::Arc<herald::app::ManualClock>) {
+    let projects = world.sandbox.projects(&projects_toml());
+    world.app().projects(&projects).at(now).mail().build().await
 }
 
 async fn run(app: &App) -> (usize, herald::alerts::AlertsReport, usize) {
-    let queued = match check::run(app, &CheckOptions::default())
-        .await
-        .expect("check")
-    {
-        CheckOutcome::Completed(s) => s.queued(),
-        CheckOutcome::Busy { .. } => panic!("busy"),
-    };
+    let queued = run_check(app).await.queued();
     let alerts = alerts::process(app).await.expect("alerts");
     let mail = notify::dispatch(app, &DispatchOptions::default())
         .await
@@ -159,8 +115,8 @@ const OPERATOR: [(&str, &str); 5] = [
 #[tokio::test]
 async fn verdicts_on_the_day_2026_2_0_came_out_match_what_happened() {
     let world = World::new().await;
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
-    let (app, _) = world.app("2026-07-09T06:00:00Z").await;
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
+    let (app, _) = alerts_app(&world, "2026-07-09T06:00:00Z").await;
     run(&app).await;
     let advice = alerts::advise(&app, &inventory(&OPERATOR))
         .await
@@ -262,8 +218,8 @@ async fn verdicts_on_the_day_2026_2_0_came_out_match_what_happened() {
 #[tokio::test]
 async fn declared_requirements_make_a_plugin_ready_or_blocked() {
     let world = World::new().await;
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
-    let (app, _) = world.app("2026-07-09T06:00:00Z").await;
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
+    let (app, _) = alerts_app(&world, "2026-07-09T06:00:00Z").await;
     run(&app).await;
     let advice = alerts::advise(
         &app,
@@ -283,8 +239,8 @@ async fn declared_requirements_make_a_plugin_ready_or_blocked() {
 #[tokio::test]
 async fn one_report_one_follow_up_and_silence_after() {
     let world = World::new().await;
-    world.serve_until(at("2026-07-07T00:00:00Z"), &[]);
-    let (app, clock) = world.app("2026-07-07T06:00:00Z").await;
+    serve_until(&world, at("2026-07-07T00:00:00Z"), &[]);
+    let (app, clock) = alerts_app(&world, "2026-07-07T06:00:00Z").await;
     let id = common::subscribe_instant(&app, "ops@example.org", "pretalx").await;
     let map: InventoryMap = OPERATOR
         .iter()
@@ -303,7 +259,7 @@ async fn one_report_one_follow_up_and_silence_after() {
 
     // 2026.2.0 and 2026.2.1 come out, with some plugin releases, and one run finds both.
     clock.set(at("2026-07-09T06:00:00Z"));
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
     let (_, alerts, sent) = run(&app).await;
     assert_eq!(
         (
@@ -381,7 +337,8 @@ async fn one_report_one_follow_up_and_silence_after() {
 
     // A pretalx-pages release twelve days later flips its verdict: exactly one follow-up.
     clock.set(at("2026-07-21T06:00:00Z"));
-    world.serve_until(
+    serve_until(
+        &world,
         at("2026-07-09T00:00:00Z"),
         &[("pretalx-pages", "1.10.0", "2026-07-20T10:00:00Z")],
     );
@@ -417,7 +374,8 @@ async fn one_report_one_follow_up_and_silence_after() {
         );
     }
     // A plugin release that changes no verdict sends nothing either.
-    world.serve_until(
+    serve_until(
+        &world,
         at("2026-07-09T00:00:00Z"),
         &[
             ("pretalx-pages", "1.10.0", "2026-07-20T10:00:00Z"),
@@ -436,8 +394,8 @@ async fn three_core_releases_in_one_run_give_an_operator_one_advice() {
     // rows[45] is 2026.1.2: the history before it, then a run that finds 2026.1.2, 2026.2.0
     // and 2026.2.1 at once.
     assert_eq!(world.rows[45].version, "2026.1.2");
-    world.serve_until(world.rows[45].published(), &[]);
-    let (app, clock) = world.app("2026-04-30T06:00:00Z").await;
+    serve_until(&world, world.rows[45].published(), &[]);
+    let (app, clock) = alerts_app(&world, "2026-04-30T06:00:00Z").await;
     let (_, alerts, sent) = run(&app).await;
     assert_eq!((alerts.compat_reports + alerts.bugfix_advice, sent), (0, 0));
     let id = common::subscribe_instant(&app, "ops@example.org", "pretalx").await;
@@ -452,7 +410,7 @@ async fn three_core_releases_in_one_run_give_an_operator_one_advice() {
         .expect("inventory");
 
     clock.set(at("2026-07-09T06:00:00Z"));
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
     let (queued, alerts, sent) = run(&app).await;
     assert_eq!(queued, 1, "one release mail for the three releases");
     assert_eq!(
@@ -537,25 +495,9 @@ async fn three_core_releases_in_one_run_give_an_operator_one_advice() {
 #[tokio::test]
 async fn a_core_bugfix_and_a_plugin_release_in_one_run_give_one_advice() {
     let world = World::new().await;
-    world.serve_until(at("2026-07-07T00:00:00Z"), &[]);
-    let (app, clock) = world.app("2026-07-07T06:00:00Z").await;
-    let email: EmailAddress = "ops@example.org".parse().expect("email");
-    let (id, _) = app
-        .store
-        .upsert_subscriber(
-            &SubscriberWrite {
-                email: &email,
-                projects: &["pretalx-pages".to_string()],
-                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
-                digest: DigestMode::Instant,
-                status: SubscriberStatus::Confirmed,
-                token_hash: None,
-                token_expires_at: None,
-            },
-            app.clock.now(),
-        )
-        .await
-        .expect("subscribe");
+    serve_until(&world, at("2026-07-07T00:00:00Z"), &[]);
+    let (app, clock) = alerts_app(&world, "2026-07-07T06:00:00Z").await;
+    let id = subscribe_instant(&app, "ops@example.org", "pretalx-pages").await;
     let map: InventoryMap = OPERATOR
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -566,7 +508,7 @@ async fn a_core_bugfix_and_a_plugin_release_in_one_run_give_one_advice() {
         .expect("inventory");
     run(&app).await;
     clock.set(at("2026-07-09T06:00:00Z"));
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
     let (_, alerts, _) = run(&app).await;
     assert_eq!(alerts.compat_reports, 1, "{alerts:?}");
 
@@ -574,7 +516,7 @@ async fn a_core_bugfix_and_a_plugin_release_in_one_run_give_one_advice() {
     // release: the bugfix advice carries the new verdicts; no follow-up beside it.
     clock.set(at("2026-07-21T06:00:00Z"));
     let pages = [("pretalx-pages", "1.10.0", "2026-07-20T10:00:00Z")];
-    world.serve_until(at("2026-07-09T00:00:00Z"), &pages);
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &pages);
     let core: Vec<Row> = world.rows.clone();
     world.upstream.put_json(
         "/simple/pretalx/",
@@ -614,7 +556,8 @@ async fn a_core_bugfix_and_a_plugin_release_in_one_run_give_one_advice() {
     );
     // The change was told: it never comes back as a follow-up.
     clock.advance(chrono::Duration::hours(6));
-    world.serve_until(
+    serve_until(
+        &world,
         at("2026-07-09T00:00:00Z"),
         &[
             pages[0],
@@ -650,8 +593,8 @@ async fn the_vulnerabilities_an_upgrade_fixes_are_listed() {
         doc.vulnerabilities
     );
 
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
-    let (app, _) = world.app("2026-07-09T06:00:00Z").await;
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
+    let (app, _) = alerts_app(&world, "2026-07-09T06:00:00Z").await;
     run(&app).await;
     let advice = alerts::advise(&app, &inventory(&[("pretalx", "2.3.1")]))
         .await
@@ -691,7 +634,7 @@ async fn the_vulnerabilities_an_upgrade_fixes_are_listed() {
 #[tokio::test]
 async fn a_pip_freeze_file_becomes_an_inventory() {
     let world = World::new().await;
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
     let freeze = "# This file was generated by pip freeze\r\n\
         amqp==5.3.1\n\
         Django==5.2.4\n\
@@ -738,8 +681,8 @@ async fn a_pip_freeze_file_becomes_an_inventory() {
 #[tokio::test]
 async fn the_update_check_answers_for_module_names() {
     let world = World::new().await;
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
-    let (app, _) = world.app("2026-07-09T06:00:00Z").await;
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
+    let (app, _) = alerts_app(&world, "2026-07-09T06:00:00Z").await;
     run(&app).await;
     // The exact shape pretalx sends.
     let payload = json!({
@@ -821,7 +764,7 @@ installed = [{}]
         ),
     )
     .expect("write channels");
-    world.serve_until(at("2026-07-07T00:00:00Z"), &[]);
+    serve_until(&world, at("2026-07-07T00:00:00Z"), &[]);
     let projects = world.sandbox.projects(&projects_toml());
     let channels = channels.display().to_string();
     let (app, clock) = world
@@ -847,7 +790,7 @@ installed = [{}]
             .collect()
     };
     clock.set(at("2026-07-09T06:00:00Z"));
-    world.serve_until(at("2026-07-09T00:00:00Z"), &[]);
+    serve_until(&world, at("2026-07-09T00:00:00Z"), &[]);
     let (_, alerts, _) = run(&app).await;
     assert_eq!(
         (
@@ -890,7 +833,8 @@ installed = [{}]
 
     // A pretalx-pages release flips its verdict: a follow-up for the channel that wants one.
     clock.set(at("2026-07-21T06:00:00Z"));
-    world.serve_until(
+    serve_until(
+        &world,
         at("2026-07-09T00:00:00Z"),
         &[("pretalx-pages", "1.10.0", "2026-07-20T10:00:00Z")],
     );

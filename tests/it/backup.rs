@@ -10,10 +10,10 @@ use std::path::Path;
 
 use common::pretalx;
 use common::smtp::SmtpSink;
+use common::web::WebListener;
 use common::{Sandbox, Upstream, at};
 use herald::app::App;
 use herald::check::{self, CheckOptions};
-use herald::http::{self, Web};
 use herald::notify::{self, DispatchOptions};
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
@@ -104,14 +104,9 @@ async fn serve(
             &["--base-url", BASE],
         )
         .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(http::serve(listener, Web::new(app.clone()), async move {
-        let _ = stopped.await;
-    }));
+    let listener = WebListener::bind().await;
+    let base = listener.base.clone();
+    let stop = listener.serve(&app);
     (app, base, stop)
 }
 

@@ -8,24 +8,29 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pretalx::{self, Row};
+use common::pretalx;
 use common::receivers::{self, Fault, Kind, Receiver};
-use common::smtp::SmtpSink;
-use common::{Sandbox, Upstream, at};
+use common::{World, run_check};
 use herald::app::{App, ManualClock};
-use herald::check::{self, CheckOptions, CheckOutcome};
 use herald::notify::{self, DispatchOptions, DispatchReport};
 use herald::store::OutboxRow;
 use serde_json::Value;
 
 const UPGRADE: &str = "pip install -U 'pretalx>={version}' && systemctl restart pretalx";
 
-struct World {
-    upstream: Upstream,
-    sandbox: Sandbox,
-    rows: Vec<Row>,
-    sink: SmtpSink,
+/// The common world (pretalx's history before 2026.2.1, a sink) and one receiver of each
+/// channel kind.
+struct ChannelWorld {
+    world: World,
     receivers: HashMap<&'static str, Receiver>,
+}
+
+impl std::ops::Deref for ChannelWorld {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.world
+    }
 }
 
 /// The channel names of the world's receivers.
@@ -39,12 +44,9 @@ fn name(kind: Kind) -> &'static str {
     }
 }
 
-impl World {
-    async fn new() -> World {
-        let fixtures = common::fixtures();
-        let rows = pretalx::rows(&fixtures);
-        let upstream = Upstream::start().await;
-        pretalx::serve_history(&upstream, &rows[..47], &[]);
+impl ChannelWorld {
+    async fn new() -> ChannelWorld {
+        let world = World::pretalx().await;
         let mut receivers = HashMap::new();
         for kind in Kind::ALL {
             let secret = match kind {
@@ -54,13 +56,7 @@ impl World {
             };
             receivers.insert(name(kind), Receiver::start(kind, secret).await);
         }
-        World {
-            upstream,
-            sandbox: Sandbox::new(),
-            rows,
-            sink: SmtpSink::start().await,
-            receivers,
-        }
+        ChannelWorld { world, receivers }
     }
 
     fn receiver(&self, kind: Kind) -> &Receiver {
@@ -116,40 +112,17 @@ priority = 4
     }
 
     async fn app(&self, extra_channels: &str) -> (App, Arc<ManualClock>) {
-        let mut toml = pretalx::projects_toml(&self.upstream);
-        toml.push_str(&format!(
-            "upgrade_steps = [\"{UPGRADE}\"]\n\n[[project]]\nname = \"other\"\npypi = \"other\"\n"
-        ));
-        self.upstream.put_json(
-            "/simple/other/",
-            "application/vnd.pypi.simple.v1+json",
-            &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "other", "versions": [], "files": []}),
-        );
-        let projects = self.sandbox.projects(&toml);
+        let projects = self.pretalx_and_other(&[UPGRADE]);
         let channels = self.sandbox.path("channels.toml");
         std::fs::write(&channels, self.channels_toml(extra_channels)).expect("write channels");
-        let smtp = self.sink.url();
         let channels = channels.display().to_string();
-        self.sandbox
-            .app_with(
-                &self.upstream.url(),
-                Some(&projects),
-                at("2026-07-08T08:00:00Z"),
-                &[
-                    "--smtp-url",
-                    &smtp,
-                    "--from",
-                    "herald@example.org",
-                    "--channels",
-                    &channels,
-                ],
-            )
+        self.world
+            .app()
+            .projects(&projects)
+            .mail()
+            .flags(&["--channels", &channels])
+            .build()
             .await
-    }
-
-    /// pretalx 2026.2.1 (a bugfix release) appears upstream.
-    fn release_2026_2_1(&self) {
-        pretalx::serve_history(&self.upstream, &self.rows, &[]);
     }
 
     fn request_count(&self) -> usize {
@@ -158,13 +131,7 @@ priority = 4
 }
 
 async fn check(app: &App) {
-    match check::run(app, &CheckOptions::default())
-        .await
-        .expect("check")
-    {
-        CheckOutcome::Completed(_) => {}
-        CheckOutcome::Busy { .. } => panic!("busy"),
-    }
+    run_check(app).await;
 }
 
 async fn dispatch(app: &App) -> DispatchReport {
@@ -175,8 +142,8 @@ async fn dispatch(app: &App) -> DispatchReport {
 
 /// A world after the baseline run, with `extra` channels, one mail subscriber, and pretalx
 /// 2026.2.1 found and queued (not yet sent).
-async fn queued_release(extra: &str) -> (World, App, Arc<ManualClock>) {
-    let w = World::new().await;
+async fn queued_release(extra: &str) -> (ChannelWorld, App, Arc<ManualClock>) {
+    let w = ChannelWorld::new().await;
     let (app, clock) = w.app(extra).await;
     check(&app).await;
     dispatch(&app).await;
@@ -526,7 +493,7 @@ async fn while_keys_rotate_every_secret_signs() {
 
 /// Runs `fault` on every channel at once, then returns the world, app and clock after the
 /// first dispatch.
-async fn with_fault(fault: impl Fn(Kind) -> Fault) -> (World, App, Arc<ManualClock>) {
+async fn with_fault(fault: impl Fn(Kind) -> Fault) -> (ChannelWorld, App, Arc<ManualClock>) {
     let (w, app, clock) = queued_release("").await;
     for kind in Kind::ALL {
         w.receiver(kind).fault(fault(kind));
@@ -683,18 +650,9 @@ async fn gone_disables_the_channel_visibly_until_a_test_goes_through() {
         "{later:?}"
     );
     // /metrics says so.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(herald::http::serve(
-        listener,
-        herald::http::Web::new(app.clone()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let listener = common::web::WebListener::bind().await;
+    let addr = listener.addr;
+    let stop = listener.serve(&app);
     let metrics = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .expect("metrics")
@@ -807,7 +765,7 @@ async fn a_redirect_is_refused_not_followed() {
 #[tokio::test]
 async fn the_matrix_stub_holds_herald_to_bearer_auth_and_txn_idempotency() {
     // A wrong token is refused, and Herald dead-letters the refusal with the answer.
-    let w = World::new().await;
+    let w = ChannelWorld::new().await;
     let strict = Receiver::start(Kind::Matrix, Some("syt_another_token")).await;
     let extra = format!(
         "\n[[channel]]\nname = \"strict\"\nkind = \"matrix\"\nurl = \"{}\"\nroom = \"{}\"\nsecret = \"{}\"\n",
@@ -890,7 +848,7 @@ fn the_slack_check_catches_unescaped_text() {
 async fn long_text_stays_within_each_services_limits() {
     // Thirty releases found at once: Discord's 2,000 characters and 10 embeds, ntfy's
     // 4,096 bytes.
-    let w = World::new().await;
+    let w = ChannelWorld::new().await;
     let (app, _) = w.app("").await;
     check(&app).await;
     let versions: Vec<String> = (2..32).map(|n| format!("2026.2.{n}")).collect();
@@ -916,7 +874,7 @@ async fn long_text_stays_within_each_services_limits() {
 }
 
 /// Runs the real binary with `env`, off the runtime's threads.
-async fn herald(w: &World, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+async fn herald(w: &ChannelWorld, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let mut cmd = w.sandbox.command(args);
     cmd.args(w.sandbox.args(&w.upstream.url(), None));
     for (k, v) in env {
@@ -935,7 +893,7 @@ async fn herald(w: &World, args: &[&str], env: &[(&str, String)]) -> (i32, Strin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_test_reads_secrets_from_the_environment_and_never_prints_them() {
-    let w = World::new().await;
+    let w = ChannelWorld::new().await;
     let slack_url = w.receiver(Kind::Slack).url();
     let discord_url = w.receiver(Kind::Discord).url();
     let toml = format!(
@@ -1107,7 +1065,7 @@ secret = "${{NTFY_TOKEN}}"
 #[tokio::test]
 async fn a_crash_after_the_receiver_accepted_resends_the_same_delivery_id() {
     for kind in Kind::ALL {
-        let w = World::new().await;
+        let w = ChannelWorld::new().await;
         // Only this channel, and no relay: the crash hits this channel's delivery.
         let block = w
             .channels_toml("")
@@ -1117,16 +1075,13 @@ async fn a_crash_after_the_receiver_accepted_resends_the_same_delivery_id() {
             .expect("the channel's block");
         let channels = w.sandbox.path("one-channel.toml");
         std::fs::write(&channels, block).expect("write");
-        let projects = w.sandbox.projects(&pretalx::projects_toml(&w.upstream));
         let channels = channels.display().to_string();
         let (app, clock) = w
-            .sandbox
-            .app_with(
-                &w.upstream.url(),
-                Some(&projects),
-                at("2026-07-08T08:00:00Z"),
-                &["--channels", &channels],
-            )
+            .world
+            .app()
+            .projects(&w.pretalx_projects(""))
+            .flags(&["--channels", &channels])
+            .build()
             .await;
         check(&app).await;
         w.release_2026_2_1();

@@ -6,22 +6,12 @@ use crate::common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::pretalx::{self, Row};
-use common::{Fault, Sandbox, Upstream, at};
+use common::pretalx;
+use common::{Fault, World, at, run_check};
 use herald::app::App;
 use herald::check::{self, CheckOptions, CheckOutcome, RunSummary, SourceStatus};
 use herald::model::SourceKind;
 use herald::store::ReleaseFilter;
-
-async fn run(app: &App) -> RunSummary {
-    match check::run(app, &CheckOptions::default())
-        .await
-        .expect("check runs")
-    {
-        CheckOutcome::Completed(summary) => summary,
-        CheckOutcome::Busy { .. } => panic!("unexpectedly busy"),
-    }
-}
 
 fn new_versions(summary: &RunSummary) -> Vec<(String, String)> {
     summary
@@ -53,50 +43,21 @@ async fn snapshot(app: &App) -> (Vec<(String, Vec<SourceKind>)>, i64) {
     (out, evidence)
 }
 
-struct World {
-    upstream: Upstream,
-    sandbox: Sandbox,
-    rows: Vec<Row>,
-}
-
-impl World {
-    async fn new() -> World {
-        let fixtures = common::fixtures();
-        let rows = pretalx::rows(&fixtures);
-        let upstream = Upstream::start().await;
-        // The history as it stood before 2026.2.1.
-        pretalx::serve_history(&upstream, &rows[..47], &[]);
-        World {
-            upstream,
-            sandbox: Sandbox::new(),
-            rows,
-        }
-    }
-
-    async fn app(&self) -> (App, std::sync::Arc<herald::app::ManualClock>) {
-        let projects = self
-            .sandbox
-            .projects(&pretalx::projects_toml(&self.upstream));
-        self.sandbox
-            .app(
-                &self.upstream.url(),
-                Some(&projects),
-                at("2026-07-08T08:00:00Z"),
-            )
-            .await
-    }
-
-    fn release_2026_2_1(&self) {
-        pretalx::serve_history(&self.upstream, &self.rows, &[]);
-    }
+/// An app tracking pretalx on the world's upstream, at 2026-07-08 08:00 UTC.
+async fn pretalx_app(world: &World) -> (App, std::sync::Arc<herald::app::ManualClock>) {
+    world
+        .app()
+        .projects(&world.pretalx_projects(""))
+        .build()
+        .await
 }
 
 #[tokio::test]
 async fn baseline_then_exactly_the_new_release_then_quiet() {
-    let world = World::new().await;
-    let (app, clock) = world.app().await;
+    let world = World::pretalx().await;
+    let (app, clock) = pretalx_app(&world).await;
 
-    let first = run(&app).await;
+    let first = run_check(&app).await;
     assert_eq!(first.exit_code(), 0);
     assert!(
         new_versions(&first).is_empty(),
@@ -107,7 +68,7 @@ async fn baseline_then_exactly_the_new_release_then_quiet() {
 
     clock.advance(chrono::Duration::hours(4));
     world.release_2026_2_1();
-    let second = run(&app).await;
+    let second = run_check(&app).await;
     assert_eq!(
         new_versions(&second),
         [("2026.2.1".to_string(), "bugfix".to_string())]
@@ -146,7 +107,7 @@ async fn baseline_then_exactly_the_new_release_then_quiet() {
     );
 
     for _ in 0..3 {
-        let again = run(&app).await;
+        let again = run_check(&app).await;
         assert!(new_versions(&again).is_empty());
         assert_eq!(
             again.requests, again.not_modified,
@@ -165,9 +126,9 @@ async fn baseline_then_exactly_the_new_release_then_quiet() {
 
 #[tokio::test]
 async fn a_release_seen_first_on_github_is_new_when_pypi_offers_it() {
-    let world = World::new().await;
-    let (app, _) = world.app().await;
-    run(&app).await;
+    let world = World::pretalx().await;
+    let (app, _) = pretalx_app(&world).await;
+    run_check(&app).await;
     // GitHub and the blog know 2026.2.1; the index does not have it yet.
     pretalx::serve_github(
         &world.upstream,
@@ -175,7 +136,7 @@ async fn a_release_seen_first_on_github_is_new_when_pypi_offers_it() {
         &pretalx::github_releases(&world.rows),
         30,
     );
-    let early = run(&app).await;
+    let early = run_check(&app).await;
     assert!(
         new_versions(&early).is_empty(),
         "not installable yet: not news"
@@ -191,7 +152,7 @@ async fn a_release_seen_first_on_github_is_new_when_pypi_offers_it() {
         .expect("recorded from GitHub");
     assert!(pending.available_at.is_none());
     world.release_2026_2_1();
-    let later = run(&app).await;
+    let later = run_check(&app).await;
     assert_eq!(
         new_versions(&later),
         [("2026.2.1".to_string(), "bugfix".to_string())]
@@ -199,20 +160,20 @@ async fn a_release_seen_first_on_github_is_new_when_pypi_offers_it() {
 }
 
 async fn fault_scenario(kind: SourceKind, fault: Fault) {
-    let world = World::new().await;
-    let (app, clock) = world.app().await;
+    let world = World::pretalx().await;
+    let (app, clock) = pretalx_app(&world).await;
     let prefix = match kind {
         SourceKind::Pypi => "/simple/",
         SourceKind::Github => "/repos/",
         SourceKind::Feed => "/p/news/",
     };
-    assert_eq!(run(&app).await.exit_code(), 0);
+    assert_eq!(run_check(&app).await.exit_code(), 0);
     let before = snapshot(&app).await;
 
     clock.advance(chrono::Duration::hours(1));
     world.release_2026_2_1();
     world.upstream.fault(prefix, fault.clone());
-    let faulty = run(&app).await;
+    let faulty = run_check(&app).await;
     assert_eq!(faulty.exit_code(), 2, "{kind} {fault:?}: {faulty:#?}");
     let failed: Vec<_> = faulty.failed_sources().collect();
     assert_eq!(failed.len(), 1, "{kind} {fault:?}: only that source fails");
@@ -249,7 +210,7 @@ async fn fault_scenario(kind: SourceKind, fault: Fault) {
     // Healthy again (and past any Retry-After): the source recovers.
     world.upstream.heal();
     clock.advance(chrono::Duration::hours(1));
-    let healed = run(&app).await;
+    let healed = run_check(&app).await;
     assert_eq!(healed.exit_code(), 0, "{kind} {fault:?}: {healed:#?}");
     let total_announced = new_versions(&faulty).len() + new_versions(&healed).len();
     assert_eq!(
@@ -314,9 +275,9 @@ fault_tests! {
 
 #[tokio::test]
 async fn an_empty_release_list_removes_nothing() {
-    let world = World::new().await;
-    let (app, _) = world.app().await;
-    run(&app).await;
+    let world = World::pretalx().await;
+    let (app, _) = pretalx_app(&world).await;
+    run_check(&app).await;
     let before = snapshot(&app).await;
     world.upstream.put_json(
         "/simple/pretalx/",
@@ -329,7 +290,7 @@ async fn an_empty_release_list_removes_nothing() {
         "application/rss+xml",
         "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>x</title></channel></rss>",
     );
-    let empty = run(&app).await;
+    let empty = run_check(&app).await;
     assert_eq!(empty.exit_code(), 0);
     assert!(new_versions(&empty).is_empty());
     assert_eq!(snapshot(&app).await, before, "nothing recorded is lost");
@@ -337,13 +298,13 @@ async fn an_empty_release_list_removes_nothing() {
 
 #[tokio::test]
 async fn a_deferred_source_is_not_asked_before_its_time() {
-    let world = World::new().await;
-    let (app, clock) = world.app().await;
-    run(&app).await;
+    let world = World::pretalx().await;
+    let (app, clock) = pretalx_app(&world).await;
+    run_check(&app).await;
     world
         .upstream
         .fault("/repos/", Fault::GithubLimit(4102444800));
-    let limited = run(&app).await;
+    let limited = run_check(&app).await;
     let (_, report) = limited.failed_sources().next().expect("deferred");
     assert_eq!(report.status, SourceStatus::Deferred);
     assert_eq!(
@@ -354,7 +315,7 @@ async fn a_deferred_source_is_not_asked_before_its_time() {
     world.upstream.heal();
     world.upstream.forget_requests().await;
     clock.advance(chrono::Duration::days(1));
-    let waiting = run(&app).await;
+    let waiting = run_check(&app).await;
     assert_eq!(waiting.exit_code(), 2, "still deferred: reported");
     let asked: Vec<String> = world
         .upstream
@@ -368,13 +329,13 @@ async fn a_deferred_source_is_not_asked_before_its_time() {
         "GitHub asked while deferred: {asked:?}"
     );
     clock.set(at("2100-01-01T00:00:01Z"));
-    assert_eq!(run(&app).await.exit_code(), 0);
+    assert_eq!(run_check(&app).await.exit_code(), 0);
 }
 
 #[tokio::test]
 async fn dry_runs_record_nothing() {
-    let world = World::new().await;
-    let (app, _) = world.app().await;
+    let world = World::pretalx().await;
+    let (app, _) = pretalx_app(&world).await;
     let dry = match check::run(
         &app,
         &CheckOptions {
@@ -406,7 +367,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_codes_and_messages_of_the_binary() {
-    let world = World::new().await;
+    let world = World::pretalx().await;
     let projects = world
         .sandbox
         .projects(&pretalx::projects_toml(&world.upstream));
@@ -496,7 +457,7 @@ async fn exit_codes_and_messages_of_the_binary() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processes_started_together_run_once() {
-    let world = World::new().await;
+    let world = World::pretalx().await;
     let projects = world
         .sandbox
         .projects(&pretalx::projects_toml(&world.upstream));
@@ -537,7 +498,7 @@ async fn two_processes_started_together_run_once() {
             stderr(skipped)
         );
     }
-    let (app, _) = world.app().await;
+    let (app, _) = pretalx_app(&world).await;
     let (releases, evidence) = snapshot(&app).await;
     assert_eq!(releases.len(), 47);
     assert_eq!(app.store.counts().await.expect("counts"), (47, evidence));

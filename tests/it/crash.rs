@@ -15,54 +15,50 @@ use crate::common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::pretalx::{self, Row};
-use common::smtp::SmtpSink;
-use common::{Sandbox, Upstream, at};
+use common::World;
+use common::pretalx;
+use common::web::{free_port, wait_healthy};
 use mail_parser::MessageParser;
 
 const SUBSCRIBERS: usize = 300;
 const CONNECTIONS: usize = 4;
 
-struct World {
-    rows: Vec<Row>,
-    upstream: Upstream,
-    sandbox: Sandbox,
-    sink: SmtpSink,
+/// The common world (pretalx's history before 2026.2.1, a sink) with subscribers and a
+/// baseline, and the real binary's arguments on it.
+struct CrashWorld {
+    world: World,
     args: Vec<String>,
     /// The same settings with no relay: mail stays queued.
     without_relay: Vec<String>,
 }
 
-async fn world() -> World {
-    let fixtures = common::fixtures();
-    let rows = pretalx::rows(&fixtures);
-    let upstream = Upstream::start().await;
-    pretalx::serve_history(&upstream, &rows[..47], &[]);
-    let sandbox = Sandbox::new();
-    let sink = SmtpSink::start().await;
-    let projects = sandbox.projects(&pretalx::projects_toml(&upstream));
-    let (app, _) = sandbox
-        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+impl std::ops::Deref for CrashWorld {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+async fn world() -> CrashWorld {
+    let world = World::pretalx().await;
+    let projects = world.pretalx_projects("");
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
         .await;
     for i in 0..SUBSCRIBERS {
         common::subscribe_instant(&app, &format!("op{i}@example.org"), "pretalx").await;
     }
     app.store.close().await;
-    let mut args = sandbox.args(&upstream.url(), Some(&projects));
+    let mut args = world.args(&projects);
     let without_relay = args.clone();
-    args.extend([
-        "--smtp-url".into(),
-        sink.url(),
-        "--from".into(),
-        "herald@example.org".into(),
-        "--smtp-connections".into(),
-        CONNECTIONS.to_string(),
-    ]);
-    let w = World {
-        rows,
-        upstream,
-        sandbox,
-        sink,
+    args.extend(world.mail_flags());
+    args.extend(["--smtp-connections".into(), CONNECTIONS.to_string()]);
+    let w = CrashWorld {
+        world,
         args,
         without_relay,
     };
@@ -76,7 +72,7 @@ async fn world() -> World {
     w
 }
 
-impl World {
+impl CrashWorld {
     /// `herald serve` on a free port, with a schedule that never fires during the test.
     fn serve(&self, listen: &str) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::from(self.sandbox.command(&["serve"]));
@@ -93,24 +89,6 @@ impl World {
         cmd.args(&self.args).kill_on_drop(true);
         cmd
     }
-}
-
-/// Whether `herald serve` on `port` answers its health check with 200.
-async fn healthy(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    if stream
-        .write_all(b"GET /healthcheck HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer).await;
-    answer.starts_with(b"HTTP/1.0 200") || answer.starts_with(b"HTTP/1.1 200")
 }
 
 /// xorshift: deterministic kill moments, so a failure can be replayed.
@@ -165,10 +143,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
     );
     // A release a killed run had found is announced with the next run's, in one message per
     // subscriber: every subscriber must have been told about every release.
-    let (app, _) = w
-        .sandbox
-        .app(&w.upstream.url(), None, at("2026-11-22T06:00:00Z"))
-        .await;
+    let (app, _) = w.app().at("2026-11-22T06:00:00Z").build().await;
     let rows = app.store.outbox(&[], i64::MAX).await.expect("outbox");
     let mut releases_of: HashMap<&str, Vec<String>> = HashMap::new();
     for row in &rows {
@@ -307,23 +282,16 @@ async fn sigkill_of_herald_serve_loses_nothing() {
         child.wait().await.expect("reaped");
     }
     // A plain restart (default claim window) finishes the job, then stops on SIGTERM.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let mut child = w
         .serve(&format!("127.0.0.1:{port}"))
         .spawn()
         .expect("spawn serve");
     // Up (signal handlers installed) once it answers its health check.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !healthy(port).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        wait_healthy(port, Duration::from_secs(30)).await,
+        "serve never listened"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while (0..SUBSCRIBERS).any(|i| w.sink.count_for(&format!("op{i}@example.org")) < 1)
         && tokio::time::Instant::now() < deadline
@@ -364,10 +332,7 @@ async fn sigkill_of_herald_serve_loses_nothing() {
         duplicates <= kills * CONNECTIONS,
         "{duplicates} duplicates for {kills} kills"
     );
-    let (app, _) = w
-        .sandbox
-        .app(&w.upstream.url(), None, at("2026-11-22T06:00:00Z"))
-        .await;
+    let (app, _) = w.app().at("2026-11-22T06:00:00Z").build().await;
     let counts = app.store.outbox_counts().await.expect("counts");
     assert_eq!(counts.get("sent"), Some(&(expected as i64)), "{counts:?}");
     assert_eq!(
@@ -435,10 +400,7 @@ async fn sigkill_during_a_fan_out_to_mail_and_channels_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (app, _) = w
-        .sandbox
-        .app(&w.upstream.url(), None, at("2026-11-22T06:00:00Z"))
-        .await;
+    let (app, _) = w.app().at("2026-11-22T06:00:00Z").build().await;
     let rows = app.store.outbox(&[], i64::MAX).await.expect("outbox");
     let counts = app.store.outbox_counts().await.expect("counts");
     assert_eq!(counts.len(), 1, "everything sent: {counts:?}");

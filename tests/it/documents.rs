@@ -6,21 +6,10 @@ use crate::common;
 
 use std::collections::HashMap;
 
-use common::{Sandbox, Upstream, at};
+use common::{Sandbox, Upstream, at, run_check};
 use herald::app::App;
-use herald::check::{self, CheckOptions, CheckOutcome, RunSummary};
 use herald::store::{ReleaseFilter, ReleaseRow};
 use serde_json::Value;
-
-async fn run(app: &App) -> RunSummary {
-    match check::run(app, &CheckOptions::default())
-        .await
-        .expect("check runs")
-    {
-        CheckOutcome::Completed(summary) => summary,
-        CheckOutcome::Busy { .. } => panic!("unexpectedly busy"),
-    }
-}
 
 async fn releases(app: &App) -> HashMap<String, ReleaseRow> {
     app.store
@@ -58,7 +47,7 @@ async fn luigi_json_api_keeps_file_less_releases_unavailable() {
     let (app, _) = sandbox
         .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
         .await;
-    let summary = run(&app).await;
+    let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
     let got = releases(&app).await;
     let map = doc["releases"].as_object().expect("releases");
@@ -115,7 +104,7 @@ async fn black_yanked_release_with_its_reason_in_both_apis() {
         let (app, _) = sandbox
             .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
             .await;
-        assert_eq!(run(&app).await.exit_code(), 0);
+        assert_eq!(run_check(&app).await.exit_code(), 0);
         let got = releases(&app).await;
         assert_eq!(got.len(), 2, "simple={simple}");
         let yanked = &got["21.11b0"];
@@ -146,7 +135,7 @@ async fn isodate_yanked_as_a_reason_string_in_the_simple_api() {
     let (app, _) = sandbox
         .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
         .await;
-    assert_eq!(run(&app).await.exit_code(), 0);
+    assert_eq!(run_check(&app).await.exit_code(), 0);
     let got = releases(&app).await;
     let r = &got["0.7.0"];
     assert!(r.yanked);
@@ -243,7 +232,7 @@ async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
     let (app, _) = sandbox
         .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
         .await;
-    let summary = run(&app).await;
+    let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
     let got = releases(&app).await;
     assert_eq!(
@@ -273,7 +262,7 @@ async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
 
     // Unchanged upstream: the real ETag goes back exactly as received.
     upstream.forget_requests().await;
-    let again = run(&app).await;
+    let again = run_check(&app).await;
     assert_eq!(again.requests, 1);
     assert_eq!(again.not_modified, 1);
     let requests = upstream.requests().await;
@@ -323,7 +312,7 @@ async fn a_link_to_another_host_is_not_followed() {
     let cli = <herald::cli::Cli as clap::Parser>::try_parse_from(argv).expect("args");
     let config = herald::config::Config::from_settings(cli.settings).expect("config");
     let app = App::build(config).await.expect("app");
-    let summary = run(&app).await;
+    let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 2);
     let (_, failed) = summary.failed_sources().next().expect("github failed");
     let error = failed.error.clone().unwrap_or_default();
@@ -365,7 +354,7 @@ async fn limits_retries_compression_and_unreadable_tags() {
         &["--max-body-bytes", "2048"],
     );
     let app = App::build(config).await.expect("app");
-    let summary = run(&app).await;
+    let summary = run_check(&app).await;
     let report = |name: &str| {
         summary
             .projects

@@ -6,8 +6,8 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{Sandbox, Upstream, at};
-use herald::check::{self, CheckOptions, CheckOutcome, SourceStatus};
+use common::{Sandbox, Upstream, at, run_check};
+use herald::check::SourceStatus;
 use herald::sources::feed::{entries, read_feed};
 use herald::store::ReleaseFilter;
 use serde_json::Value;
@@ -154,12 +154,7 @@ async fn a_broken_feed_fails_only_its_source() {
     let (app, _) = sandbox
         .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
         .await;
-    let CheckOutcome::Completed(summary) = check::run(&app, &CheckOptions::default())
-        .await
-        .expect("runs")
-    else {
-        panic!("busy")
-    };
+    let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 2);
     let failed: Vec<_> = summary.failed_sources().collect();
     assert_eq!(failed.len(), 1);
@@ -197,12 +192,7 @@ async fn a_page_that_links_its_feed_is_followed() {
     let (app, _) = sandbox
         .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
         .await;
-    let CheckOutcome::Completed(summary) = check::run(&app, &CheckOptions::default())
-        .await
-        .expect("runs")
-    else {
-        panic!("busy")
-    };
+    let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
     let recorded = app
         .store
@@ -218,12 +208,7 @@ async fn a_page_that_links_its_feed_is_followed() {
 
     // The next run goes straight to the feed it found, with validators: a 304.
     upstream.forget_requests().await;
-    let CheckOutcome::Completed(again) = check::run(&app, &CheckOptions::default())
-        .await
-        .expect("runs")
-    else {
-        panic!("busy")
-    };
+    let again = run_check(&app).await;
     assert_eq!(again.projects[0].sources[0].status, SourceStatus::Unchanged);
     let requests = upstream.requests().await;
     assert_eq!(requests.len(), 1);
@@ -246,12 +231,7 @@ async fn a_page_without_a_feed_yields_its_release_posts() {
     let (app, _) = sandbox
         .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
         .await;
-    let CheckOutcome::Completed(summary) = check::run(&app, &CheckOptions::default())
-        .await
-        .expect("runs")
-    else {
-        panic!("busy")
-    };
+    let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
     let mut recorded = app
         .store

@@ -4,8 +4,8 @@
 
 use crate::common;
 
-use common::{Sandbox, Upstream, at};
-use herald::check::{self, CheckOptions, CheckOutcome, RunSummary, SourceStatus};
+use common::{Sandbox, Upstream, at, run_check};
+use herald::check::{RunSummary, SourceStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn run_with(
@@ -18,13 +18,7 @@ async fn run_with(
     let (app, _) = sandbox
         .app_with(upstream, Some(&projects), at("2026-11-22T06:00:00Z"), extra)
         .await;
-    let summary = match check::run(&app, &CheckOptions::default())
-        .await
-        .expect("check")
-    {
-        CheckOutcome::Completed(s) => s,
-        CheckOutcome::Busy { .. } => panic!("busy"),
-    };
+    let summary = run_check(&app).await;
     (summary, app, sandbox)
 }
 

@@ -6,120 +6,47 @@ use crate::common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pretalx::{self, Row};
+use common::pretalx;
 use common::smtp::{SmtpSink, Stage};
-use common::{Sandbox, Upstream, at};
+use common::{Sandbox, World, at, run_check, subscribe};
 use herald::app::{App, ManualClock};
 use herald::check::{self, CheckOptions, CheckOutcome, RunSummary};
-use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
+use herald::model::{DigestMode, ReleaseClass, SubscriberStatus};
 use herald::notify::{self, DispatchOptions, DispatchReport};
-use herald::store::SubscriberWrite;
 use mail_parser::MessageParser;
 
 const BASE: &str = "https://herald.example.org/";
 
-struct World {
-    upstream: Upstream,
-    sandbox: Sandbox,
-    rows: Vec<Row>,
-    sink: SmtpSink,
+/// pretalx (with upgrade steps) and `other`, written to the world's sandbox.
+fn projects(world: &World) -> std::path::PathBuf {
+    world.pretalx_and_other(&[
+        "Make a backup first.",
+        "pip install --upgrade-strategy eager -U pretalx=={version}",
+        "python -m pretalx migrate",
+    ])
 }
 
-impl World {
-    async fn new() -> World {
-        let fixtures = common::fixtures();
-        let rows = pretalx::rows(&fixtures);
-        let upstream = Upstream::start().await;
-        pretalx::serve_history(&upstream, &rows[..47], &[]);
-        World {
-            upstream,
-            sandbox: Sandbox::new(),
-            rows,
-            sink: SmtpSink::start().await,
-        }
-    }
-
-    fn projects(&self) -> std::path::PathBuf {
-        let mut toml = pretalx::projects_toml(&self.upstream);
-        toml.push_str(
-            "upgrade_steps = [\"Make a backup first.\", \"pip install --upgrade-strategy eager -U pretalx=={version}\", \"python -m pretalx migrate\"]\n\n[[project]]\nname = \"other\"\npypi = \"other\"\n",
-        );
-        self.upstream.put_json(
-            "/simple/other/",
-            "application/vnd.pypi.simple.v1+json",
-            &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "other", "versions": [], "files": []}),
-        );
-        self.sandbox.projects(&toml)
-    }
-
-    async fn app(&self, connections: &str) -> (App, Arc<ManualClock>) {
-        let projects = self.projects();
-        let url = self.sink.url();
-        self.sandbox
-            .app_with(
-                &self.upstream.url(),
-                Some(&projects),
-                at("2026-07-08T08:00:00Z"),
-                &[
-                    "--smtp-url",
-                    &url,
-                    "--base-url",
-                    BASE,
-                    "--from",
-                    "herald@example.org",
-                    "--smtp-connections",
-                    connections,
-                ],
-            )
-            .await
-    }
-
-    fn release_2026_2_1(&self, notes: Option<&str>) {
-        pretalx::serve_history(&self.upstream, &self.rows, &[]);
-        if let Some(notes) = notes {
-            let mut releases = pretalx::github_releases(&self.rows);
-            releases[0]["body"] = serde_json::Value::String(notes.to_string());
-            pretalx::serve_github(&self.upstream, "pretalx/pretalx", &releases, 30);
-        }
-    }
-}
-
-async fn subscribe(
-    app: &App,
-    email: &str,
-    projects: &[&str],
-    classes: &[ReleaseClass],
-    digest: DigestMode,
-    status: SubscriberStatus,
-) -> i64 {
-    let email: EmailAddress = email.parse().expect("email");
-    let projects: Vec<String> = projects.iter().map(|p| p.to_string()).collect();
-    app.store
-        .upsert_subscriber(
-            &SubscriberWrite {
-                email: &email,
-                projects: &projects,
-                classes,
-                digest,
-                status,
-                token_hash: None,
-                token_expires_at: None,
-            },
-            app.clock.now(),
-        )
+/// An app mailing the world's sink over at most `connections` connections.
+async fn mail_app(world: &World, connections: &str) -> (App, Arc<ManualClock>) {
+    world
+        .app()
+        .projects(&projects(world))
+        .mail()
+        .flags(&["--base-url", BASE, "--smtp-connections", connections])
+        .build()
         .await
-        .expect("subscribe")
-        .0
+}
+
+/// pretalx 2026.2.1 appears upstream, its GitHub release saying `notes`.
+fn release_with_notes(world: &World, notes: &str) {
+    world.release_2026_2_1();
+    let mut releases = pretalx::github_releases(&world.rows);
+    releases[0]["body"] = serde_json::Value::String(notes.to_string());
+    pretalx::serve_github(&world.upstream, "pretalx/pretalx", &releases, 30);
 }
 
 async fn check_and_send(app: &App) -> (RunSummary, DispatchReport) {
-    let summary = match check::run(app, &CheckOptions::default())
-        .await
-        .expect("check")
-    {
-        CheckOutcome::Completed(s) => s,
-        CheckOutcome::Busy { .. } => panic!("busy"),
-    };
+    let summary = run_check(app).await;
     let report = notify::dispatch(app, &DispatchOptions::default())
         .await
         .expect("dispatch");
@@ -130,8 +57,8 @@ use ReleaseClass::{Bugfix, Feature, Prerelease};
 
 #[tokio::test]
 async fn one_message_per_matching_subscriber_and_never_twice() {
-    let world = World::new().await;
-    let (app, clock) = world.app("2").await;
+    let world = World::pretalx().await;
+    let (app, clock) = mail_app(&world, "2").await;
     subscribe(
         &app,
         "alice@example.org",
@@ -183,7 +110,7 @@ async fn one_message_per_matching_subscriber_and_never_twice() {
     assert_eq!(mail.sent, 0);
 
     clock.advance(chrono::Duration::hours(2));
-    world.release_2026_2_1(None);
+    world.release_2026_2_1();
     let (second, mail) = check_and_send(&app).await;
     assert_eq!(second.queued(), 2);
     assert_eq!(
@@ -220,8 +147,8 @@ fn header<'a>(parsed: &'a mail_parser::Message<'a>, name: &'a str) -> &'a str {
 
 #[tokio::test]
 async fn a_release_mail_is_well_formed_with_working_links() {
-    let world = World::new().await;
-    let (app, clock) = world.app("2").await;
+    let world = World::pretalx().await;
+    let (app, clock) = mail_app(&world, "2").await;
     let id = subscribe(
         &app,
         "alice@example.org",
@@ -234,7 +161,7 @@ async fn a_release_mail_is_well_formed_with_working_links() {
     check_and_send(&app).await;
     clock.advance(chrono::Duration::hours(2));
     let notes = "## Fixes\n\n* Schedule export fixed <script>alert('pwned')</script>\n* <img src=x onerror=\"steal()\"> inline HTML\n\nSee [the docs](https://docs.pretalx.org/).";
-    world.release_2026_2_1(Some(notes));
+    release_with_notes(&world, notes);
     let (_, mail) = check_and_send(&app).await;
     assert_eq!(mail.sent, 1);
     let received = world.sink.messages();
@@ -337,11 +264,11 @@ async fn a_release_mail_is_well_formed_with_working_links() {
 
 #[tokio::test]
 async fn three_releases_in_one_run_make_one_message_per_subscriber() {
-    let world = World::new().await;
+    let world = World::pretalx().await;
     // rows[45] is 2026.1.2: the baseline knows everything before it.
     assert_eq!(world.rows[45].version, "2026.1.2");
     pretalx::serve_history(&world.upstream, &world.rows[..45], &[]);
-    let (app, clock) = world.app("2").await;
+    let (app, clock) = mail_app(&world, "2").await;
     let (baseline, _) = check_and_send(&app).await;
     assert!(baseline.new_releases().next().is_none());
     subscribe(
@@ -374,7 +301,7 @@ async fn three_releases_in_one_run_make_one_message_per_subscriber() {
 
     // 2026.1.2, 2026.2.0 and 2026.2.1 are out when the next run looks.
     clock.advance(chrono::Duration::hours(2));
-    world.release_2026_2_1(None);
+    world.release_2026_2_1();
     let (summary, mail) = check_and_send(&app).await;
     let found: Vec<&str> = summary.new_releases().map(|r| r.version.as_str()).collect();
     assert_eq!(found, ["2026.1.2", "2026.2.0", "2026.2.1"]);
@@ -506,8 +433,8 @@ async fn three_releases_in_one_run_make_one_message_per_subscriber() {
 
 #[tokio::test]
 async fn digests_list_their_period_and_empty_periods_send_nothing() {
-    let world = World::new().await;
-    let (app, clock) = world.app("2").await;
+    let world = World::pretalx().await;
+    let (app, clock) = mail_app(&world, "2").await;
     subscribe(
         &app,
         "daily@example.org",
@@ -529,7 +456,7 @@ async fn digests_list_their_period_and_empty_periods_send_nothing() {
     check_and_send(&app).await;
     // Two releases on Wednesday 2026-07-08.
     clock.set(at("2026-07-08T10:00:00Z"));
-    world.release_2026_2_1(None);
+    world.release_2026_2_1();
     let (summary, mail) = check_and_send(&app).await;
     assert_eq!(summary.projects[0].digest_items, 2);
     assert_eq!(mail.sent, 0, "the day is not over");
@@ -596,7 +523,7 @@ async fn three_subscribers_and_a_release(
     world: &World,
     connections: &str,
 ) -> (App, Arc<ManualClock>) {
-    let (app, clock) = world.app(connections).await;
+    let (app, clock) = mail_app(world, connections).await;
     for name in ["ann", "ben", "cat"] {
         subscribe(
             &app,
@@ -609,13 +536,13 @@ async fn three_subscribers_and_a_release(
         .await;
     }
     check_and_send(&app).await;
-    world.release_2026_2_1(None);
+    world.release_2026_2_1();
     (app, clock)
 }
 
 #[tokio::test]
 async fn server_down_keeps_mail_queued_until_a_later_run() {
-    let world = World::new().await;
+    let world = World::pretalx().await;
     let (app, clock) = three_subscribers_and_a_release(&world, "2").await;
     let port = world.sink.port();
     world.sink.stop().await;
@@ -653,7 +580,7 @@ async fn server_down_keeps_mail_queued_until_a_later_run() {
 
 #[tokio::test]
 async fn temporary_refusals_are_retried_with_backoff() {
-    let world = World::new().await;
+    let world = World::pretalx().await;
     let (app, clock) = three_subscribers_and_a_release(&world, "1").await;
     world.sink.fail_next(
         Stage::Greeting,
@@ -704,7 +631,7 @@ async fn temporary_refusals_are_retried_with_backoff() {
 
 #[tokio::test]
 async fn a_refused_recipient_is_dead_lettered_and_the_others_get_theirs() {
-    let world = World::new().await;
+    let world = World::pretalx().await;
     let (app, _) = three_subscribers_and_a_release(&world, "2").await;
     world.sink.reject_recipient(
         "ben@example.org",
@@ -754,7 +681,7 @@ async fn a_refused_recipient_is_dead_lettered_and_the_others_get_theirs() {
 
 #[tokio::test]
 async fn a_connection_dropped_during_data_is_retried_not_lost() {
-    let world = World::new().await;
+    let world = World::pretalx().await;
     let (app, clock) = three_subscribers_and_a_release(&world, "1").await;
     world.sink.drop_during_data(1);
     let (_, mail) = check_and_send(&app).await;
@@ -775,7 +702,7 @@ async fn a_connection_dropped_during_data_is_retried_not_lost() {
 
 #[tokio::test]
 async fn a_crash_between_acceptance_and_commit_duplicates_at_most_that_message() {
-    let world = World::new().await;
+    let world = World::pretalx().await;
     let (app, clock) = three_subscribers_and_a_release(&world, "1").await;
     match check::run(&app, &CheckOptions::default())
         .await
@@ -999,8 +926,8 @@ async fn operator_commands_and_the_test_message() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_relay_mail_stays_queued_and_the_run_says_so() {
-    let world = World::new().await;
-    let projects = world.projects();
+    let world = World::pretalx().await;
+    let projects = projects(&world);
     let mut base = world.sandbox.args(&world.upstream.url(), Some(&projects));
     base.extend(["--from".to_string(), "herald@example.org".to_string()]);
     let run = |extra: &[&str]| {
@@ -1014,7 +941,7 @@ async fn without_a_relay_mail_stays_queued_and_the_run_says_so() {
         String::from_utf8_lossy(&first.stdout)
             .contains("Mail: nothing to send (no SMTP relay configured).")
     );
-    world.release_2026_2_1(None);
+    world.release_2026_2_1();
     let dry = run(&["check", "--dry-run"]);
     assert!(
         String::from_utf8_lossy(&dry.stdout).contains("Mail: would queue 1 message."),

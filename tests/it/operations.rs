@@ -13,98 +13,64 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::pretalx::{self, Row};
-use common::smtp::{SmtpSink, Stage};
-use common::{Fault, Sandbox, Upstream};
+use common::smtp::Stage;
+use common::{Fault, Sandbox, World, run_check};
 use herald::app::{App, ManualClock};
-use herald::check::{self, CheckOptions, CheckOutcome, RunSummary};
 use herald::notify::{self, DispatchOptions};
 use serde_json::Value;
 
 const TOKEN: &str = "ghp_OperationsTokenValue1234567890";
 const PASSWORD: &str = "smtp-Passw0rd-for-ops";
 
-/// The pretalx history before 2026.2.1, served by a local upstream, with a mail sink.
-struct World {
-    upstream: Upstream,
-    sandbox: Sandbox,
-    rows: Vec<Row>,
-    sink: SmtpSink,
+/// The pretalx history before 2026.2.1, served by a local upstream, with a mail sink that
+/// wants a password.
+async fn ops_world() -> World {
+    let world = World::pretalx().await;
+    world.sink.require_auth("herald", PASSWORD);
+    world
 }
 
-impl World {
-    async fn new() -> World {
-        let rows = pretalx::rows(&common::fixtures());
-        let upstream = Upstream::start().await;
-        pretalx::serve_history(&upstream, &rows[..47], &[]);
-        let sink = SmtpSink::start().await;
-        sink.require_auth("herald", PASSWORD);
-        World {
-            upstream,
-            sandbox: Sandbox::new(),
-            rows,
-            sink,
-        }
-    }
-
-    /// The arguments for the real binary: this upstream, projects file, sink and secrets.
-    fn args(&self) -> Vec<String> {
-        let projects = self
-            .sandbox
-            .projects(&pretalx::projects_toml(&self.upstream));
-        let mut args = self.sandbox.args(&self.upstream.url(), Some(&projects));
-        args.extend([
-            "--smtp-url".into(),
-            format!("smtp://herald:{PASSWORD}@127.0.0.1:{}", self.sink.port()),
-            "--github-token".into(),
-            TOKEN.into(),
-            "--from".into(),
-            "herald@example.org".into(),
-        ]);
-        args
-    }
-
-    /// Runs the binary with `command` first, then the shared arguments.
-    fn run(&self, command: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-        let args = self.args();
-        let mut all: Vec<&str> = command.to_vec();
-        all.extend(args.iter().map(String::as_str));
-        let mut cmd = self.sandbox.command(&all);
-        for (key, value) in env {
-            cmd.env(key, value);
-        }
-        cmd.output().expect("run herald")
-    }
-
-    /// An in-process app on the same database, reading time from a manual clock.
-    async fn app(&self, now: chrono::DateTime<Utc>) -> (App, Arc<ManualClock>) {
-        let projects = self
-            .sandbox
-            .projects(&pretalx::projects_toml(&self.upstream));
-        let url = format!("smtp://herald:{PASSWORD}@127.0.0.1:{}", self.sink.port());
-        self.sandbox
-            .app_with(
-                &self.upstream.url(),
-                Some(&projects),
-                now,
-                &["--smtp-url", &url, "--from", "herald@example.org"],
-            )
-            .await
-    }
-
-    fn release_2026_2_1(&self) {
-        pretalx::serve_history(&self.upstream, &self.rows, &[]);
-    }
+/// The sink's URL with the user and password it wants.
+fn smtp_url(world: &World) -> String {
+    format!("smtp://herald:{PASSWORD}@127.0.0.1:{}", world.sink.port())
 }
 
-async fn check(app: &App) -> RunSummary {
-    match check::run(app, &CheckOptions::default())
+/// The arguments for the real binary: this upstream, projects file, sink and secrets.
+fn binary_args(world: &World) -> Vec<String> {
+    let mut args = world.args(&world.pretalx_projects(""));
+    args.extend([
+        "--smtp-url".into(),
+        smtp_url(world),
+        "--github-token".into(),
+        TOKEN.into(),
+        "--from".into(),
+        common::world::FROM.into(),
+    ]);
+    args
+}
+
+/// Runs the binary with `command` first, then the shared arguments.
+fn run_binary(world: &World, command: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let args = binary_args(world);
+    let mut all: Vec<&str> = command.to_vec();
+    all.extend(args.iter().map(String::as_str));
+    let mut cmd = world.sandbox.command(&all);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.output().expect("run herald")
+}
+
+/// An in-process app on the same database, reading time from a manual clock.
+async fn ops_app(world: &World, now: chrono::DateTime<Utc>) -> (App, Arc<ManualClock>) {
+    let url = smtp_url(world);
+    world
+        .app()
+        .projects(&world.pretalx_projects(""))
+        .now(now)
+        .flags(&["--smtp-url", &url, "--from", common::world::FROM])
+        .build()
         .await
-        .expect("check")
-    {
-        CheckOutcome::Completed(summary) => summary,
-        CheckOutcome::Busy { .. } => panic!("busy"),
-    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -128,8 +94,8 @@ fn has_colour(text: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_are_one_object_per_line_with_run_project_and_source() {
-    let world = World::new().await;
-    let baseline = world.run(&["check"], &[]);
+    let world = ops_world().await;
+    let baseline = run_binary(&world, &["check"], &[]);
     assert_eq!(
         baseline.status.code(),
         Some(0),
@@ -140,7 +106,7 @@ async fn json_logs_are_one_object_per_line_with_run_project_and_source() {
         ("ops@example.org", "pretalx"),
         ("dev.team@example.org", "pretalx"),
     ] {
-        let out = world.run(&["subscribe", email, "--project", project], &[]);
+        let out = run_binary(&world, &["subscribe", email, "--project", project], &[]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
     // The relay refuses one recipient, quoting the address, and asks the other to retry.
@@ -158,7 +124,8 @@ async fn json_logs_are_one_object_per_line_with_run_project_and_source() {
     world.release_2026_2_1();
     world.upstream.fault("/repos/", Fault::Status(500));
 
-    let out = world.run(
+    let out = run_binary(
+        &world,
         &["check"],
         &[("HERALD_LOG_FORMAT", "json"), ("HERALD_LOG", "info")],
     );
@@ -229,11 +196,11 @@ async fn json_logs_are_one_object_per_line_with_run_project_and_source() {
         assert!(!stderr.contains(secret), "{secret} in the log:\n{stderr}");
     }
     // The sink saw what was refused: nothing was lost from the record either.
-    let outbox = world.run(&["outbox", "--json"], &[]);
+    let outbox = run_binary(&world, &["outbox", "--json"], &[]);
     assert!(text(&outbox.stdout).contains("ops@example.org"));
 
     // The text format written to a file (as the README's cron line does) has no colour.
-    let plain = world.run(&["check"], &[("HERALD_LOG", "info")]);
+    let plain = run_binary(&world, &["check"], &[("HERALD_LOG", "info")]);
     let plain_err = text(&plain.stderr);
     assert!(
         plain_err.contains("INFO") || plain_err.contains("WARN"),
@@ -340,13 +307,13 @@ fn on_terminal(mut cmd: Command) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_and_colour_appear_only_on_a_terminal_and_colour_never_with_no_color() {
-    let world = World::new().await;
+    let world = ops_world().await;
     // A failing source (a warning to colour) and slow answers, so the display has time to draw.
     world.upstream.fault("/repos/", Fault::Status(500));
     world
         .upstream
         .fault("/", Fault::Slow(Duration::from_millis(300)));
-    let args = world.args();
+    let args = binary_args(&world);
     let command = |extra_env: &[(&str, &str)]| {
         let mut all = vec!["check"];
         all.extend(args.iter().map(String::as_str));
@@ -392,21 +359,21 @@ async fn progress_and_colour_appear_only_on_a_terminal_and_colour_never_with_no_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_reports_runs_failing_sources_dead_letters_and_the_next_run() {
-    let world = World::new().await;
+    let world = ops_world().await;
     let now = Utc::now();
-    let (app, clock) = world.app(now - chrono::Duration::days(3)).await;
+    let (app, clock) = ops_app(&world, now - chrono::Duration::days(3)).await;
 
     // A fresh database is healthy; a first run too.
-    let out = world.run(&["status"], &[]);
+    let out = run_binary(&world, &["status"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("none yet"),
         "{}",
         text(&out.stdout)
     );
-    let first = check(&app).await;
+    let first = run_check(&app).await;
     assert_eq!(first.exit_code(), 0);
-    let out = world.run(&["status"], &[]);
+    let out = run_binary(&world, &["status"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(
         text(&out.stdout).starts_with("Healthy."),
@@ -417,9 +384,10 @@ async fn status_reports_runs_failing_sources_dead_letters_and_the_next_run() {
     // GitHub starts failing two days ago and still fails.
     world.upstream.fault("/repos/", Fault::Status(500));
     clock.set(now - chrono::Duration::days(2));
-    assert_eq!(check(&app).await.exit_code(), 2);
+    assert_eq!(run_check(&app).await.exit_code(), 2);
     // A subscriber whose address the relay refuses; 2026.2.1 comes out.
-    let out = world.run(
+    let out = run_binary(
+        &world,
         &["subscribe", "ops@example.org", "--project", "pretalx"],
         &[],
     );
@@ -429,14 +397,14 @@ async fn status_reports_runs_failing_sources_dead_letters_and_the_next_run() {
         .reject_recipient("ops@example.org", 550, "5.1.1 Recipient address rejected");
     world.release_2026_2_1();
     clock.set(Utc::now());
-    let last = check(&app).await;
+    let last = run_check(&app).await;
     assert_eq!(last.exit_code(), 2);
     let report = notify::dispatch(&app, &DispatchOptions::default())
         .await
         .expect("dispatch");
     assert_eq!(report.dead, 1, "{report:?}");
 
-    let out = world.run(&["status"], &[]);
+    let out = run_binary(&world, &["status"], &[]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.starts_with("NEEDS ATTENTION:"), "{stdout}");
@@ -452,7 +420,7 @@ async fn status_reports_runs_failing_sources_dead_letters_and_the_next_run() {
     assert!(stdout.contains("Next scheduled run"), "{stdout}");
 
     // The dead letter was seen; the failing source still needs attention.
-    let out = world.run(&["status", "--json"], &[]);
+    let out = run_binary(&world, &["status", "--json"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["healthy"], false);
@@ -493,8 +461,8 @@ async fn status_reports_runs_failing_sources_dead_letters_and_the_next_run() {
     // GitHub answers again: healthy.
     world.upstream.heal();
     clock.set(Utc::now());
-    assert_eq!(check(&app).await.exit_code(), 0);
-    let out = world.run(&["status"], &[]);
+    assert_eq!(run_check(&app).await.exit_code(), 0);
+    let out = run_binary(&world, &["status"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(
         text(&out.stdout).contains("none: every source answered"),

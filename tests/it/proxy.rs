@@ -5,11 +5,9 @@
 
 use crate::common;
 
-use std::net::SocketAddr;
-
 use common::smtp::SmtpSink;
+use common::web::WebListener;
 use common::{Sandbox, at};
-use herald::http::{self, Web};
 use herald::notify::{self, DispatchOptions};
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
@@ -30,11 +28,8 @@ struct Service {
 async fn service(extra: &[&str]) -> Service {
     let sandbox = Sandbox::new();
     let sink = SmtpSink::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let base = format!("http://{addr}/");
+    let listener = WebListener::bind().await;
+    let base = listener.base.clone();
     let smtp = sink.url();
     let mut args = vec!["--base-url", &base, "--smtp-url", &smtp];
     args.extend_from_slice(extra);
@@ -47,10 +42,7 @@ async fn service(extra: &[&str]) -> Service {
             &args,
         )
         .await;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(http::serve(listener, Web::new(app.clone()), async move {
-        let _ = rx.await;
-    }));
+    let tx = listener.serve(&app);
     Service {
         base,
         client: reqwest::Client::builder()

@@ -6,11 +6,11 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::smtp::SmtpSink;
-use common::{Sandbox, Upstream, at};
+use common::web::{free_port, wait_healthy};
+use common::{Sandbox, Upstream, World, at, subscribe};
 use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::notify::{self, DispatchOptions};
-use herald::store::{NewMessage, SubscriberWrite};
+use herald::store::NewMessage;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
@@ -22,11 +22,7 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
     );
     let sandbox = Sandbox::new();
     let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec![
         "serve".to_string(),
@@ -42,22 +38,10 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
     .kill_on_drop(true)
     .spawn()
     .expect("spawn herald serve");
-    herald::sources::http::install_tls_provider();
-    let client = reqwest::Client::new();
-    let mut healthy = false;
-    for _ in 0..100 {
-        if let Ok(r) = client
-            .get(format!("http://{listen}/healthcheck"))
-            .send()
-            .await
-            && r.status() == reqwest::StatusCode::OK
-        {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(healthy, "herald serve never answered its health check");
+    assert!(
+        wait_healthy(port, Duration::from_secs(10)).await,
+        "herald serve never answered its health check"
+    );
     // The missed 06:00 run happened at start (no run was ever recorded).
     let mut ran = false;
     for _ in 0..100 {
@@ -119,44 +103,30 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_dispatcher_loses_nothing_and_a_restarted_one_picks_up() {
-    let sink = SmtpSink::start().await;
-    let sandbox = Sandbox::new();
-    let upstream = Upstream::start().await;
-    let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
-    let url = sink.url();
-    let (app, _) = sandbox
-        .app_with(
-            &upstream.url(),
-            Some(&projects),
-            at("2026-11-22T06:00:00Z"),
-            &[
-                "--smtp-url",
-                &url,
-                "--smtp-connections",
-                "1",
-                "--from",
-                "herald@example.org",
-            ],
-        )
+    let world = World::new().await;
+    let sink = &world.sink;
+    let projects = world
+        .sandbox
+        .projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .mail()
+        .flags(&["--smtp-connections", "1"])
+        .build()
         .await;
     for i in 0..5 {
         let email: EmailAddress = format!("op{i}@example.org").parse().expect("email");
-        let (id, _) = app
-            .store
-            .upsert_subscriber(
-                &SubscriberWrite {
-                    email: &email,
-                    projects: &["demo".to_string()],
-                    classes: &[ReleaseClass::Feature],
-                    digest: DigestMode::Instant,
-                    status: SubscriberStatus::Confirmed,
-                    token_hash: None,
-                    token_expires_at: None,
-                },
-                app.clock.now(),
-            )
-            .await
-            .expect("subscribe");
+        let id = subscribe(
+            &app,
+            email.as_str(),
+            &["demo"],
+            &[ReleaseClass::Feature],
+            DigestMode::Instant,
+            SubscriberStatus::Confirmed,
+        )
+        .await;
         let payload = serde_json::json!({"sent_at": "now"});
         let key = format!("test:{i}");
         let message_id = app.notifier.message_id(email.as_str(), &key);

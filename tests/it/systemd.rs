@@ -267,11 +267,7 @@ async fn serve_notifies_ready_once_it_answers_and_stopping_on_sigterm() {
     let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
     let socket_path = sandbox.path("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = common::web::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec!["serve".to_string(), "--listen".into(), listen.clone()];
     args.extend(sandbox.args(&upstream.url(), Some(&projects)));
