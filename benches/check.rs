@@ -12,7 +12,7 @@
 //! `cargo bench --bench check` runs them all; `cargo bench --bench check -- P3` one of them.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_macros, unused_imports)]
+#[allow(dead_code, unused_macros, unused_imports)]
 mod common;
 #[path = "check/p3.rs"]
 mod p3;
@@ -21,19 +21,13 @@ use std::time::{Duration, Instant};
 
 use common::pretalx;
 use common::{Fault, Sandbox, Upstream, at};
-use herald::check::{self, CheckOptions, CheckOutcome, RunSummary};
+use herald::check::RunSummary;
 use herald::config::projects::preset;
 
 const LATENCY_MS: u64 = 50;
 
 async fn run(app: &herald::app::App) -> RunSummary {
-    match check::run(app, &CheckOptions::default())
-        .await
-        .expect("check")
-    {
-        CheckOutcome::Completed(s) => s,
-        CheckOutcome::Busy { .. } => panic!("busy"),
-    }
+    common::run_check(app).await
 }
 
 /// The preset, with its blog feed pointed at the local upstream.
@@ -173,11 +167,7 @@ async fn p5() {
     // Migrate first: the figure is the start of a service whose database exists.
     let out = sandbox.herald(&["migrate", "--database-url", &sandbox.db_url()]);
     assert!(out.status.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = common::web::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec![
         "serve".to_string(),

@@ -12,17 +12,14 @@
 //! twice the peer's rate.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_macros, unused_imports)]
+#[allow(dead_code, unused_macros, unused_imports)]
 mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, Upstream, at};
-use herald::check::{self, CheckOptions, CheckOutcome};
-use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::notify::{self, DispatchOptions};
-use herald::store::SubscriberWrite;
 use serde_json::json;
 
 fn simple(versions: &[&str]) -> serde_json::Value {
@@ -135,35 +132,10 @@ async fn herald(count: usize, connections: &str, sink: &PostfixSink) -> (Duratio
             &flags,
         )
         .await;
-    let projects = vec!["pretalx".to_string()];
-    let classes = [ReleaseClass::Feature, ReleaseClass::Bugfix];
     for i in 0..count {
-        let email: EmailAddress = format!("operator{i}@example.org").parse().expect("email");
-        app.store
-            .upsert_subscriber(
-                &SubscriberWrite {
-                    email: &email,
-                    projects: &projects,
-                    classes: &classes,
-                    digest: DigestMode::Instant,
-                    status: SubscriberStatus::Confirmed,
-                    token_hash: None,
-                    token_expires_at: None,
-                },
-                app.clock.now(),
-            )
-            .await
-            .expect("subscribe");
+        common::subscribe_instant(&app, &format!("operator{i}@example.org"), "pretalx").await;
     }
-    let run = |app| async move {
-        match check::run(app, &CheckOptions::default())
-            .await
-            .expect("check")
-        {
-            CheckOutcome::Completed(s) => s,
-            CheckOutcome::Busy { .. } => panic!("busy"),
-        }
-    };
+    let run = common::run_check;
     run(&app).await; // baseline
     upstream.put_json(
         "/simple/pretalx/",

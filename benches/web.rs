@@ -8,7 +8,7 @@
 //! `cargo bench --bench web`; `HERALD_BENCH_REQUESTS` sets the requests per figure (20,000).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_macros, unused_imports)]
+#[allow(dead_code, unused_macros, unused_imports)]
 mod common;
 
 use std::process::Command;
@@ -114,11 +114,7 @@ async fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = common::web::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec![
         "serve".to_string(),

@@ -6,13 +6,14 @@
 //! Its own test binary: the counter is a process-wide tracing subscriber, and the tests take
 //! turns through one lock so that each counts only its own statements.
 
+#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Sandbox, Upstream, at};
-use herald::check::{self, CheckOptions, CheckOutcome, RunSummary, SourceStatus};
+use common::{World, run_check};
+use herald::check::SourceStatus;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
 const PROJECTS: usize = 500;
@@ -46,16 +47,6 @@ async fn counted<T>(f: impl std::future::Future<Output = T>) -> (usize, T) {
     (STATEMENTS.load(Ordering::SeqCst) - before, out)
 }
 
-async fn check(app: &herald::app::App) -> RunSummary {
-    match check::run(app, &CheckOptions::default())
-        .await
-        .expect("check runs")
-    {
-        CheckOutcome::Completed(summary) => summary,
-        CheckOutcome::Busy { .. } => panic!("busy"),
-    }
-}
-
 /// A PEP 700 index page of `project` with `count` releases (1.0.0, 1.0.1, ...).
 fn page(project: &str, count: usize) -> serde_json::Value {
     let versions: Vec<String> = (0..count)
@@ -82,26 +73,26 @@ fn page(project: &str, count: usize) -> serde_json::Value {
     })
 }
 
-async fn world(upstream: &Upstream, sandbox: &Sandbox) -> herald::app::App {
+/// The world's upstream serving `PROJECTS` projects of 30 releases each, and an app on them.
+async fn app_on(world: &World) -> herald::app::App {
     let mut toml = String::new();
     for i in 0..PROJECTS {
         toml.push_str(&format!(
             "[[project]]\nname = \"p{i}\"\npypi = \"p{i}\"\n\n"
         ));
-        upstream.put_json(
+        world.upstream.put_json(
             &format!("/simple/p{i}/"),
             "application/vnd.pypi.simple.v1+json",
             &page(&format!("p{i}"), 30),
         );
     }
-    let projects = sandbox.projects(&toml);
-    let (app, _) = sandbox
-        .app_with(
-            &upstream.url(),
-            Some(&projects),
-            at("2026-11-30T06:00:00Z"),
-            &["--http-timeout", "30"],
-        )
+    let projects = world.sandbox.projects(&toml);
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-30T06:00:00Z")
+        .flags(&["--http-timeout", "30"])
+        .build()
         .await;
     app
 }
@@ -110,11 +101,11 @@ async fn world(upstream: &Upstream, sandbox: &Sandbox) -> herald::app::App {
 async fn a_cold_check_writes_in_sets_and_a_warm_one_almost_not_at_all() {
     let _turn = TURN.lock().await;
     install_counter();
-    let upstream = Upstream::start().await;
-    let sandbox = Sandbox::new();
-    let app = world(&upstream, &sandbox).await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
+    let app = app_on(&world).await;
 
-    let (cold, summary) = counted(check(&app)).await;
+    let (cold, summary) = counted(run_check(&app)).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
     let recorded: usize = summary.projects.iter().map(|p| p.recorded).sum();
     assert_eq!(recorded, PROJECTS * 30, "every release recorded");
@@ -125,7 +116,7 @@ async fn a_cold_check_writes_in_sets_and_a_warm_one_almost_not_at_all() {
         "cold: {per_project:.2} statements per project"
     );
 
-    let (warm, summary) = counted(check(&app)).await;
+    let (warm, summary) = counted(run_check(&app)).await;
     assert_eq!(summary.exit_code(), 0);
     assert_eq!(
         summary.not_modified as usize, PROJECTS,
@@ -144,7 +135,7 @@ async fn a_cold_check_writes_in_sets_and_a_warm_one_almost_not_at_all() {
         "application/vnd.pypi.simple.v1+json",
         &page("p7", 31),
     );
-    let (changed, summary) = counted(check(&app)).await;
+    let (changed, summary) = counted(run_check(&app)).await;
     let p7 = summary
         .projects
         .iter()
@@ -172,16 +163,16 @@ async fn a_cold_check_writes_in_sets_and_a_warm_one_almost_not_at_all() {
 async fn without_validators_an_unchanged_body_costs_no_parsing_and_no_writes() {
     let _turn = TURN.lock().await;
     install_counter();
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.send_validators(false);
-    let sandbox = Sandbox::new();
-    let app = world(&upstream, &sandbox).await;
+    let app = app_on(&world).await;
 
-    let (_, cold) = counted(check(&app)).await;
+    let (_, cold) = counted(run_check(&app)).await;
     assert_eq!(cold.exit_code(), 0);
     assert_eq!(cold.not_modified, 0, "this upstream never answers 304");
 
-    let (again, summary) = counted(check(&app)).await;
+    let (again, summary) = counted(run_check(&app)).await;
     assert_eq!(summary.exit_code(), 0);
     assert_eq!(summary.not_modified, 0);
     assert!(
@@ -208,7 +199,7 @@ async fn without_validators_an_unchanged_body_costs_no_parsing_and_no_writes() {
         "application/vnd.pypi.simple.v1+json",
         &page("p3", 31),
     );
-    let (_, summary) = counted(check(&app)).await;
+    let (_, summary) = counted(run_check(&app)).await;
     let p3 = summary
         .projects
         .iter()

@@ -31,7 +31,8 @@ const READY_POLL: Duration = Duration::from_millis(50);
 pub struct Browser {
     pub client: Client,
     driver: Child,
-    profile: tempfile::TempDir,
+    /// Kept for its lifetime: the folder goes when the browser is dropped.
+    _profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -102,7 +103,7 @@ impl Browser {
         Some(Browser {
             client,
             driver,
-            profile,
+            _profile: profile,
         })
     }
 

@@ -1,6 +1,9 @@
-//! Shared test doubles: the real fixtures folder, a local upstream that serves documents
-//! with ETags and injected faults, temporary databases and apps built through `App::build`.
-#![allow(dead_code)]
+//! The integration tests' one harness: the real fixtures folder, a local upstream that
+//! serves documents with ETags and injected faults, temporary databases, and the [`World`]
+//! (upstream, sandbox, SMTP sink) apps are built from through `App::build`.
+//!
+//! Compiled into the `it` test binary, `tests/statements.rs` and the benches (which include
+//! it by `#[path]` and use only part of it, so they allow dead code where they include it).
 
 pub mod browser;
 pub mod plugins;
@@ -8,6 +11,10 @@ pub mod pretalx;
 pub mod receivers;
 pub mod site;
 pub mod smtp;
+pub mod web;
+pub mod world;
+
+pub use world::{World, run_check, subscribe, subscribe_instant};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -242,6 +249,8 @@ impl Upstream {
     }
 
     /// Stops (or starts again) sending `ETag` and `Last-Modified`, and so answering 304.
+    /// Only `tests/statements.rs` (a binary of its own) asks for it.
+    #[allow(dead_code)]
     pub fn send_validators(&self, send: bool) {
         self.state.lock().expect("state").no_validators = !send;
     }
@@ -319,11 +328,6 @@ impl Sandbox {
         args
     }
 
-    /// Validated settings for an in-process app.
-    pub fn config(&self, upstream: &str, projects: Option<&Path>) -> Config {
-        self.config_with(upstream, projects, &[])
-    }
-
     /// Validated settings with extra flags.
     pub fn config_with(&self, upstream: &str, projects: Option<&Path>, extra: &[&str]) -> Config {
         let mut argv = vec!["herald".to_string()];
@@ -384,27 +388,4 @@ pub fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .expect("timestamp")
         .with_timezone(&Utc)
-}
-
-/// Adds a confirmed instant subscriber to `project` for feature and bugfix releases (the
-/// defaults an operator gets); returns the subscriber's id.
-pub async fn subscribe_instant(app: &App, email: &str, project: &str) -> i64 {
-    use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
-    let email: EmailAddress = email.parse().expect("email");
-    app.store
-        .upsert_subscriber(
-            &herald::store::SubscriberWrite {
-                email: &email,
-                projects: &[project.to_string()],
-                classes: &[ReleaseClass::Feature, ReleaseClass::Bugfix],
-                digest: DigestMode::Instant,
-                status: SubscriberStatus::Confirmed,
-                token_hash: None,
-                token_expires_at: None,
-            },
-            app.clock.now(),
-        )
-        .await
-        .expect("subscribe")
-        .0
 }

@@ -1,7 +1,6 @@
 //! The official pretalx plugins' real release history (`fixtures/pretalx/plugins.md` for the
 //! versions on the index, `plugin_git_tags.csv` for their dates, `metadata/` for their
 //! `Requires-Dist` and `Requires-Python`), served in the PyPI shapes.
-#![allow(dead_code)]
 
 use std::path::Path;
 

@@ -1,6 +1,5 @@
 //! pretalx's real release history (`fixtures/pretalx/pretalx_releases.csv`), served in the
 //! shapes of the PyPI Simple API, GitHub's releases API and an RSS feed of its blog posts.
-#![allow(dead_code)]
 
 use std::path::Path;
 

@@ -14,8 +14,6 @@
 //!
 //! Faults are scripted per receiver: the next requests get them before the normal behaviour.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

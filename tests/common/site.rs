@@ -1,19 +1,18 @@
 //! A running web service (`herald::http`) on a real socket, over a local upstream serving
 //! pretalx's history and a real SMTP sink, for page and browser tests.
-#![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::path::Path;
 
 use herald::app::{App, ManualClock};
 use herald::check::{self, CheckOptions};
-use herald::http::{self, Web};
 use herald::notify::{self, DispatchOptions};
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
 
 use super::pretalx::{self, Row};
 use super::smtp::SmtpSink;
-use super::{Sandbox, Upstream, at};
+use super::web::WebListener;
+use super::{Sandbox, Upstream, World, at};
 
 /// The service, its app and its doubles.
 pub struct Site {
@@ -31,21 +30,18 @@ pub struct Site {
 /// Starts a site whose upstream serves the first `served` releases of pretalx's history,
 /// after one check run (the baseline).
 pub async fn site(served: usize) -> Site {
-    let fixtures = super::fixtures();
-    let rows = pretalx::rows(&fixtures);
-    let upstream = Upstream::start().await;
-    pretalx::serve_history(&upstream, &rows[..served], &[]);
-    upstream.put_json(
+    let world = World::new().await;
+    world.serve_history(served);
+    world.upstream.put_json(
         "/simple/pretalx-pages/",
         "application/vnd.pypi.simple.v1+json",
         &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "pretalx-pages", "versions": ["1.9.0"],
             "files": [{"filename": "pretalx_pages-1.9.0-py3-none-any.whl", "url": "x", "hashes": {}, "upload-time": "2026-04-17T21:49:03Z", "yanked": false}]}),
     );
-    let projects = format!(
-        "{}\n[[project]]\nname = \"pretalx-pages\"\nplugin_of = \"pretalx\"\nmodule = \"pretalx_pages\"\npypi = \"pretalx-pages\"\n",
-        pretalx::projects_toml(&upstream)
+    let projects = world.pretalx_projects(
+        "\n[[project]]\nname = \"pretalx-pages\"\nplugin_of = \"pretalx\"\nmodule = \"pretalx_pages\"\npypi = \"pretalx-pages\"\n",
     );
-    start(upstream, rows, &projects, at("2026-11-22T06:00:00Z")).await
+    start(world, &projects, at("2026-11-22T06:00:00Z")).await
 }
 
 /// The four official plugins the board and advice tests follow, with their repositories.
@@ -96,71 +92,49 @@ pub fn serve_plugin_world(
 /// A site tracking pretalx and the four plugins as they stood before `cutoff`, its clock at
 /// `now`, after one check run.
 pub async fn plugin_site(cutoff: &str, now: &str) -> Site {
-    let fixtures = super::fixtures();
-    let rows = pretalx::rows(&fixtures);
-    let upstream = Upstream::start().await;
-    serve_plugin_world(&upstream, &rows, at(cutoff), &[]);
-    let mut projects = pretalx::projects_toml(&upstream);
+    let world = World::new().await;
+    serve_plugin_world(&world.upstream, &world.rows, at(cutoff), &[]);
+    let mut plugins = String::new();
     for (dist, _) in PLUGINS {
-        projects.push_str(&format!(
+        plugins.push_str(&format!(
             "\n[[project]]\nname = \"{dist}\"\nplugin_of = \"pretalx\"\nmodule = \"{}\"\nscheme = \"semver\"\npypi = \"{dist}\"\n",
             dist.replace('-', "_")
         ));
     }
-    start(upstream, rows, &projects, at(now)).await
+    let projects = world.pretalx_projects(&plugins);
+    start(world, &projects, at(now)).await
 }
 
-async fn start(
-    upstream: Upstream,
-    rows: Vec<Row>,
-    projects: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Site {
-    let sandbox = Sandbox::new();
-    let sink = SmtpSink::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let base = format!("http://{addr}/");
-    let projects = sandbox.projects(projects);
-    let url = sink.url();
-    let (app, clock) = sandbox
-        .app_with(
-            &upstream.url(),
-            Some(&projects),
-            now,
-            &[
-                "--smtp-url",
-                &url,
-                "--base-url",
-                &base,
-                "--from",
-                "herald@example.org",
-            ],
-        )
+/// Builds the world's app on `projects` with its clock at `now`, runs the baseline check and
+/// serves the app on a free port.
+async fn start(world: World, projects: &Path, now: chrono::DateTime<chrono::Utc>) -> Site {
+    let listener = WebListener::bind().await;
+    let base = listener.base.clone();
+    let (app, clock) = world
+        .app()
+        .projects(projects)
+        .now(now)
+        .mail()
+        .flags(&["--base-url", &base])
+        .build()
         .await;
     check::run(&app, &CheckOptions::default())
         .await
         .expect("check");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let web = Web::new(app.clone());
-    tokio::spawn(http::serve(listener, web, async move {
-        let _ = rx.await;
-    }));
+    let stop = listener.serve(&app);
     Site {
         app,
         clock,
         base,
-        sink,
+        sink: world.sink,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
-        rows,
-        upstream,
-        _stop: tx,
-        _sandbox: sandbox,
+        rows: world.rows,
+        upstream: world.upstream,
+        _stop: stop,
+        _sandbox: world.sandbox,
     }
 }
 

@@ -233,15 +233,6 @@ impl SmtpSink {
     pub fn require_auth(&self, user: &str, password: &str) {
         self.shared.lock().auth = Some((user.to_string(), password.to_string()));
     }
-
-    /// Removes every injected fault (not [`SmtpSink::require_auth`]).
-    pub fn clear_faults(&self) {
-        let mut state = self.shared.lock();
-        state.rejected.clear();
-        state.fail_next.clear();
-        state.drop_during_data = 0;
-        state.per_connection = None;
-    }
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {

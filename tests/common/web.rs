@@ -1,0 +1,85 @@
+//! Web service start-up for tests: Herald's service in-process on a free 127.0.0.1 port
+//! ([`WebListener`]), and for the real `herald serve` a free port and its health check.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herald::app::App;
+use herald::http::{self, Web};
+
+/// A bound listener on a free 127.0.0.1 port: its base URL is known before the app is
+/// built (for `--base-url`); [`WebListener::serve`] then serves the app on it.
+pub struct WebListener {
+    listener: tokio::net::TcpListener,
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT/`.
+    pub base: String,
+}
+
+impl WebListener {
+    /// Binds a free port.
+    pub async fn bind() -> WebListener {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        WebListener {
+            listener,
+            addr,
+            base: format!("http://{addr}/"),
+        }
+    }
+
+    /// Serves `app` until the returned sender is dropped or sends.
+    pub fn serve(self, app: &App) -> tokio::sync::oneshot::Sender<()> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(http::serve(
+            self.listener,
+            Web::new(app.clone()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        stop
+    }
+}
+
+/// A free 127.0.0.1 port (bound and released), for `herald serve --listen`.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Whether `herald serve` on `port` answers its health check with 200.
+pub async fn healthy(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream
+        .write_all(b"GET /healthcheck HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    answer.starts_with(b"HTTP/1.0 200") || answer.starts_with(b"HTTP/1.1 200")
+}
+
+/// Asks [`healthy`] every 20 ms until it says yes or `within` has passed; whether it did.
+pub async fn wait_healthy(port: u16, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if healthy(port).await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,271 @@
+//! The store against a real migrated SQLite file: migrations, the run lease, runs.
+
+use crate::common;
+
+use chrono::Duration;
+use common::{Sandbox, at};
+use herald::store::{LeaseOutcome, NewMessage, Store, host_name};
+
+#[tokio::test]
+async fn migrations_apply_once_and_the_database_answers() {
+    let sandbox = Sandbox::new();
+    let store = Store::connect(&sandbox.db_url()).await.expect("connect");
+    let applied = store.migrate().await.expect("migrate");
+    assert_eq!(applied, Store::known_migrations());
+    assert!(
+        store.migrate().await.expect("again").is_empty(),
+        "nothing left to apply"
+    );
+    store.ping().await.expect("ping");
+    let reopened = Store::open(&sandbox.db_url()).await.expect("open existing");
+    assert_eq!(reopened.counts().await.expect("counts"), (0, 0));
+    assert!(
+        sandbox.path("herald.db-wal").exists(),
+        "the database runs in WAL mode"
+    );
+}
+
+#[tokio::test]
+async fn the_lease_admits_one_holder_at_a_time() {
+    let sandbox = Sandbox::new();
+    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let t0 = at("2026-11-22T06:00:00Z");
+    let ttl = Duration::seconds(120);
+    // Holders on another host: only expiry frees their lease.
+    assert_eq!(
+        store
+            .acquire_lease("otherhost:1:a", "thishost", t0, ttl)
+            .await
+            .expect("a"),
+        LeaseOutcome::Acquired
+    );
+    match store
+        .acquire_lease("otherhost:2:b", "thishost", t0 + Duration::seconds(10), ttl)
+        .await
+        .expect("b")
+    {
+        LeaseOutcome::Held {
+            holder,
+            since,
+            expires_at,
+        } => {
+            assert_eq!(holder, "otherhost:1:a");
+            assert_eq!(since, t0);
+            assert_eq!(expires_at, t0 + ttl);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Renewal keeps it.
+    assert!(
+        store
+            .renew_lease("otherhost:1:a", t0 + Duration::seconds(100), ttl)
+            .await
+            .expect("renew")
+    );
+    assert!(matches!(
+        store
+            .acquire_lease(
+                "otherhost:2:b",
+                "thishost",
+                t0 + Duration::seconds(150),
+                ttl
+            )
+            .await
+            .expect("b"),
+        LeaseOutcome::Held { .. }
+    ));
+    // Expired: taken over; the old holder can no longer renew.
+    assert_eq!(
+        store
+            .acquire_lease(
+                "otherhost:2:b",
+                "thishost",
+                t0 + Duration::seconds(400),
+                ttl
+            )
+            .await
+            .expect("b"),
+        LeaseOutcome::Acquired
+    );
+    assert!(
+        !store
+            .renew_lease("otherhost:1:a", t0 + Duration::seconds(401), ttl)
+            .await
+            .expect("renew")
+    );
+    // Released: free at once.
+    store.release_lease("otherhost:2:b").await.expect("release");
+    assert_eq!(
+        store
+            .acquire_lease("thishost:1:c", "thishost", t0 + Duration::seconds(402), ttl)
+            .await
+            .expect("c"),
+        LeaseOutcome::Acquired
+    );
+}
+
+#[tokio::test]
+async fn a_dead_holder_on_this_host_loses_the_lease_at_once() {
+    let sandbox = Sandbox::new();
+    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let t0 = at("2026-11-22T06:00:00Z");
+    let ttl = Duration::seconds(120);
+    // A process that has exited: its pid is free.
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let pid = child.id();
+    child.wait().expect("wait");
+    let dead = format!("thishost:{pid}:x");
+    assert_eq!(
+        store
+            .acquire_lease(&dead, "thishost", t0, ttl)
+            .await
+            .expect("dead"),
+        LeaseOutcome::Acquired
+    );
+    assert_eq!(
+        store
+            .acquire_lease("thishost:1:y", "thishost", t0 + Duration::seconds(1), ttl)
+            .await
+            .expect("y"),
+        LeaseOutcome::Acquired,
+        "the crashed holder's lease is taken without waiting for expiry"
+    );
+    // A live holder on this host (this very process) keeps it.
+    store.release_lease("thishost:1:y").await.expect("release");
+    let live = format!("thishost:{}:z", std::process::id());
+    assert_eq!(
+        store
+            .acquire_lease(&live, "thishost", t0, ttl)
+            .await
+            .expect("live"),
+        LeaseOutcome::Acquired
+    );
+    assert!(matches!(
+        store
+            .acquire_lease("thishost:1:w", "thishost", t0 + Duration::seconds(1), ttl)
+            .await
+            .expect("w"),
+        LeaseOutcome::Held { .. }
+    ));
+}
+
+#[tokio::test]
+async fn runs_are_recorded_with_their_summary() {
+    let sandbox = Sandbox::new();
+    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let id = store
+        .start_run("check", at("2026-11-22T06:00:00Z"))
+        .await
+        .expect("start");
+    let running = store.recent_runs(5).await.expect("runs");
+    assert_eq!((running[0].id, running[0].status.as_str()), (id, "running"));
+    let summary = serde_json::json!({"projects": [], "requests": 3});
+    store
+        .finish_run(id, "partial", &summary, at("2026-11-22T06:00:02Z"))
+        .await
+        .expect("finish");
+    let done = store.recent_runs(5).await.expect("runs");
+    assert_eq!(done[0].status, "partial");
+    assert_eq!(done[0].finished_at, Some(at("2026-11-22T06:00:02Z")));
+    assert_eq!(done[0].summary.as_ref(), Some(&summary));
+}
+
+#[tokio::test]
+async fn bad_database_urls_are_refused_clearly() {
+    for (url, needle) in [
+        ("postgres://localhost/herald", "only sqlite:// URLs"),
+        ("sqlite://:memory:", "a database file is required"),
+        (
+            "sqlite:///no/such/folder/h.db",
+            "the folder /no/such/folder does not exist",
+        ),
+    ] {
+        let err = Store::open(url).await.expect_err(url).to_string();
+        assert!(err.contains(needle), "{url}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn claims_of_a_dead_dispatcher_on_this_host_are_taken_over_at_once() {
+    let sandbox = Sandbox::new();
+    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let t0 = at("2026-11-22T06:00:00Z");
+    let window = Duration::seconds(600);
+    for i in 0..6 {
+        let recipient = format!("op{i}@example.org");
+        store
+            .enqueue(
+                &NewMessage {
+                    subscriber_id: None,
+                    recipient: &recipient,
+                    kind: "test_message",
+                    subject_key: "test",
+                    payload: &serde_json::json!({}),
+                    message_id: &format!("<{i}@example.org>"),
+                },
+                t0,
+            )
+            .await
+            .expect("enqueue");
+    }
+    let host = host_name();
+    // A dispatcher on this host that has exited, one on another host, one alive here (us).
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let pid = child.id();
+    child.wait().expect("wait");
+    let dead = format!("{host}:{pid}:dead");
+    let remote = "elsewhere:1:remote";
+    let alive = format!("{host}:{}:alive", std::process::id());
+    for holder in [remote, alive.as_str(), dead.as_str()] {
+        let claimed = store
+            .claim_due(holder, t0, 2, t0 + window, None)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2, "{holder}");
+    }
+    // A second later, a new dispatcher here gets exactly the dead one's two messages.
+    let t1 = t0 + Duration::seconds(1);
+    let newcomer = format!("{host}:{}:new", std::process::id());
+    let taken = store
+        .claim_due(&newcomer, t1, 10, t1 + window, None)
+        .await
+        .expect("claim");
+    let recipients: Vec<&str> = taken.iter().map(|r| r.recipient.as_str()).collect();
+    assert_eq!(recipients, ["op4@example.org", "op5@example.org"]);
+    // The remote and the live claims wait for their window.
+    let later = store
+        .claim_due(
+            &newcomer,
+            t0 + Duration::seconds(599),
+            10,
+            t1 + window,
+            None,
+        )
+        .await
+        .expect("claim");
+    // A claim hands out only what it claims now: the newcomer's two (held until t1 + window)
+    // are not handed out again, so a dispatcher never gets back a message it already sent and
+    // whose answer is still being recorded.
+    assert!(later.is_empty(), "nothing new before the window ends");
+    let expired = store
+        .claim_due(
+            &newcomer,
+            t0 + Duration::seconds(601),
+            10,
+            t1 + window,
+            None,
+        )
+        .await
+        .expect("claim");
+    let recipients: Vec<&str> = expired.iter().map(|r| r.recipient.as_str()).collect();
+    assert_eq!(
+        recipients,
+        [
+            "op0@example.org",
+            "op1@example.org",
+            "op2@example.org",
+            "op3@example.org"
+        ],
+        "after the window the remote and the live claims are free"
+    );
+}
