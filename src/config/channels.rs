@@ -410,11 +410,7 @@ type KindFields = (Option<String>, Option<String>, Option<u8>);
 
 /// The fields only one kind of channel has (`room`, `topic`, `priority`; `flavor` is read
 /// by the caller), refused on the others.
-fn kind_fields(
-    c: &RawChannel,
-    kind: ChannelKind,
-    name: &str,
-) -> Result<KindFields, Problem> {
+fn kind_fields(c: &RawChannel, kind: ChannelKind, name: &str) -> Result<KindFields, Problem> {
     let room = c.room.as_ref().map(|r| r.get_ref().trim().to_string());
     let topic = c.topic.as_ref().map(|t| t.get_ref().trim().to_string());
     check_target(c, kind, name, room.as_deref(), topic.as_deref())?;
