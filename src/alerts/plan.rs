@@ -604,10 +604,7 @@ mod tests {
         assert_eq!(plan.queue.len(), 1, "one follow-up");
         let q = &plan.queue[0];
         assert_eq!(q.kind, "compat_followup");
-        assert!(
-            q.subject_key
-                .starts_with("compat-followup:pretalx:2026.2:")
-        );
+        assert!(q.subject_key.starts_with("compat-followup:pretalx:2026.2:"));
         assert_eq!(q.payload["trigger"]["version"], "1.1.0");
         assert_eq!(q.payload["changed"][0], "pretalx-pages");
         assert_eq!(plan.report.followups, 1);
