@@ -24,14 +24,17 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::compat::{self, Assessment, CoreRelease, PluginRelease};
-use crate::config::channels::{Channel, ChannelMessage};
-use crate::decide::{self, CoreAlert, PassRelease};
+use crate::config::Config;
+use crate::config::channels::Channel;
 use crate::inventory::Installed;
-use crate::model::{Project, ReleaseClass, SourceKind, normalize_name};
+use crate::model::{
+    Project, ReleaseClass, ReleaseMetadata, SourceKind, Vulnerability, normalize_name,
+};
 use crate::sources::FetchContext;
-use crate::sources::pypi::{ReleaseDoc, Vulnerability};
-use crate::store::{self, InventoryMap, NewMessage, OperatorKey, ReleaseFilter, ReleaseRow};
+use crate::store::{self, InventoryMap, NewMessage, ReleaseFilter, ReleaseRow};
 use crate::version;
+
+mod plan;
 
 /// How long before or after a core release a plugin release counts as released alongside.
 pub const ALONGSIDE_WINDOW_DAYS: i64 = 3;
@@ -41,7 +44,6 @@ const DOCS_PER_PLUGIN: usize = 3;
 /// A release with a link to its notes.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReleaseLink {
-    /// Version.
     pub version: String,
     /// Publication date (`YYYY-MM-DD`).
     pub published: Option<String>,
@@ -52,7 +54,7 @@ pub struct ReleaseLink {
 /// A vulnerability an upgrade closes.
 #[derive(Debug, Clone, Serialize)]
 pub struct VulnerabilityView {
-    /// Advisory id.
+    /// `GHSA-...` or `PYSEC-...`.
     pub id: String,
     /// CVE ids and others.
     pub aliases: Vec<String>,
@@ -67,9 +69,9 @@ pub struct VulnerabilityView {
 /// Where the operator's core installation stands.
 #[derive(Debug, Clone, Serialize)]
 pub struct CoreAdvice {
-    /// Core project.
+    /// The core project's name (empty when the inventory names no tracked project).
     pub project: String,
-    /// Installed version.
+    /// The version the inventory names, when it names the core.
     pub installed: Option<String>,
     /// Newest final release.
     pub latest: Option<String>,
@@ -88,7 +90,7 @@ pub struct CoreAdvice {
 /// The full report for one inventory.
 #[derive(Debug, Clone, Serialize)]
 pub struct Advice {
-    /// The core.
+    /// Where the core installation stands.
     pub core: CoreAdvice,
     /// The core feature release the plugin verdicts are for.
     pub target: Option<String>,
@@ -134,6 +136,42 @@ pub fn tracked_inventory(app: &App, items: &[Installed]) -> (InventoryMap, Vec<S
     (map, untracked)
 }
 
+/// What the advice and the alerts plan read of the configuration: the tracked projects and
+/// the channels.
+#[derive(Debug, Clone, Copy)]
+struct Tracked<'a> {
+    projects: &'a [Project],
+    channels: &'a [Channel],
+}
+
+impl<'a> Tracked<'a> {
+    fn of(config: &'a Config) -> Tracked<'a> {
+        Tracked {
+            projects: &config.projects,
+            channels: &config.channels,
+        }
+    }
+
+    fn project(&self, name: &str) -> Option<&'a Project> {
+        self.projects.iter().find(|p| p.name == name)
+    }
+
+    /// The project `name` when it is a plugin of `core`.
+    fn plugin_of(&self, name: &str, core: &str) -> Option<&'a Project> {
+        self.project(name)
+            .filter(|p| p.plugin_of.as_deref() == Some(core))
+    }
+
+    /// The core projects (those that are no other project's plugin), in file order.
+    fn cores(&self) -> impl Iterator<Item = &'a Project> + use<'a> {
+        self.projects.iter().filter(|p| p.plugin_of.is_none())
+    }
+
+    fn channel(&self, name: &str) -> Option<&'a Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+}
+
 /// Recorded releases of some projects, newest first, installable ones only.
 struct Catalog {
     by_project: HashMap<String, Vec<ReleaseRow>>,
@@ -148,6 +186,11 @@ impl Catalog {
                 ..ReleaseFilter::default()
             })
             .await?;
+        Ok(Catalog::from_rows(rows))
+    }
+
+    /// The catalogue of the listed (not withdrawn) releases `rows`.
+    fn from_rows(rows: impl IntoIterator<Item = ReleaseRow>) -> Catalog {
         let mut by_project: HashMap<String, Vec<ReleaseRow>> = HashMap::new();
         for row in rows
             .into_iter()
@@ -158,7 +201,7 @@ impl Catalog {
         for list in by_project.values_mut() {
             list.sort_by(|a, b| b.parsed.cmp(&a.parsed));
         }
-        Ok(Catalog { by_project })
+        Catalog { by_project }
     }
 
     fn releases(&self, project: &str) -> &[ReleaseRow] {
@@ -201,7 +244,7 @@ fn notes_url(r: &ReleaseRow) -> Option<String> {
 /// each at most once per `Docs`: one alerts pass shares it across every operator.
 #[derive(Default)]
 struct Docs {
-    docs: HashMap<(String, String), ReleaseDoc>,
+    docs: HashMap<(String, String), ReleaseMetadata>,
     asked: HashSet<(String, String)>,
 }
 
@@ -263,7 +306,7 @@ impl Docs {
         Ok(())
     }
 
-    fn get(&self, project: &str, version: &Version) -> Option<&ReleaseDoc> {
+    fn get(&self, project: &str, version: &Version) -> Option<&ReleaseMetadata> {
         self.docs
             .get(&(project.to_string(), version::canonical_key(version)))
     }
@@ -271,7 +314,7 @@ impl Docs {
 
 /// What documents an advice needs.
 fn wanted_docs(
-    app: &App,
+    tracked: Tracked<'_>,
     catalog: &Catalog,
     core: &Project,
     installed: &InventoryMap,
@@ -285,11 +328,7 @@ fn wanted_docs(
         wanted.push((core.clone(), v.clone()));
     }
     for name in installed.keys() {
-        let Some(p) = app
-            .config
-            .project(name)
-            .filter(|p| p.plugin_of.as_deref() == Some(&core.name))
-        else {
+        let Some(p) = tracked.plugin_of(name, &core.name) else {
             continue;
         };
         for r in catalog
@@ -305,7 +344,7 @@ fn wanted_docs(
 }
 
 fn vulnerabilities_fixed(
-    doc: Option<&ReleaseDoc>,
+    doc: Option<&ReleaseMetadata>,
     installed: &Version,
     upgrade: &Version,
 ) -> Vec<VulnerabilityView> {
@@ -370,22 +409,7 @@ fn core_advice(
         );
     } else {
         advice.status = "line-unsupported";
-        advice.feature_releases_between = catalog
-            .releases(&core.name)
-            .iter()
-            .rev()
-            .filter(|r| {
-                r.class == ReleaseClass::Feature
-                    && r.parsed
-                        .as_ref()
-                        .is_some_and(|v| *v > inst && *v <= latest_v)
-            })
-            .map(|r| ReleaseLink {
-                version: r.version.clone(),
-                published: date(r.published_at),
-                url: notes_url(r),
-            })
-            .collect();
+        advice.feature_releases_between = features_between(catalog, core, &inst, &latest_v);
         advice.summary = format!(
             "Your {} line ({}) no longer gets bugfix releases: they are only issued for the latest feature release, {}. Read the notes of each feature release in between, back up, and upgrade.",
             version::line(&inst),
@@ -396,6 +420,31 @@ fn core_advice(
         );
     }
     advice
+}
+
+/// The feature releases of `core` after `installed` up to `latest`, oldest first.
+fn features_between(
+    catalog: &Catalog,
+    core: &Project,
+    installed: &Version,
+    latest: &Version,
+) -> Vec<ReleaseLink> {
+    catalog
+        .releases(&core.name)
+        .iter()
+        .rev()
+        .filter(|r| {
+            r.class == ReleaseClass::Feature
+                && r.parsed
+                    .as_ref()
+                    .is_some_and(|v| v > installed && v <= latest)
+        })
+        .map(|r| ReleaseLink {
+            version: r.version.clone(),
+            published: date(r.published_at),
+            url: notes_url(r),
+        })
+        .collect()
 }
 
 /// The core release as the verdict rules see it.
@@ -450,7 +499,7 @@ fn assess_plugin(
 }
 
 fn plugin_assessments(
-    app: &App,
+    tracked: Tracked<'_>,
     catalog: &Catalog,
     docs: &Docs,
     core: &Project,
@@ -463,10 +512,7 @@ fn plugin_assessments(
     installed
         .iter()
         .filter_map(|(name, ver)| {
-            let plugin = app
-                .config
-                .project(name)
-                .filter(|p| p.plugin_of.as_deref() == Some(&core.name))?;
+            let plugin = tracked.plugin_of(name, &core.name)?;
             let installed_v = version::parse(ver).ok();
             Some(assess_plugin(
                 catalog,
@@ -481,54 +527,50 @@ fn plugin_assessments(
 }
 
 /// The core project an inventory is about: the first core whose plugins or itself appear.
-fn core_of<'a>(app: &'a App, installed: &InventoryMap) -> Option<&'a Project> {
-    let cores: Vec<&Project> = app.config.cores().collect();
+fn core_of<'a>(tracked: Tracked<'a>, installed: &InventoryMap) -> Option<&'a Project> {
+    let cores: Vec<&Project> = tracked.cores().collect();
     cores
         .iter()
         .find(|c| installed.contains_key(&c.name))
         .or_else(|| {
             cores.iter().find(|c| {
-                installed.keys().any(|k| {
-                    app.config
-                        .project(k)
-                        .is_some_and(|p| p.plugin_of.as_deref() == Some(&c.name))
-                })
+                installed
+                    .keys()
+                    .any(|k| tracked.plugin_of(k, &c.name).is_some())
             })
         })
         .copied()
 }
 
-async fn build(
-    app: &App,
-    docs: &mut Docs,
-    installed: &InventoryMap,
-    untracked: Vec<String>,
+/// The advice when the inventory names no tracked project.
+fn nothing_tracked(untracked: Vec<String>) -> Advice {
+    Advice {
+        core: CoreAdvice {
+            project: String::new(),
+            installed: None,
+            latest: None,
+            latest_feature: None,
+            status: "not-installed",
+            summary: "The inventory names no tracked project.".into(),
+            feature_releases_between: Vec::new(),
+            vulnerabilities_fixed: Vec::new(),
+        },
+        target: None,
+        plugins: Vec::new(),
+        recommendation: "Nothing to advise: none of these packages is tracked.".into(),
+        untracked,
+        upgrade: compat::UpgradePlan::default(),
+    }
+}
+
+/// The core release an advice is about: the one with `target_key`, else the newest feature
+/// release.
+fn target_of<'c>(
+    catalog: &'c Catalog,
+    core: &Project,
     target_key: Option<&str>,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Advice> {
-    let Some(core) = core_of(app, installed).cloned() else {
-        return Ok(Advice {
-            core: CoreAdvice {
-                project: String::new(),
-                installed: None,
-                latest: None,
-                latest_feature: None,
-                status: "not-installed",
-                summary: "The inventory names no tracked project.".into(),
-                feature_releases_between: Vec::new(),
-                vulnerabilities_fixed: Vec::new(),
-            },
-            target: None,
-            plugins: Vec::new(),
-            recommendation: "Nothing to advise: none of these packages is tracked.".into(),
-            untracked,
-            upgrade: compat::UpgradePlan::default(),
-        });
-    };
-    let mut names: Vec<String> = vec![core.name.clone()];
-    names.extend(installed.keys().cloned());
-    let catalog = Catalog::load(app, &names).await?;
-    let target = match target_key {
+) -> Option<&'c ReleaseRow> {
+    match target_key {
         Some(key) => catalog.releases(&core.name).iter().find(|r| {
             r.parsed
                 .as_ref()
@@ -536,45 +578,86 @@ async fn build(
         }),
         None => catalog.latest_feature(&core.name),
     }
-    .cloned();
-    docs.gather(
-        app,
-        &wanted_docs(app, &catalog, &core, installed, target.as_ref()),
-        now,
-    )
-    .await?;
-    let docs = &*docs;
+}
+
+/// The documents [`advice`] reads for `installed` and `target_key`.
+fn docs_for(
+    tracked: Tracked<'_>,
+    catalog: &Catalog,
+    installed: &InventoryMap,
+    target_key: Option<&str>,
+) -> Vec<(Project, String)> {
+    let Some(core) = core_of(tracked, installed) else {
+        return Vec::new();
+    };
+    let target = target_of(catalog, core, target_key);
+    wanted_docs(tracked, catalog, core, installed, target)
+}
+
+/// The report for an inventory from what is loaded: no I/O. `docs` must hold what
+/// [`docs_for`] names (a missing document reads as unknown metadata).
+fn advice(
+    tracked: Tracked<'_>,
+    catalog: &Catalog,
+    docs: &Docs,
+    installed: &InventoryMap,
+    untracked: Vec<String>,
+    target_key: Option<&str>,
+) -> Advice {
+    let Some(core) = core_of(tracked, installed) else {
+        return nothing_tracked(untracked);
+    };
+    let target = target_of(catalog, core, target_key);
     let core_advice = core_advice(
-        &catalog,
+        catalog,
         docs,
-        &core,
+        core,
         installed.get(&core.name).map(String::as_str),
     );
-    let plugins = match &target {
-        Some(t) => plugin_assessments(app, &catalog, docs, &core, t, installed),
+    let plugins = match target {
+        Some(t) => plugin_assessments(tracked, catalog, docs, core, t, installed),
         None => Vec::new(),
     };
-    let recommendation = match (&target, target.as_ref().and_then(|t| t.parsed.clone())) {
-        (Some(_), Some(v)) if !plugins.is_empty() => {
-            compat::recommendation(&core.name, &v, &plugins)
-        }
+    let recommendation = match target.and_then(|t| t.parsed.as_ref()) {
+        Some(v) if !plugins.is_empty() => compat::recommendation(&core.name, v, &plugins),
         _ => core_advice.summary.clone(),
     };
-    let upgrade = upgrade_plan(app, &catalog, &core, installed, target.as_ref(), &plugins);
-    Ok(Advice {
+    let upgrade = upgrade_plan(tracked, catalog, core, installed, target, &plugins);
+    Advice {
         core: core_advice,
-        target: target.map(|t| t.version),
+        target: target.map(|t| t.version.clone()),
         plugins,
         recommendation,
         untracked,
         upgrade,
-    })
+    }
+}
+
+/// Loads what the report for one inventory needs (recorded releases, per-version documents
+/// fetched when missing or changed) and builds it.
+async fn build(
+    app: &App,
+    installed: &InventoryMap,
+    untracked: Vec<String>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Advice> {
+    let tracked = Tracked::of(&app.config);
+    let Some(core) = core_of(tracked, installed) else {
+        return Ok(nothing_tracked(untracked));
+    };
+    let mut names: Vec<String> = vec![core.name.clone()];
+    names.extend(installed.keys().cloned());
+    let catalog = Catalog::load(app, &names).await?;
+    let mut docs = Docs::default();
+    docs.gather(app, &docs_for(tracked, &catalog, installed, None), now)
+        .await?;
+    Ok(advice(tracked, &catalog, &docs, installed, untracked, None))
 }
 
 /// The pinned command: the newest final release of the target's line (else the newest final
 /// release) and every plugin version the verdicts name.
 fn upgrade_plan(
-    app: &App,
+    tracked: Tracked<'_>,
     catalog: &Catalog,
     core: &Project,
     installed: &InventoryMap,
@@ -595,7 +678,7 @@ fn upgrade_plan(
         return compat::UpgradePlan::default();
     };
     let dist = |name: &str| {
-        app.config
+        tracked
             .project(name)
             .and_then(|p| p.pypi.clone())
             .unwrap_or_else(|| name.to_string())
@@ -611,15 +694,7 @@ fn upgrade_plan(
 /// feature release.
 pub async fn advise(app: &App, items: &[Installed]) -> anyhow::Result<Advice> {
     let (installed, untracked) = tracked_inventory(app, items);
-    build(
-        app,
-        &mut Docs::default(),
-        &installed,
-        untracked,
-        None,
-        app.clock.now(),
-    )
-    .await
+    build(app, &installed, untracked, app.clock.now()).await
 }
 
 /// One cell of the compatibility board: a plugin against one core feature release.
@@ -641,7 +716,6 @@ pub struct BoardCell {
 /// One row of the board: a plugin of the core.
 #[derive(Debug, Clone, Serialize)]
 pub struct BoardPlugin {
-    /// Project name.
     pub name: String,
     /// The module name pretalx reports for it.
     pub module: Option<String>,
@@ -687,56 +761,19 @@ pub async fn board(app: &App, core: &Project, columns: usize) -> anyhow::Result<
         .take(columns)
         .cloned()
         .collect();
-    let mut wanted: Vec<(Project, String)> = features
-        .iter()
-        .map(|r| (core.clone(), r.version.clone()))
-        .collect();
-    for p in &plugins {
-        for r in catalog
-            .releases(&p.name)
-            .iter()
-            .filter(|r| r.class != ReleaseClass::Prerelease && !r.yanked)
-            .take(DOCS_PER_PLUGIN)
-        {
-            wanted.push(((*p).clone(), r.version.clone()));
-        }
-    }
     let mut docs = Docs::default();
-    docs.gather(app, &wanted, app.clock.now()).await?;
+    docs.gather(
+        app,
+        &board_docs(&catalog, core, &features, &plugins),
+        app.clock.now(),
+    )
+    .await?;
     let newest_feature_at = features
         .first()
         .and_then(|r| r.published_at.or(r.available_at));
     let rows = plugins
         .iter()
-        .map(|plugin| {
-            let latest = catalog.latest_final(&plugin.name);
-            let latest_at = latest.and_then(|r| r.published_at.or(r.available_at));
-            let cells = features
-                .iter()
-                .filter_map(|f| {
-                    let release = core_release(&docs, core, f)?;
-                    let a = assess_plugin(&catalog, &docs, core, &release, plugin, None);
-                    Some((
-                        f.version.clone(),
-                        BoardCell {
-                            verdict: a.verdict,
-                            install: a.install,
-                            evidence: a.evidence,
-                            overridden: compat::overridden(&plugin.compat, &release.version),
-                            hints: a.hints,
-                        },
-                    ))
-                })
-                .collect();
-            BoardPlugin {
-                name: plugin.name.clone(),
-                module: plugin.module.clone(),
-                latest: latest.map(|r| r.version.clone()),
-                latest_published: date(latest_at),
-                new_since_feature: matches!((latest_at, newest_feature_at), (Some(p), Some(f)) if p > f),
-                cells,
-            }
-        })
+        .map(|plugin| board_row(&catalog, &docs, core, &features, plugin, newest_feature_at))
         .collect();
     Ok(Board {
         core: core.name.clone(),
@@ -753,6 +790,69 @@ pub async fn board(app: &App, core: &Project, columns: usize) -> anyhow::Result<
     })
 }
 
+/// The documents the board reads: each column's core release, and the newest final releases
+/// of each plugin.
+fn board_docs(
+    catalog: &Catalog,
+    core: &Project,
+    features: &[ReleaseRow],
+    plugins: &[&Project],
+) -> Vec<(Project, String)> {
+    let mut wanted: Vec<(Project, String)> = features
+        .iter()
+        .map(|r| (core.clone(), r.version.clone()))
+        .collect();
+    for p in plugins {
+        for r in catalog
+            .releases(&p.name)
+            .iter()
+            .filter(|r| r.class != ReleaseClass::Prerelease && !r.yanked)
+            .take(DOCS_PER_PLUGIN)
+        {
+            wanted.push(((*p).clone(), r.version.clone()));
+        }
+    }
+    wanted
+}
+
+/// One plugin's row: its newest release and a cell per column.
+fn board_row(
+    catalog: &Catalog,
+    docs: &Docs,
+    core: &Project,
+    features: &[ReleaseRow],
+    plugin: &Project,
+    newest_feature_at: Option<DateTime<Utc>>,
+) -> BoardPlugin {
+    let latest = catalog.latest_final(&plugin.name);
+    let latest_at = latest.and_then(|r| r.published_at.or(r.available_at));
+    let cells = features
+        .iter()
+        .filter_map(|f| {
+            let release = core_release(docs, core, f)?;
+            let a = assess_plugin(catalog, docs, core, &release, plugin, None);
+            Some((
+                f.version.clone(),
+                BoardCell {
+                    verdict: a.verdict,
+                    install: a.install,
+                    evidence: a.evidence,
+                    overridden: compat::overridden(&plugin.compat, &release.version),
+                    hints: a.hints,
+                },
+            ))
+        })
+        .collect();
+    BoardPlugin {
+        name: plugin.name.clone(),
+        module: plugin.module.clone(),
+        latest: latest.map(|r| r.version.clone()),
+        latest_published: date(latest_at),
+        new_since_feature: matches!((latest_at, newest_feature_at), (Some(p), Some(f)) if p > f),
+        cells,
+    }
+}
+
 /// What [`process`] queued.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AlertsReport {
@@ -760,318 +860,36 @@ pub struct AlertsReport {
     pub compat_reports: usize,
     /// Follow-ups after a plugin release changed a verdict.
     pub followups: usize,
-    /// Bugfix advice.
+    /// Advice to take a new bugfix release.
     pub bugfix_advice: usize,
-}
-
-fn verdict_map(plugins: &[Assessment]) -> BTreeMap<String, String> {
-    plugins
-        .iter()
-        .map(|a| (a.plugin.clone(), a.verdict.as_str().to_string()))
-        .collect()
-}
-
-fn fingerprint(verdicts: &BTreeMap<String, String>) -> String {
-    use sha2::{Digest, Sha256};
-    let text: String = verdicts.iter().map(|(k, v)| format!("{k}={v};")).collect();
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The channel message kind of an alert kind.
-fn channel_message(kind: &str) -> Option<ChannelMessage> {
-    match kind {
-        "compat_report" => Some(ChannelMessage::CompatReport),
-        "compat_followup" => Some(ChannelMessage::CompatFollowup),
-        "bugfix_advice" => Some(ChannelMessage::BugfixAdvice),
-        _ => None,
-    }
-}
-
-/// Who an operator alert goes to: a subscriber by mail, or a channel of `HERALD_CHANNELS`
-/// with an inventory.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
-    /// A subscriber with an inventory, by mail.
-    Mail {
-        /// Subscriber.
-        subscriber_id: i64,
-        /// Their address.
-        email: String,
-    },
-    /// A channel with an inventory.
-    Channel(String),
-}
-
-impl Target {
-    /// The key of what this operator was told (`compat_state`, `channel_compat_state`).
-    fn key(&self) -> OperatorKey {
-        match self {
-            Target::Mail { subscriber_id, .. } => OperatorKey::Subscriber(*subscriber_id),
-            Target::Channel(name) => OperatorKey::Channel(name.clone()),
-        }
-    }
-}
-
-/// A message the alerts phase will queue.
-struct Queued {
-    to: Target,
-    kind: &'static str,
-    subject_key: String,
-    payload: serde_json::Value,
-}
-
-fn uses_core(app: &App, installed: &InventoryMap, core: &str) -> bool {
-    installed.contains_key(core)
-        || installed
-            .keys()
-            .filter_map(|k| app.config.project(k))
-            .any(|p| p.plugin_of.as_deref() == Some(core))
-}
-
-/// Verdicts an operator was told, per (operator, core release).
-type CompatStates = BTreeMap<(OperatorKey, i64), BTreeMap<String, String>>;
-
-/// An operator: a subscriber or a channel with an inventory.
-struct Operator<'a> {
-    to: Target,
-    installed: &'a InventoryMap,
-}
-
-/// One alerts pass: the releases it handles, what it will queue and record.
-struct Pass<'a> {
-    app: &'a App,
-    now: DateTime<Utc>,
-    docs: Docs,
-    /// Feature and bugfix releases of tracked projects, in the order they were recorded.
-    found: Vec<ReleaseRow>,
-    states: &'a CompatStates,
-    queue: Vec<Queued>,
-    new_states: Vec<(OperatorKey, i64, BTreeMap<String, String>)>,
-    report: AlertsReport,
-}
-
-fn key_of(release: &ReleaseRow) -> String {
-    release
-        .parsed
-        .as_ref()
-        .map(version::canonical_key)
-        .unwrap_or_default()
-}
-
-impl Pass<'_> {
-    /// The feature and bugfix releases of `core` this pass found, newest first.
-    fn core_releases(&self, core: &Project) -> Vec<ReleaseRow> {
-        let mut releases: Vec<ReleaseRow> = self
-            .found
-            .iter()
-            .filter(|r| r.project == core.name && r.parsed.is_some())
-            .cloned()
-            .collect();
-        releases.sort_by(|a, b| b.parsed.cmp(&a.parsed));
-        releases
-    }
-
-    /// Queues the one message about `core` this pass owes an operator (see
-    /// [`decide::core_alert`]); true when there is one. When the pass found several releases
-    /// of the core, the message lists them (`found`, newest first).
-    async fn core_message(&mut self, op: &Operator<'_>, core: &Project) -> anyhow::Result<bool> {
-        let releases = self.core_releases(core);
-        let pass: Vec<PassRelease> = releases
-            .iter()
-            .filter_map(|r| {
-                Some(PassRelease {
-                    release_id: r.id,
-                    version: r.parsed.clone()?,
-                    class: r.class,
-                })
-            })
-            .collect();
-        let installed = op
-            .installed
-            .get(&core.name)
-            .and_then(|v| version::parse(v).ok());
-        let uses = uses_core(self.app, op.installed, &core.name);
-        let alert = decide::core_alert(&pass, installed.as_ref(), uses);
-        let row = |id: i64| releases.iter().find(|r| r.id == id);
-        let (kind, prefix, release, mut payload) = match alert {
-            Some(CoreAlert::Report {
-                release_id,
-                upgrade_to,
-            }) => {
-                let Some(release) = row(release_id) else {
-                    return Ok(false);
-                };
-                let newer = upgrade_to.and_then(row);
-                let payload = self.report_payload(op, core, release, newer).await?;
-                ("compat_report", "compat", release, payload)
-            }
-            Some(CoreAlert::Bugfix { release_id }) => {
-                let Some(release) = row(release_id) else {
-                    return Ok(false);
-                };
-                let advice = build(
-                    self.app,
-                    &mut self.docs,
-                    op.installed,
-                    Vec::new(),
-                    None,
-                    self.now,
-                )
-                .await?;
-                self.report.bugfix_advice += 1;
-                let payload = serde_json::to_value(&advice)?;
-                ("bugfix_advice", "bugfix", release, payload)
-            }
-            None => return Ok(false),
-        };
-        if releases.len() > 1 {
-            let found: Vec<&str> = releases.iter().map(|r| r.version.as_str()).collect();
-            payload["found"] = serde_json::to_value(found)?;
-        }
-        self.queue.push(Queued {
-            to: op.to.clone(),
-            kind,
-            subject_key: format!("{prefix}:{}:{}", core.name, key_of(release)),
-            payload,
-        });
-        Ok(true)
-    }
-
-    /// The compatibility report for the feature release `release`, and the verdicts it tells.
-    /// With `newer`, the newest bugfix release of its line found with it, the report says to
-    /// install that one (`upgrade_to`), and so does its recommendation.
-    async fn report_payload(
-        &mut self,
-        op: &Operator<'_>,
-        core: &Project,
-        release: &ReleaseRow,
-        newer: Option<&ReleaseRow>,
-    ) -> anyhow::Result<serde_json::Value> {
-        let mut advice = build(
-            self.app,
-            &mut self.docs,
-            op.installed,
-            Vec::new(),
-            Some(&key_of(release)),
-            self.now,
-        )
-        .await?;
-        self.new_states
-            .push((op.to.key(), release.id, verdict_map(&advice.plugins)));
-        if let Some(newer_v) = newer.and_then(|r| r.parsed.as_ref())
-            && !advice.plugins.is_empty()
-        {
-            advice.recommendation = compat::recommendation(&core.name, newer_v, &advice.plugins);
-        }
-        let mut payload = serde_json::to_value(&advice)?;
-        if let Some(newer) = newer {
-            payload["upgrade_to"] = newer.version.clone().into();
-        }
-        self.report.compat_reports += 1;
-        Ok(payload)
-    }
-
-    /// Re-assesses, after this pass's releases of plugins an operator runs, every release of
-    /// `core` the operator was told about, and queues a follow-up for each whose verdicts
-    /// changed. With `superseded` (the operator's core message of this pass carries the
-    /// current verdicts already) the new verdicts are recorded and nothing more is sent.
-    async fn followups(
-        &mut self,
-        op: &Operator<'_>,
-        core: &Project,
-        superseded: bool,
-    ) -> anyhow::Result<()> {
-        let app = self.app;
-        let triggers: Vec<&ReleaseRow> = self
-            .found
-            .iter()
-            .filter(|r| op.installed.contains_key(&r.project))
-            .filter(|r| {
-                app.config
-                    .project(&r.project)
-                    .is_some_and(|p| p.plugin_of.as_deref() == Some(&core.name))
-            })
-            .collect();
-        if triggers.is_empty() {
-            return Ok(());
-        }
-        let key = op.to.key();
-        let told = self
-            .states
-            .range((key.clone(), i64::MIN)..=(key.clone(), i64::MAX));
-        for ((_, core_release_id), before) in told {
-            let Some(core_release) = app.store.release(*core_release_id).await? else {
-                continue;
-            };
-            if core_release.project != core.name {
-                continue;
-            }
-            let core_key = key_of(&core_release);
-            let advice = build(
-                app,
-                &mut self.docs,
-                op.installed,
-                Vec::new(),
-                Some(&core_key),
-                self.now,
-            )
-            .await?;
-            let after = verdict_map(&advice.plugins);
-            if after == *before {
-                continue;
-            }
-            let changed: Vec<String> = after
-                .iter()
-                .filter(|(k, v)| before.get(*k) != Some(*v))
-                .map(|(k, _)| k.clone())
-                .collect();
-            // The plugin release behind the change, when this pass found several.
-            let Some(trigger) = triggers
-                .iter()
-                .find(|r| changed.contains(&r.project))
-                .or(triggers.first())
-            else {
-                continue;
-            };
-            let subject_key = format!(
-                "compat-followup:{}:{core_key}:{}",
-                core.name,
-                fingerprint(&after)
-            );
-            self.new_states.push((key.clone(), *core_release_id, after));
-            if superseded {
-                continue;
-            }
-            let mut payload = serde_json::to_value(&advice)?;
-            payload["trigger"] =
-                serde_json::json!({"project": trigger.project, "version": trigger.version});
-            payload["changed"] = serde_json::to_value(changed)?;
-            self.queue.push(Queued {
-                to: op.to.clone(),
-                kind: "compat_followup",
-                subject_key,
-                payload,
-            });
-            self.report.followups += 1;
-        }
-        Ok(())
-    }
 }
 
 /// Decides and queues the operator alerts of every release found new and not handled yet:
 /// per operator and core project, one message for the whole pass (the compatibility report
 /// of the newest feature release, else advice for the newest bugfix release), or, when the
 /// pass found no core release for them, the follow-ups of plugin releases that changed a
-/// verdict.
+/// verdict. Loads once, fetches the documents the plan reads (never inside a transaction),
+/// plans ([`plan::plan`], pure), then queues everything in one transaction.
 pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     let now = app.clock.now();
+    let Some(input) = load_pass(app).await? else {
+        return Ok(AlertsReport::default());
+    };
+    let tracked = Tracked::of(&app.config);
+    let mut docs = Docs::default();
+    docs.gather(app, &plan::docs_wanted(tracked, &input), now)
+        .await?;
+    let planned = plan::plan(tracked, &input, &docs)?;
+    queue_plan(app, &input.pending, &planned, now).await?;
+    Ok(planned.report)
+}
+
+/// Everything one pass reads from the database, each table once; `None` when no release
+/// waits for its alerts.
+async fn load_pass(app: &App) -> anyhow::Result<Option<plan::Input>> {
     let pending = app.store.releases_pending_alerts().await?;
     if pending.is_empty() {
-        return Ok(AlertsReport::default());
+        return Ok(None);
     }
     let inventories = app.store.inventories().await?;
     let states = app.store.compat_states().await?;
@@ -1082,96 +900,76 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
         .into_iter()
         .map(|s| (s.id, s.email.as_str().to_string()))
         .collect();
-    let mut found = Vec::new();
-    for release_id in &pending {
-        if let Some(release) = app.store.release(*release_id).await?
-            && release.class != ReleaseClass::Prerelease
-            && app.config.project(&release.project).is_some()
-        {
-            found.push(release);
-        }
-    }
-    // Decide everything first (this may fetch documents); then one transaction queues it.
-    let mut pass = Pass {
-        app,
-        now,
-        docs: Docs::default(),
-        found,
-        states: &states,
-        queue: Vec::new(),
-        new_states: Vec::new(),
-        report: AlertsReport::default(),
-    };
-    let cores: Vec<&Project> = app.config.cores().collect();
-    for (subscriber_id, installed) in &inventories {
-        let Some(email) = emails.get(subscriber_id) else {
-            continue;
-        };
-        let op = Operator {
-            to: Target::Mail {
-                subscriber_id: *subscriber_id,
-                email: email.clone(),
-            },
-            installed,
-        };
-        for core in &cores {
-            let told = pass.core_message(&op, core).await?;
-            pass.followups(&op, core, told).await?;
-        }
-    }
-    let channel_inventories: Vec<(&Channel, InventoryMap)> = app
-        .config
-        .channels
+    let rows = app
+        .store
+        .releases(&ReleaseFilter {
+            projects: app.config.projects.iter().map(|p| p.name.clone()).collect(),
+            with_withdrawn: true,
+            ..ReleaseFilter::default()
+        })
+        .await?;
+    let catalog = Catalog::from_rows(rows.iter().filter(|r| r.withdrawn_at.is_none()).cloned());
+    let releases: HashMap<i64, ReleaseRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+    let found = pending
         .iter()
-        .filter(|c| !c.installed.is_empty())
-        .map(|c| (c, tracked_inventory(app, &c.installed).0))
+        .filter_map(|id| releases.get(id))
+        .filter(|r| plan::alerts_for(r) && app.config.project(&r.project).is_some())
+        .cloned()
         .collect();
-    for (channel, installed) in &channel_inventories {
-        let op = Operator {
-            to: Target::Channel(channel.name.clone()),
-            installed,
-        };
-        for core in &cores {
-            if [
-                ChannelMessage::CompatReport,
-                ChannelMessage::CompatFollowup,
-                ChannelMessage::BugfixAdvice,
-            ]
+    Ok(Some(plan::Input {
+        pending,
+        found,
+        releases,
+        catalog,
+        states,
+        operators: operators(app, inventories, &emails),
+    }))
+}
+
+/// Every operator: subscribers with an inventory (by id), then channels with one.
+fn operators(
+    app: &App,
+    inventories: BTreeMap<i64, InventoryMap>,
+    emails: &HashMap<i64, String>,
+) -> Vec<plan::Operator> {
+    let mut operators: Vec<plan::Operator> = inventories
+        .into_iter()
+        .filter_map(|(subscriber_id, installed)| {
+            let email = emails.get(&subscriber_id)?.clone();
+            Some(plan::Operator {
+                to: plan::Target::Mail {
+                    subscriber_id,
+                    email,
+                },
+                installed,
+            })
+        })
+        .collect();
+    operators.extend(
+        app.config
+            .channels
             .iter()
-            .any(|m| channel.wants_alert(*m, &core.name))
-            {
-                let told = pass.core_message(&op, core).await?;
-                pass.followups(&op, core, told).await?;
-            }
-        }
-    }
-    // A channel gets the kinds of message it lists (the verdicts are recorded regardless).
-    pass.queue.retain(|q| match &q.to {
-        Target::Mail { .. } => true,
-        Target::Channel(name) => app.config.channel(name).is_some_and(|c| {
-            let core = q.subject_key.split(':').nth(1).unwrap_or_default();
-            channel_message(q.kind).is_some_and(|m| c.wants_alert(m, core))
-        }),
-    });
-    pass.report.compat_reports = pass
-        .queue
-        .iter()
-        .filter(|q| q.kind == "compat_report")
-        .count();
-    pass.report.followups = pass
-        .queue
-        .iter()
-        .filter(|q| q.kind == "compat_followup")
-        .count();
-    pass.report.bugfix_advice = pass
-        .queue
-        .iter()
-        .filter(|q| q.kind == "bugfix_advice")
-        .count();
+            .filter(|c| !c.installed.is_empty())
+            .map(|c| plan::Operator {
+                to: plan::Target::Channel(c.name.clone()),
+                installed: tracked_inventory(app, &c.installed).0,
+            }),
+    );
+    operators
+}
+
+/// Queues the plan's messages, records the verdicts told and marks the pass's releases
+/// handled, in one transaction.
+async fn queue_plan(
+    app: &App,
+    pending: &[i64],
+    planned: &plan::Plan,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let mut tx = app.store.begin().await?;
-    for q in &pass.queue {
+    for q in &planned.queue {
         match &q.to {
-            Target::Mail {
+            plan::Target::Mail {
                 subscriber_id,
                 email,
             } => {
@@ -1190,7 +988,7 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
                 )
                 .await?;
             }
-            Target::Channel(name) => {
+            plan::Target::Channel(name) => {
                 let delivery_id = crate::notify::channels::delivery_id(name, &q.subject_key);
                 store::enqueue_channel(
                     &mut tx,
@@ -1207,14 +1005,14 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
             }
         }
     }
-    for (operator, core_release_id, verdicts) in &pass.new_states {
+    for (operator, core_release_id, verdicts) in &planned.new_states {
         store::put_compat_state(&mut tx, operator, *core_release_id, verdicts, now).await?;
     }
-    for id in &pending {
+    for id in pending {
         store::mark_alerts_done(&mut tx, *id, now).await?;
     }
     tx.commit().await.context("cannot record operator alerts")?;
-    Ok(pass.report)
+    Ok(())
 }
 
 /// One plugin in pretalx's update-check payload (`name` is the plugin's module name).
@@ -1222,7 +1020,7 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
 pub struct CheckedPlugin {
     /// Module name, e.g. `pretalx_pages`.
     pub name: String,
-    /// Installed version.
+    /// The version installed, as the instance reports it.
     pub version: String,
 }
 
@@ -1234,7 +1032,7 @@ pub struct UpdateCheckRequest {
     pub id: Option<String>,
     /// The installed core version.
     pub version: String,
-    /// Installed plugins.
+    /// The plugins installed, by module name.
     #[serde(default)]
     pub plugins: Vec<CheckedPlugin>,
 }
@@ -1266,7 +1064,7 @@ pub struct UpdateCheckExtra {
 /// The answer: pretalx's shape plus `herald`.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpdateCheckAnswer {
-    /// The core.
+    /// The core's latest release, and whether the instance's is older.
     pub version: Latest,
     /// Per plugin, keyed by the name the instance sent.
     pub plugins: BTreeMap<String, Latest>,
@@ -1293,19 +1091,7 @@ pub async fn update_check(
     app: &App,
     req: &UpdateCheckRequest,
 ) -> anyhow::Result<UpdateCheckAnswer> {
-    let core = app
-        .config
-        .projects
-        .iter()
-        .find(|p| {
-            p.plugin_of.is_none()
-                && req.plugins.iter().any(|pl| {
-                    resolve(app, &pl.name).is_some_and(|t| t.plugin_of.as_deref() == Some(&p.name))
-                })
-        })
-        .or_else(|| app.config.projects.iter().find(|p| p.plugin_of.is_none()))
-        .cloned()
-        .context("no core project is tracked")?;
+    let core = checked_core(app, req).context("no core project is tracked")?;
     let mut installed = InventoryMap::new();
     installed.insert(core.name.clone(), req.version.clone());
     let mut names_sent: BTreeMap<String, String> = BTreeMap::new();
@@ -1319,15 +1105,7 @@ pub async fn update_check(
             None => untracked.push(plugin.name.clone()),
         }
     }
-    let advice = build(
-        app,
-        &mut Docs::default(),
-        &installed,
-        untracked,
-        None,
-        app.clock.now(),
-    )
-    .await?;
+    let advice = build(app, &installed, untracked, app.clock.now()).await?;
     let names: Vec<String> = installed.keys().cloned().collect();
     let catalog = Catalog::load(app, &names).await?;
     let mut plugins = BTreeMap::new();
@@ -1341,13 +1119,8 @@ pub async fn update_check(
         .plugins
         .iter()
         .map(|a| {
-            (
-                names_sent
-                    .get(&a.plugin)
-                    .cloned()
-                    .unwrap_or_else(|| a.plugin.clone()),
-                a.clone(),
-            )
+            let sent = names_sent.get(&a.plugin).unwrap_or(&a.plugin);
+            (sent.clone(), a.clone())
         })
         .collect();
     Ok(UpdateCheckAnswer {
@@ -1361,4 +1134,17 @@ pub async fn update_check(
             untracked: advice.untracked,
         },
     })
+}
+
+/// The core an update check is about: the one whose plugins the instance sent, else the
+/// first core tracked.
+fn checked_core<'a>(app: &'a App, req: &UpdateCheckRequest) -> Option<&'a Project> {
+    let cores = || app.config.projects.iter().filter(|p| p.plugin_of.is_none());
+    cores()
+        .find(|p| {
+            req.plugins.iter().any(|pl| {
+                resolve(app, &pl.name).is_some_and(|t| t.plugin_of.as_deref() == Some(&p.name))
+            })
+        })
+        .or_else(|| cores().next())
 }

@@ -73,7 +73,6 @@ impl Clock for ManualClock {
 pub struct App {
     /// Validated configuration.
     pub config: Arc<Config>,
-    /// The database.
     pub store: Store,
     /// The shared HTTP client.
     pub http: HttpClient,
@@ -81,7 +80,7 @@ pub struct App {
     pub sources: Arc<Sources>,
     /// Templates, relay and signer.
     pub notifier: Arc<Notifier>,
-    /// The clock.
+    /// Where "now" comes from (a [`ManualClock`] in tests).
     pub clock: Arc<dyn Clock>,
 }
 

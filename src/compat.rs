@@ -11,7 +11,6 @@
 //! storing it (`store`), choosing which plugins an operator runs (`inventory`, `alerts`), or
 //! version parsing itself (`version`). Pure: no I/O, no clock (dates come in as arguments).
 
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -20,44 +19,12 @@ use pep508_rs::{MarkerExpression, Requirement, VersionOrUrl};
 use serde::{Deserialize, Serialize};
 
 use crate::model::normalize_name;
+pub use crate::model::{Override, Verdict};
 use crate::version::{canonical_key, line, parse};
-
-/// How ready a plugin is for a core release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// A plugin release declares a requirement on the core that admits the release.
-    Ready,
-    /// A plugin release came out alongside or after the core release; nothing is declared.
-    Likely,
-    /// No sign either way.
-    Unknown,
-    /// The plugin's newest declaration excludes the core release.
-    Blocked,
-}
-
-impl Verdict {
-    /// The stable lower-case name used in JSON, the database and mails.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ready => "ready",
-            Verdict::Likely => "likely",
-            Verdict::Unknown => "unknown",
-            Verdict::Blocked => "blocked",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A release of the core project (a feature release, usually).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoreRelease {
-    /// Its version.
     pub version: Version,
     /// When it was published; without it, release timing cannot count as evidence.
     pub published_at: Option<DateTime<Utc>>,
@@ -68,7 +35,6 @@ pub struct CoreRelease {
 /// What Herald knows about one release of a plugin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginRelease {
-    /// Its version.
     pub version: Version,
     /// When it was published.
     pub published_at: Option<DateTime<Utc>>,
@@ -78,23 +44,6 @@ pub struct PluginRelease {
     pub requires_python: Option<String>,
     /// Whether the index marks it yanked (yanked releases are never evidence).
     pub yanked: bool,
-}
-
-/// An operator's override from the projects file (`[[project.compat]]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Override {
-    /// The core release it applies to: a line such as `2026.2` (every `2026.2.x`) or an exact
-    /// version such as `2026.2.1`. An exact version wins over a line.
-    pub core: String,
-    /// The verdict to report.
-    pub verdict: Verdict,
-    /// The plugin version to install with that core.
-    #[serde(default)]
-    pub install: Option<String>,
-    /// Why, shown as the evidence.
-    #[serde(default)]
-    pub note: Option<String>,
 }
 
 /// The verdict for one plugin.
@@ -413,7 +362,28 @@ fn from_evidence(
     candidates: &[&PluginRelease],
     window: Duration,
     hints: &mut Vec<String>,
-) -> (Verdict, Option<String>, String) {
+) -> Found {
+    if let Some(found) = from_declarations(core_name, core, plugin_name, candidates, hints) {
+        return found;
+    }
+    if let Some(found) = released_alongside(core, core_label, plugin_name, candidates, window) {
+        return found;
+    }
+    no_sign(core, core_label, plugin_name, candidates)
+}
+
+/// A verdict with the version to install and the evidence sentence.
+type Found = (Verdict, Option<String>, String);
+
+/// The newest declaration on the core decides: ready when it admits the release, blocked when
+/// it excludes it (unless a later release dropped the requirement: then only a hint).
+fn from_declarations(
+    core_name: &str,
+    core: &CoreRelease,
+    plugin_name: &str,
+    candidates: &[&PluginRelease],
+    hints: &mut Vec<String>,
+) -> Option<Found> {
     let declarations: Vec<Option<Declaration>> = candidates
         .iter()
         .map(|r| {
@@ -427,14 +397,14 @@ fn from_evidence(
         let release = candidates[newest];
         if let Some(decl) = &declarations[newest] {
             if decl.admits {
-                return (
+                return Some((
                     Verdict::Ready,
                     Some(release.version.to_string()),
                     format!(
                         "{plugin_name} {} declares {}, which admits {}",
                         release.version, decl.text, core.version
                     ),
-                );
+                ));
             }
             let dropped = candidates[..newest]
                 .iter()
@@ -467,19 +437,31 @@ fn from_evidence(
                             release.version, decl.text
                         ),
                     };
-                    return (Verdict::Blocked, older, evidence);
+                    return Some((Verdict::Blocked, older, evidence));
                 }
             }
         }
     }
 
+    None
+}
+
+/// Likely: a plugin release came out alongside (within `window` before) or after the core
+/// release.
+fn released_alongside(
+    core: &CoreRelease,
+    core_label: &str,
+    plugin_name: &str,
+    candidates: &[&PluginRelease],
+    window: Duration,
+) -> Option<Found> {
     if let Some(core_at) = core.published_at {
         let since = core_at - window;
         let alongside = candidates
             .iter()
             .find(|r| r.published_at.is_some_and(|at| at >= since));
         if let Some((release, at)) = alongside.and_then(|r| r.published_at.map(|at| (r, at))) {
-            return (
+            return Some((
                 Verdict::Likely,
                 Some(release.version.to_string()),
                 format!(
@@ -488,10 +470,20 @@ fn from_evidence(
                     day(&at),
                     relative_to_core(&at, &core_at, core_label)
                 ),
-            );
+            ));
         }
     }
 
+    None
+}
+
+/// Unknown: no sign either way, saying what the latest release is.
+fn no_sign(
+    core: &CoreRelease,
+    core_label: &str,
+    plugin_name: &str,
+    candidates: &[&PluginRelease],
+) -> Found {
     let latest = match candidates.first() {
         None => format!("no release of {plugin_name} is known"),
         Some(r) => match r.published_at {

@@ -21,15 +21,13 @@ use crate::version;
 /// A release a run found new.
 #[derive(Debug, Clone)]
 pub struct NewRelease {
-    /// Row id.
+    /// `releases.id`.
     pub release_id: i64,
-    /// Project.
     pub project: String,
     /// Canonical version key.
     pub key: String,
     /// Version (orders a run's releases, newest first).
     pub version: Version,
-    /// Class.
     pub class: ReleaseClass,
 }
 
@@ -38,18 +36,14 @@ pub struct NewRelease {
 pub enum Delivery {
     /// A message of its own, now.
     Instant {
-        /// Subscriber.
         subscriber_id: i64,
-        /// Release.
         release_id: i64,
         /// The outbox subject key.
         subject_key: String,
     },
     /// An item of a digest that falls due at `due_at`.
     Digest {
-        /// Subscriber.
         subscriber_id: i64,
-        /// Release.
         release_id: i64,
         /// Period key, e.g. `daily:2026-11-22`.
         period: String,
@@ -125,9 +119,7 @@ pub fn decide(
 /// One instant message: every release of one project that one run found for one subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstantMessage {
-    /// Subscriber.
     pub subscriber_id: i64,
-    /// Project.
     pub project: String,
     /// The releases, newest first.
     pub release_ids: Vec<i64>,
@@ -181,7 +173,6 @@ pub fn instant_messages(releases: &[NewRelease], deliveries: &[Delivery]) -> Vec
 pub struct ChannelNotice {
     /// The channel's name.
     pub channel: String,
-    /// Project.
     pub project: String,
     /// The releases, newest first.
     pub release_ids: Vec<i64>,
@@ -219,9 +210,8 @@ pub fn channel_notices(releases: &[NewRelease], channels: &[Channel]) -> Vec<Cha
 /// A core release an operator-alerts pass handles.
 #[derive(Debug, Clone)]
 pub struct PassRelease {
-    /// Row id.
+    /// `releases.id`.
     pub release_id: i64,
-    /// Version.
     pub version: Version,
     /// Class (pre-releases never alert).
     pub class: ReleaseClass,

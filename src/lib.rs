@@ -12,15 +12,19 @@
 //! - [`version`] (pure): PEP 440 parsing, tag normalisation, canonical keys, classes, lines.
 //! - [`attribution`] (pure): which tags, release names, feed titles and slugs are a project's,
 //!   and which are another package's; the one rule every source applies.
-//! - [`model`] (pure): projects, sources, classes, observations.
-//! - [`sources`]: PyPI, GitHub and feed adapters behind one trait; the shared HTTP client.
-//! - [`merge`] (pure): which observations are one release and which releases are new.
+//! - [`model`] (pure): projects, sources, classes, observations, subscribers, and the
+//!   upstream facts Herald keeps in its own shape (a release's requirements and known
+//!   vulnerabilities, an operator's compatibility override).
+//! - [`sources`]: PyPI, GitHub and feed adapters behind one trait; the shared HTTP client
+//!   with its conditional-request validators ([`sources::http::Validators`]).
+//! - [`merge`] (pure): which observations are one release and which releases are new, from
+//!   the releases already recorded ([`merge::KnownRelease`], which `store` reads for it).
 //! - [`decide`] (pure): who gets told what, instant or in a digest.
 //! - [`inventory`] (pure): what an operator runs, from `NAME==VERSION` or `pip freeze`.
 //! - [`compat`] (pure): plugin readiness for a core feature release, with evidence.
 //! - [`check`]: one run, end to end, and its summary.
 //! - [`alerts`]: operator reports (compatibility, upgrade advice, vulnerabilities) and the
-//!   update-check answer.
+//!   update-check answer; a pass loads once, plans purely (`alerts::plan`), then queues.
 //! - [`notify`]: the outbox dispatcher (one worker per SMTP connection), templates
 //!   (minijinja), messages (lettre) and the relay connections Herald opens itself
 //!   ([`notify::smtp`]: `TCP_NODELAY`, implicit TLS or STARTTLS, AUTH), and the channel
@@ -34,6 +38,24 @@
 //!   advise form, feeds, update check, health, metrics) with conditional answers
 //!   ([`http::conditional`]); the client address behind trusted proxies ([`http::forwarded`]).
 //! - [`logging`]: tracing to stderr, as text or JSON lines; the CLI's own stderr messages.
+//!
+//! ## Imports point one way
+//!
+//! `cli` -> `serve`/`check`/`alerts` -> `sources`/`store`/`notify`/`http` -> the pure modules
+//! (`version`, `attribution`, `model`, `merge`, `decide`, `compat`, `inventory`, `schedule`),
+//! with `config` beside them (pure modules may read the validated settings). House rules:
+//!
+//! - a pure module imports only pure modules and `config`: nothing from `store`, `sources`,
+//!   `notify`, `http`, `app`, `check`, `alerts`, `cli` or `serve`;
+//! - an adapter (`sources`, `store`, `notify`) never imports orchestration or a front door
+//!   (`check`, `alerts`, `serve`, `http`, `cli`);
+//! - there is no import cycle between top-level modules. A type two layers share lives with
+//!   its owner below them: transport types with the HTTP client, what Herald stores of an
+//!   upstream in `model`, the merge's inputs in `merge`.
+//!
+//! `tests/layout.rs` reads `src/` and fails, naming file and line, on a forbidden import or a
+//! cycle. One edge is known to point the wrong way and is listed there: `notify` takes `&App`
+//! (the dispatcher is to take its parts instead).
 
 pub mod alerts;
 pub mod app;

@@ -16,13 +16,95 @@ use chrono::{DateTime, Utc};
 use pep440_rs::Version;
 
 use crate::model::{Observation, Project, ReleaseClass, SourceKind};
-use crate::store::KnownRelease;
 use crate::version;
+
+/// A release already in the database, as the merge step needs it.
+#[derive(Debug, Clone)]
+pub struct KnownRelease {
+    /// `releases.id`.
+    pub id: i64,
+    pub version: Version,
+    /// Its canonical key ([`version::canonical_key`]): one release per key and project.
+    pub key: String,
+    /// Evidence already recorded: source, inherited flag, URL.
+    pub evidence: Vec<(SourceKind, bool, Option<String>)>,
+    /// The row as stored, to write only what a run changes.
+    pub stored: StoredRelease,
+}
+
+/// A release row's stored values (timestamps as stored text) and the fingerprints of its
+/// evidence rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRelease {
+    pub class: ReleaseClass,
+    /// When it was published, as stored.
+    pub published_at: Option<String>,
+    /// When it became installable on the primary source.
+    pub available_at: Option<String>,
+    /// Withdrawn from the index.
+    pub yanked: bool,
+    /// Why it was yanked, as the index says.
+    pub yanked_reason: Option<String>,
+    /// Known from a source's first fetch.
+    pub baseline: bool,
+    /// The run that announced it.
+    pub new_in_run: Option<i64>,
+    /// When a run withdrew it (another package's under the current attribution rule).
+    pub withdrawn_at: Option<String>,
+    /// Why it was withdrawn.
+    pub withdrawn_reason: Option<String>,
+    /// (source, fingerprint) of each evidence row written since fingerprints exist.
+    pub fingerprints: Vec<(SourceKind, i64)>,
+}
+
+impl StoredRelease {
+    /// A row of `class` with nothing else recorded.
+    pub fn of_class(class: ReleaseClass) -> StoredRelease {
+        StoredRelease {
+            class,
+            published_at: None,
+            available_at: None,
+            yanked: false,
+            yanked_reason: None,
+            baseline: false,
+            new_in_run: None,
+            withdrawn_at: None,
+            withdrawn_reason: None,
+            fingerprints: Vec::new(),
+        }
+    }
+
+    /// Whether writing `next` would change nothing (fingerprints aside).
+    pub(crate) fn same_row(&self, next: &StoredRelease) -> bool {
+        self.class == next.class
+            && self.published_at == next.published_at
+            && self.available_at == next.available_at
+            && self.yanked == next.yanked
+            && self.yanked_reason == next.yanked_reason
+            && self.baseline == next.baseline
+            && self.new_in_run == next.new_in_run
+            && self.withdrawn_at == next.withdrawn_at
+            && self.withdrawn_reason == next.withdrawn_reason
+    }
+}
+
+impl KnownRelease {
+    /// Whether the primary source has offered it for installation.
+    pub fn available(&self) -> bool {
+        self.stored.available_at.is_some()
+    }
+
+    /// Whether a source has recorded evidence of its own (not inherited) for this release.
+    pub fn has_own(&self, kind: SourceKind) -> bool {
+        self.evidence
+            .iter()
+            .any(|(k, inherited, _)| *k == kind && !inherited)
+    }
+}
 
 /// What one source reported in this run.
 #[derive(Debug, Clone)]
 pub struct SourceBatch {
-    /// Which source.
     pub kind: SourceKind,
     /// Its observations.
     pub observations: Vec<Observation>,
@@ -33,7 +115,6 @@ pub struct SourceBatch {
 /// One evidence row to write.
 #[derive(Debug, Clone)]
 pub struct PlannedEvidence {
-    /// Source.
     pub kind: SourceKind,
     /// What it said.
     pub observation: Observation,
@@ -46,11 +127,9 @@ pub struct PlannedEvidence {
 pub struct PlannedRelease {
     /// Version to show.
     pub version: Version,
-    /// Canonical key.
     pub key: String,
-    /// Class.
     pub class: ReleaseClass,
-    /// Line.
+    /// Its release line (`2026.2`), as [`version::line`] gives it.
     pub line: String,
     /// Not in the database yet.
     pub is_new_row: bool,
@@ -66,7 +145,7 @@ pub struct PlannedRelease {
     pub announce: bool,
     /// Yanked state, when the primary source reports one.
     pub yanked: Option<(bool, Option<String>)>,
-    /// Evidence rows.
+    /// One evidence row per source that reported it.
     pub evidence: Vec<PlannedEvidence>,
 }
 
@@ -99,23 +178,64 @@ pub fn plan(project: &Project, known: &[KnownRelease], batches: Vec<SourceBatch>
         .find(|b| Some(b.kind) == primary)
         .map(|b| b.had_baseline)
         .unwrap_or(true);
+    let mut ordered = batches;
+    ordered.sort_by_key(|b| Some(b.kind) != primary);
+    let primary_versions = primary_versions(known, primary, &ordered);
+    let slots = slots(ordered, primary, &primary_versions, &known_by_key);
 
-    // Versions the primary source knows: recorded ones and this run's.
-    let mut primary_versions: Vec<Version> = known
+    let all_keys: HashSet<String> = known
+        .iter()
+        .map(|k| k.key.clone())
+        .chain(slots.keys().cloned())
+        .collect();
+    let is_published = |key: &str| all_keys.contains(key);
+
+    let mut releases: Vec<PlannedRelease> = slots
+        .into_iter()
+        .map(|(key, slot)| {
+            let existing = known_by_key.get(key.as_str()).copied();
+            let sight = Sight {
+                primary,
+                primary_had_baseline,
+            };
+            planned_release(key, slot, existing, sight, &is_published)
+        })
+        .collect();
+    inherit_line_posts(known, &mut releases, &is_published);
+    releases.sort_by(|a, b| a.version.cmp(&b.version));
+    Plan { releases }
+}
+
+/// Versions the primary source knows: recorded ones and this run's (`ordered` has the
+/// primary's batch first, when there is one).
+fn primary_versions(
+    known: &[KnownRelease],
+    primary: Option<SourceKind>,
+    ordered: &[SourceBatch],
+) -> Vec<Version> {
+    let mut versions: Vec<Version> = known
         .iter()
         .filter(|k| primary.is_some_and(|p| k.has_own(p)))
         .map(|k| k.version.clone())
         .collect();
-    let mut ordered = batches;
-    ordered.sort_by_key(|b| Some(b.kind) != primary);
     if let Some(batch) = ordered.first().filter(|b| Some(b.kind) == primary) {
-        primary_versions.extend(batch.observations.iter().map(|o| o.version.clone()));
+        versions.extend(batch.observations.iter().map(|o| o.version.clone()));
     }
+    versions
+}
+
+/// Groups the observations by canonical key, primary source first; a secondary source's
+/// version the primary published only as a post-release joins that post-release.
+fn slots(
+    ordered: Vec<SourceBatch>,
+    primary: Option<SourceKind>,
+    primary_versions: &[Version],
+    known_by_key: &HashMap<&str, &KnownRelease>,
+) -> BTreeMap<String, Slot> {
     let primary_keys: HashSet<String> = primary_versions
         .iter()
         .map(version::canonical_key)
         .collect();
-
     let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
     for batch in ordered {
         let is_primary = Some(batch.kind) == primary;
@@ -147,51 +267,55 @@ pub fn plan(project: &Project, known: &[KnownRelease], batches: Vec<SourceBatch>
             });
         }
     }
+    slots
+}
 
-    let all_keys: HashSet<String> = known
+/// The primary source of a project and whether it had its baseline before this run.
+#[derive(Clone, Copy)]
+struct Sight {
+    primary: Option<SourceKind>,
+    primary_had_baseline: bool,
+}
+
+/// What to write for one slot, given the release already recorded under its key.
+fn planned_release(
+    key: String,
+    slot: Slot,
+    existing: Option<&KnownRelease>,
+    sight: Sight,
+    is_published: &dyn Fn(&str) -> bool,
+) -> PlannedRelease {
+    let primary = sight.primary;
+    let version = existing.map(|k| k.version.clone()).unwrap_or(slot.version);
+    let primary_obs = slot
+        .evidence
         .iter()
-        .map(|k| k.key.clone())
-        .chain(slots.keys().cloned())
-        .collect();
-    let is_published = |key: &str| all_keys.contains(key);
-
-    let mut releases: Vec<PlannedRelease> = Vec::new();
-    for (key, slot) in slots {
-        let existing = known_by_key.get(key.as_str());
-        let version = existing.map(|k| k.version.clone()).unwrap_or(slot.version);
-        let primary_obs = slot
+        .find(|e| Some(e.kind) == primary)
+        .map(|e| &e.observation);
+    let becomes_available =
+        primary_obs.is_some_and(|o| o.available) && !existing.is_some_and(|k| k.available());
+    let yanked_now = primary_obs.is_some_and(|o| o.yanked);
+    PlannedRelease {
+        class: version::classify(&version, is_published),
+        line: version::line(&version),
+        is_new_row: existing.is_none(),
+        primary_published_at: primary_obs.and_then(|o| o.published_at),
+        other_published_at: slot
             .evidence
             .iter()
-            .find(|e| Some(e.kind) == primary)
-            .map(|e| &e.observation);
-        let becomes_available =
-            primary_obs.is_some_and(|o| o.available) && !existing.is_some_and(|k| k.available());
-        let yanked_now = primary_obs.is_some_and(|o| o.yanked);
-        releases.push(PlannedRelease {
-            class: version::classify(&version, is_published),
-            line: version::line(&version),
-            is_new_row: existing.is_none(),
-            primary_published_at: primary_obs.and_then(|o| o.published_at),
-            other_published_at: slot
-                .evidence
-                .iter()
-                .filter(|e| Some(e.kind) != primary)
-                .filter_map(|e| e.observation.published_at)
-                .min(),
-            becomes_available,
-            baseline: becomes_available && !primary_had_baseline,
-            announce: becomes_available && primary_had_baseline && !yanked_now,
-            yanked: primary_obs
-                .filter(|_| primary == Some(SourceKind::Pypi))
-                .map(|o| (o.yanked, o.yanked_reason.clone())),
-            evidence: slot.evidence,
-            version,
-            key,
-        });
+            .filter(|e| Some(e.kind) != primary)
+            .filter_map(|e| e.observation.published_at)
+            .min(),
+        becomes_available,
+        baseline: becomes_available && !sight.primary_had_baseline,
+        announce: becomes_available && sight.primary_had_baseline && !yanked_now,
+        yanked: primary_obs
+            .filter(|_| primary == Some(SourceKind::Pypi))
+            .map(|o| (o.yanked, o.yanked_reason.clone())),
+        evidence: slot.evidence,
+        version,
+        key,
     }
-    inherit_line_posts(known, &mut releases, &is_published);
-    releases.sort_by(|a, b| a.version.cmp(&b.version));
-    Plan { releases }
 }
 
 /// Gives each bugfix release without a post of its own the post of the closest lower release
@@ -201,57 +325,11 @@ fn inherit_line_posts(
     releases: &mut Vec<PlannedRelease>,
     is_published: &dyn Fn(&str) -> bool,
 ) {
-    // (version, post URL) of every release with its own feed evidence.
-    let mut posts: Vec<(Version, String)> = known
-        .iter()
-        .filter_map(|k| {
-            k.evidence
-                .iter()
-                .find(|(kind, inherited, _)| *kind == SourceKind::Feed && !inherited)
-                .and_then(|(_, _, url)| url.clone())
-                .map(|url| (k.version.clone(), url))
-        })
-        .collect();
-    for r in releases.iter() {
-        if let Some(e) = r
-            .evidence
-            .iter()
-            .find(|e| e.kind == SourceKind::Feed && !e.inherited)
-        {
-            posts.retain(|(v, _)| version::canonical_key(v) != r.key);
-            posts.push((
-                r.version.clone(),
-                e.observation.url.clone().unwrap_or_default(),
-            ));
-        }
-    }
+    let posts = line_posts(known, releases);
     if posts.is_empty() {
         return;
     }
-    let planned: HashSet<String> = releases.iter().map(|r| r.key.clone()).collect();
-    // Known releases untouched by this run may need a post too.
-    for k in known.iter().filter(|k| !planned.contains(&k.key)) {
-        if !k
-            .evidence
-            .iter()
-            .any(|(kind, _, _)| *kind == SourceKind::Feed)
-        {
-            releases.push(PlannedRelease {
-                version: k.version.clone(),
-                key: k.key.clone(),
-                class: version::classify(&k.version, is_published),
-                line: version::line(&k.version),
-                is_new_row: false,
-                primary_published_at: None,
-                other_published_at: None,
-                becomes_available: false,
-                baseline: false,
-                announce: false,
-                yanked: None,
-                evidence: Vec::new(),
-            });
-        }
-    }
+    add_untouched(known, releases, is_published);
     let known_urls: HashMap<&str, Option<&str>> = known
         .iter()
         .filter_map(|k| {
@@ -294,6 +372,67 @@ fn inherit_line_posts(
     }
     // Drop the placeholder rows that did not receive anything.
     releases.retain(|r| r.is_new_row || !r.evidence.is_empty());
+}
+
+/// (version, post URL) of every release with its own feed evidence, this run's replacing
+/// what was recorded.
+fn line_posts(known: &[KnownRelease], releases: &[PlannedRelease]) -> Vec<(Version, String)> {
+    let mut posts: Vec<(Version, String)> = known
+        .iter()
+        .filter_map(|k| {
+            k.evidence
+                .iter()
+                .find(|(kind, inherited, _)| *kind == SourceKind::Feed && !inherited)
+                .and_then(|(_, _, url)| url.clone())
+                .map(|url| (k.version.clone(), url))
+        })
+        .collect();
+    for r in releases {
+        if let Some(e) = r
+            .evidence
+            .iter()
+            .find(|e| e.kind == SourceKind::Feed && !e.inherited)
+        {
+            posts.retain(|(v, _)| version::canonical_key(v) != r.key);
+            posts.push((
+                r.version.clone(),
+                e.observation.url.clone().unwrap_or_default(),
+            ));
+        }
+    }
+    posts
+}
+
+/// Adds a placeholder row for each known release this run did not touch and that has no
+/// feed evidence: it may inherit a post too.
+fn add_untouched(
+    known: &[KnownRelease],
+    releases: &mut Vec<PlannedRelease>,
+    is_published: &dyn Fn(&str) -> bool,
+) {
+    let planned: HashSet<String> = releases.iter().map(|r| r.key.clone()).collect();
+    for k in known.iter().filter(|k| !planned.contains(&k.key)) {
+        if !k
+            .evidence
+            .iter()
+            .any(|(kind, _, _)| *kind == SourceKind::Feed)
+        {
+            releases.push(PlannedRelease {
+                version: k.version.clone(),
+                key: k.key.clone(),
+                class: version::classify(&k.version, is_published),
+                line: version::line(&k.version),
+                is_new_row: false,
+                primary_published_at: None,
+                other_published_at: None,
+                becomes_available: false,
+                baseline: false,
+                announce: false,
+                yanked: None,
+                evidence: Vec::new(),
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -339,9 +478,9 @@ mod tests {
                     .iter()
                     .map(|e| (e.kind, e.inherited, e.observation.url.clone()))
                     .collect(),
-                stored: crate::store::StoredRelease {
+                stored: StoredRelease {
                     available_at: r.becomes_available.then(|| "2026-01-01T00:00:00Z".into()),
-                    ..crate::store::StoredRelease::of_class(r.class)
+                    ..StoredRelease::of_class(r.class)
                 },
             })
             .collect()

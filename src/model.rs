@@ -154,7 +154,7 @@ pub struct Project {
     /// `pip install` step.
     pub upgrade_steps: Vec<String>,
     /// Operator overrides of plugin compatibility verdicts (`[[project.compat]]`).
-    pub compat: Vec<crate::compat::Override>,
+    pub compat: Vec<Override>,
 }
 
 impl Project {
@@ -378,21 +378,20 @@ pub enum SubscriberStatus {
 /// A subscriber and what they follow.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Subscriber {
-    /// Row id.
+    /// `subscribers.id`.
     pub id: i64,
-    /// Address.
     pub email: EmailAddress,
     /// Pending or confirmed.
     pub status: SubscriberStatus,
-    /// Delivery mode.
+    /// Mail at once or in a daily or weekly digest.
     pub digest: DigestMode,
     /// Classes they want.
     pub classes: Vec<ReleaseClass>,
     /// Projects they follow.
     pub projects: Vec<String>,
-    /// Since when.
+    /// When they first asked.
     pub created_at: DateTime<Utc>,
-    /// Confirmed when.
+    /// When they confirmed the address, if they have.
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
@@ -415,6 +414,91 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
+/// How ready a plugin is for a core release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// A plugin release declares a requirement on the core that admits the release.
+    Ready,
+    /// A plugin release came out alongside or after the core release; nothing is declared.
+    Likely,
+    /// No sign either way.
+    Unknown,
+    /// The plugin's newest declaration excludes the core release.
+    Blocked,
+}
+
+impl Verdict {
+    /// The stable lower-case name used in JSON, the database and mails.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ready => "ready",
+            Verdict::Likely => "likely",
+            Verdict::Unknown => "unknown",
+            Verdict::Blocked => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An operator's override from the projects file (`[[project.compat]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// The core release it applies to: a line such as `2026.2` (every `2026.2.x`) or an exact
+    /// version such as `2026.2.1`. An exact version wins over a line.
+    pub core: String,
+    /// The verdict to report.
+    pub verdict: Verdict,
+    /// The plugin version to install with that core.
+    #[serde(default)]
+    pub install: Option<String>,
+    /// Why, shown as the evidence.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// What Herald keeps of one release's per-version metadata (table `release_metadata`): its
+/// requirements and its known vulnerabilities. Herald's own shape, whatever index served it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseMetadata {
+    /// `Requires-Dist`, when the index has it.
+    pub requires_dist: Option<Vec<String>>,
+    /// `Requires-Python`, when declared.
+    pub requires_python: Option<String>,
+    /// Known vulnerabilities of this version (withdrawn reports left out).
+    pub vulnerabilities: Vec<Vulnerability>,
+}
+
+/// One known vulnerability of a release, as stored (a JSON array of these per release in
+/// `release_metadata.vulnerabilities`; rows written before this type existed have the same
+/// field names, and every field but `id` may be missing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vulnerability {
+    /// Advisory id: `GHSA-...` or `PYSEC-...`.
+    pub id: String,
+    /// CVE ids and other names of the same advisory.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// One line, when given.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// Versions that fix it.
+    #[serde(default)]
+    pub fixed_in: Vec<String>,
+    /// Where to read about it.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// When the report was retracted, if it was.
+    #[serde(default)]
+    pub withdrawn: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,5 +513,20 @@ mod tests {
             "550 5.1.1 <o***@mail.example.org>: Recipient address rejected"
         );
         assert_eq!(mask_emails_in("421 try later"), "421 try later");
+    }
+
+    /// The JSON of `release_metadata.vulnerabilities` as rows already hold it (written when
+    /// the column held the index's own records): it decodes, and is written back unchanged.
+    #[test]
+    fn stored_vulnerabilities_keep_their_shape() {
+        let stored = r#"[{"id":"GHSA-2c2p-8w9x-2x8q","aliases":["CVE-2024-1234"],"summary":"XSS in the schedule editor","fixed_in":["2024.1.1"],"link":"https://osv.dev/vulnerability/GHSA-2c2p-8w9x-2x8q","withdrawn":null}]"#;
+        let read: Vec<Vulnerability> = serde_json::from_str(stored).expect("decodes");
+        assert_eq!(read[0].id, "GHSA-2c2p-8w9x-2x8q");
+        assert_eq!(read[0].fixed_in, ["2024.1.1"]);
+        assert_eq!(serde_json::to_string(&read).expect("encodes"), stored);
+        let sparse: Vec<Vulnerability> =
+            serde_json::from_str(r#"[{"id":"PYSEC-2021-1"}]"#).expect("decodes");
+        assert_eq!(sparse[0].aliases, Vec::<String>::new());
+        assert_eq!(sparse[0].link, None);
     }
 }

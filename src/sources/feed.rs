@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use scraper::{Html, Selector};
 use url::Url;
 
-use super::http::{Body, Fetch, HttpError, Request};
+use super::http::{Body, Fetch, FetchError, Request};
 use super::{FetchContext, Fetched, Source, SourceError};
 use crate::attribution::{self, Candidate, Verdict};
 use crate::model::{Observation, Project, SourceKind};
@@ -122,15 +122,11 @@ pub fn posts_from_page(html: &str, base: &Url, project: &Project) -> Vec<Observa
 /// One entry of a feed, as read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedEntry {
-    /// Title text.
     pub title: Option<String>,
     /// The post's URL (the `alternate` link, else the first).
     pub link: Option<String>,
-    /// Publication time.
     pub published: Option<chrono::DateTime<chrono::Utc>>,
-    /// Last update.
     pub updated: Option<chrono::DateTime<chrono::Utc>>,
-    /// Summary text.
     pub summary: Option<String>,
 }
 
@@ -216,7 +212,7 @@ fn from_feed(body: Body, project: &Project) -> Result<Fetched, SourceError> {
 }
 
 impl FeedSource {
-    async fn get(&self, url: &Url, cx: FetchContext<'_>) -> Result<Fetch, HttpError> {
+    async fn get(&self, url: &Url, cx: FetchContext<'_>) -> Result<Fetch, FetchError> {
         cx.http
             .get(
                 &Request {
@@ -255,7 +251,7 @@ impl FeedSource {
                 }
                 // The feed moved or turned into a page: discover it again from the page.
                 Ok(Fetch::Modified(_))
-                | Err(HttpError::Status {
+                | Err(FetchError::Status {
                     status: 404 | 410, ..
                 }) => {}
                 Err(err) => return Err(err.into()),

@@ -2,7 +2,7 @@
 //! total timeouts, gzip, a `User-Agent` naming Herald, retries with backoff for transient
 //! failures, and rate-limit answers turned into a time to come back.
 //!
-//! Owns: one typed [`HttpError`] whose messages name the method and URL (never a token).
+//! Owns: one typed [`FetchError`] whose messages name the method and URL (never a token).
 //! Does not own: what the bodies mean (the source adapters parse them).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,36 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use crate::config::HttpSettings;
-use crate::store::{Validators, body_digest};
+
+/// `ETag` / `Last-Modified` of one URL, sent back as `If-None-Match` / `If-Modified-Since`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// The entity tag, exactly as received (quotes and `W/` included).
+    pub etag: Option<String>,
+    /// The `Last-Modified` value, exactly as received.
+    pub last_modified: Option<String>,
+    /// The digest of the body (see [`body_digest`]): the same body again, with the same
+    /// (or no) validators, is as good as a 304.
+    pub digest: Option<String>,
+}
+
+impl Validators {
+    /// True when there is nothing to send and nothing to compare.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none() && self.digest.is_none()
+    }
+
+    /// Whether the headers to send back are the same (the digest aside).
+    pub fn same_headers(&self, other: &Validators) -> bool {
+        self.etag == other.etag && self.last_modified == other.last_modified
+    }
+}
+
+/// The digest stored for a body: XXH3-128, as 32 hex digits. Fast enough to run on every
+/// body (several GB/s), and only ever compared with the digest of the same URL's last body.
+pub fn body_digest(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
 
 /// How long to wait after a 429 that says nothing about when to come back.
 const DEFAULT_RATE_LIMIT_WAIT: i64 = 60;
@@ -25,29 +54,23 @@ const DEFAULT_RATE_LIMIT_WAIT: i64 = 60;
 /// `User-Agent` sent with every request.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"), " (release notifier)");
 
-/// A failed request.
+/// A failed upstream request (the client side; the web service's own error answer is
+/// `http::HttpError`).
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum HttpError {
+pub enum FetchError {
     /// No complete answer in time.
     #[error("GET {url}: timed out after {seconds:.0}s")]
     Timeout {
-        /// The URL.
         url: String,
-        /// The limit.
+        /// The total timeout, in seconds.
         seconds: f64,
     },
     /// The connection could not be made.
     #[error("GET {url}: cannot connect: {detail}")]
-    Connect {
-        /// The URL.
-        url: String,
-        /// Why.
-        detail: String,
-    },
+    Connect { url: String, detail: String },
     /// An unexpected status.
     #[error("GET {url}: HTTP {status}{detail}")]
     Status {
-        /// The URL.
         url: String,
         /// The status code.
         status: u16,
@@ -57,7 +80,6 @@ pub enum HttpError {
     /// The upstream asked us to come back later.
     #[error("GET {url}: rate limited (HTTP {status}); retry after {until}")]
     RateLimited {
-        /// The URL.
         url: String,
         /// 429 or 403.
         status: u16,
@@ -67,38 +89,35 @@ pub enum HttpError {
     /// The body is larger than allowed.
     #[error("GET {url}: response larger than the {limit}-byte limit (HERALD_MAX_BODY_BYTES)")]
     TooLarge {
-        /// The URL.
         url: String,
-        /// The cap.
+        /// `HERALD_MAX_BODY_BYTES`.
         limit: usize,
     },
     /// Anything else on the wire: a redirect loop, a dropped connection, a broken body.
     #[error("GET {url}: {detail}")]
     Transport {
-        /// The URL.
         url: String,
-        /// What happened.
         detail: String,
         /// Whether trying again may help.
         transient: bool,
     },
 }
 
-impl HttpError {
+impl FetchError {
     /// Whether a retry may succeed (5xx, timeouts, refused or dropped connections).
     pub fn is_transient(&self) -> bool {
         match self {
-            HttpError::Timeout { .. } | HttpError::Connect { .. } => true,
-            HttpError::Status { status, .. } => *status >= 500,
-            HttpError::Transport { transient, .. } => *transient,
-            HttpError::RateLimited { .. } | HttpError::TooLarge { .. } => false,
+            FetchError::Timeout { .. } | FetchError::Connect { .. } => true,
+            FetchError::Status { status, .. } => *status >= 500,
+            FetchError::Transport { transient, .. } => *transient,
+            FetchError::RateLimited { .. } | FetchError::TooLarge { .. } => false,
         }
     }
 
     /// When the upstream asked to be left alone until.
     pub fn deferred_until(&self) -> Option<DateTime<Utc>> {
         match self {
-            HttpError::RateLimited { until, .. } => Some(*until),
+            FetchError::RateLimited { until, .. } => Some(*until),
             _ => None,
         }
     }
@@ -107,7 +126,6 @@ impl HttpError {
 /// One GET request.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
-    /// Where.
     pub url: &'a Url,
     /// The `Accept` header.
     pub accept: &'a str,
@@ -126,7 +144,7 @@ pub struct Body {
     pub final_url: Url,
     /// The `Content-Type`, lower-case.
     pub content_type: Option<String>,
-    /// The body.
+    /// The body, decompressed.
     pub bytes: Vec<u8>,
     /// The answer's validators.
     pub validators: Validators,
@@ -172,7 +190,7 @@ pub fn install_tls_provider() {
 
 impl HttpClient {
     /// Builds the client from the configured limits.
-    pub fn new(settings: &HttpSettings) -> Result<HttpClient, HttpError> {
+    pub fn new(settings: &HttpSettings) -> Result<HttpClient, FetchError> {
         install_tls_provider();
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -181,7 +199,7 @@ impl HttpClient {
             .gzip(true)
             .redirect(reqwest::redirect::Policy::limited(10))
             .build()
-            .map_err(|err| HttpError::Transport {
+            .map_err(|err| FetchError::Transport {
                 url: String::new(),
                 detail: format!("cannot build the HTTP client: {err}"),
                 transient: false,
@@ -199,7 +217,7 @@ impl HttpClient {
     }
 
     /// GETs a URL, retrying transient failures with exponential backoff.
-    pub async fn get(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, HttpError> {
+    pub async fn get(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, FetchError> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.settings.backoff)
             .with_max_delay(
@@ -212,14 +230,14 @@ impl HttpClient {
             .with_jitter();
         (|| self.get_once(req, now))
             .retry(backoff)
-            .when(HttpError::is_transient)
+            .when(FetchError::is_transient)
             .notify(|err, wait| {
                 tracing::debug!(url = %req.url, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
             })
             .await
     }
 
-    async fn get_once(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, HttpError> {
+    async fn get_once(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, FetchError> {
         let url = req.url.to_string();
         let mut builder = self
             .client
@@ -255,7 +273,7 @@ impl HttpClient {
             return Ok(Fetch::NotModified);
         }
         if let Some(until) = rate_limited_until(status, response.headers(), now) {
-            return Err(HttpError::RateLimited {
+            return Err(FetchError::RateLimited {
                 url,
                 status: status.as_u16(),
                 until,
@@ -266,7 +284,7 @@ impl HttpClient {
         if let Some(len) = response.content_length()
             && len > self.settings.max_body_bytes as u64
         {
-            return Err(HttpError::TooLarge {
+            return Err(FetchError::TooLarge {
                 url,
                 limit: self.settings.max_body_bytes,
             });
@@ -276,7 +294,7 @@ impl HttpClient {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if bytes.len() + chunk.len() > self.settings.max_body_bytes {
-                        return Err(HttpError::TooLarge {
+                        return Err(FetchError::TooLarge {
                             url,
                             limit: self.settings.max_body_bytes,
                         });
@@ -295,7 +313,7 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.to_ascii_lowercase());
         if !status.is_success() {
-            return Err(HttpError::Status {
+            return Err(FetchError::Status {
                 url,
                 status: status.as_u16(),
                 detail: excerpt(content_type.as_deref(), &bytes),
@@ -333,22 +351,22 @@ impl HttpClient {
         })))
     }
 
-    fn classify(&self, url: &str, err: reqwest::Error) -> HttpError {
+    fn classify(&self, url: &str, err: reqwest::Error) -> FetchError {
         let url = url.to_string();
         if err.is_timeout() {
-            return HttpError::Timeout {
+            return FetchError::Timeout {
                 url,
                 seconds: self.settings.timeout.as_secs_f64(),
             };
         }
         if err.is_connect() {
-            return HttpError::Connect {
+            return FetchError::Connect {
                 url,
                 detail: root_cause(&err),
             };
         }
         if err.is_redirect() {
-            return HttpError::Transport {
+            return FetchError::Transport {
                 url,
                 detail: format!(
                     "too many redirects or a redirect loop ({})",
@@ -357,7 +375,7 @@ impl HttpClient {
                 transient: false,
             };
         }
-        HttpError::Transport {
+        FetchError::Transport {
             url,
             detail: format!(
                 "connection failed while reading the answer: {}",

@@ -17,8 +17,8 @@ use futures::future::BoxFuture;
 
 use crate::config::Config;
 use crate::model::{Observation, Project, SourceKind};
-use crate::store::Validators;
-use http::{HttpClient, HttpError};
+use crate::sources::http::Validators;
+use http::{FetchError, HttpClient};
 
 /// What a source needs for one fetch.
 #[derive(Debug, Clone, Copy)]
@@ -95,11 +95,10 @@ impl Fetched {
 pub enum SourceError {
     /// The request failed.
     #[error(transparent)]
-    Http(#[from] HttpError),
+    Http(#[from] FetchError),
     /// The answer is not a document Herald can read.
     #[error("GET {url}: {detail}")]
     Document {
-        /// The URL.
         url: String,
         /// What is wrong with it.
         detail: String,

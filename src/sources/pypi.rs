@@ -17,7 +17,7 @@ use url::Url;
 use super::http::{Body, Fetch, Request};
 use super::{FetchContext, Fetched, Source, SourceError, json_body};
 use crate::attribution::{self, Candidate, Verdict};
-use crate::model::{Observation, Project, SourceKind};
+use crate::model::{Observation, Project, ReleaseMetadata, SourceKind, Vulnerability};
 use crate::version;
 
 const SIMPLE_JSON: &str = "application/vnd.pypi.simple.v1+json";
@@ -464,44 +464,40 @@ mod tests {
     }
 }
 
-/// One vulnerability the index records for a release (from OSV).
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub struct Vulnerability {
-    /// `GHSA-...` or `PYSEC-...`.
-    pub id: String,
-    /// CVE ids and others.
+/// One vulnerability record of a per-version document (from OSV), as the index sends it.
+#[derive(Deserialize)]
+struct OsvRecord {
+    id: String,
     #[serde(default)]
-    pub aliases: Vec<String>,
-    /// One line, when given.
+    aliases: Vec<String>,
     #[serde(default)]
-    pub summary: Option<String>,
-    /// Versions that fix it.
+    summary: Option<String>,
     #[serde(default)]
-    pub fixed_in: Vec<String>,
-    /// Where to read about it.
+    fixed_in: Vec<String>,
     #[serde(default)]
-    pub link: Option<String>,
-    /// Set when the report was retracted.
+    link: Option<String>,
     #[serde(default)]
-    pub withdrawn: Option<String>,
+    withdrawn: Option<String>,
 }
 
-/// What alerts need from a per-version document (`/pypi/NAME/VERSION/json`).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct ReleaseDoc {
-    /// `Requires-Dist`, when the index has it.
-    pub requires_dist: Option<Vec<String>>,
-    /// `Requires-Python`, when declared.
-    pub requires_python: Option<String>,
-    /// Known vulnerabilities of this version (withdrawn reports left out).
-    pub vulnerabilities: Vec<Vulnerability>,
+impl From<OsvRecord> for Vulnerability {
+    fn from(r: OsvRecord) -> Vulnerability {
+        Vulnerability {
+            id: r.id,
+            aliases: r.aliases,
+            summary: r.summary,
+            fixed_in: r.fixed_in,
+            link: r.link,
+            withdrawn: r.withdrawn,
+        }
+    }
 }
 
 #[derive(Deserialize)]
 struct VersionDocument {
     info: VersionInfo,
     #[serde(default)]
-    vulnerabilities: Vec<Vulnerability>,
+    vulnerabilities: Vec<OsvRecord>,
 }
 
 #[derive(Deserialize)]
@@ -513,15 +509,16 @@ struct VersionInfo {
 }
 
 /// Reads a per-version JSON document.
-pub fn parse_release_doc(body: &Body) -> Result<ReleaseDoc, SourceError> {
+pub fn parse_release_doc(body: &Body) -> Result<ReleaseMetadata, SourceError> {
     let doc: VersionDocument = json_body(body)?;
-    Ok(ReleaseDoc {
+    Ok(ReleaseMetadata {
         requires_dist: doc.info.requires_dist,
         requires_python: doc.info.requires_python.filter(|s| !s.trim().is_empty()),
         vulnerabilities: doc
             .vulnerabilities
             .into_iter()
             .filter(|v| v.withdrawn.is_none())
+            .map(Vulnerability::from)
             .collect(),
     })
 }
@@ -536,8 +533,8 @@ impl PypiSource {
         version: &str,
     ) -> Result<
         (
-            Option<ReleaseDoc>,
-            Option<(String, crate::store::Validators)>,
+            Option<ReleaseMetadata>,
+            Option<(String, crate::sources::http::Validators)>,
         ),
         SourceError,
     > {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 
 use super::{Store, StoreError, ts};
-use crate::sources::pypi::{ReleaseDoc, Vulnerability};
+use crate::model::{ReleaseMetadata, Vulnerability};
 
 /// One operator's inventory: project -> installed version.
 pub type InventoryMap = BTreeMap<String, String>;
@@ -64,7 +64,7 @@ impl Store {
         &self,
         project: &str,
         version_key: &str,
-    ) -> Result<Option<ReleaseDoc>, StoreError> {
+    ) -> Result<Option<ReleaseMetadata>, StoreError> {
         const SQL: &str = "SELECT requires_dist, requires_python, vulnerabilities FROM release_metadata \
              WHERE project = ? AND version_key = ?";
         let Some(row) = sqlx::query(SQL)
@@ -77,7 +77,7 @@ impl Store {
         };
         let dist: Option<String> = row.try_get("requires_dist")?;
         let vulns: String = row.try_get("vulnerabilities")?;
-        Ok(Some(ReleaseDoc {
+        Ok(Some(ReleaseMetadata {
             requires_dist: dist
                 .map(|d| serde_json::from_str(&d))
                 .transpose()
@@ -143,7 +143,7 @@ pub async fn put_release_doc(
     conn: &mut SqliteConnection,
     project: &str,
     version_key: &str,
-    doc: &ReleaseDoc,
+    doc: &ReleaseMetadata,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO release_metadata (project, version_key, requires_dist, requires_python, \
@@ -210,4 +210,45 @@ pub async fn mark_alerts_done(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `release_metadata` row as earlier versions wrote it (the index's own vulnerability
+    /// records, every field present) still reads, and reads the same once written back.
+    #[tokio::test]
+    async fn release_metadata_rows_written_before_keep_reading() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let store = Store::open(&url).await.expect("open");
+        const OLD_ROW: &str = "INSERT INTO release_metadata (project, version_key, requires_dist, \
+             requires_python, vulnerabilities, fetched_at) VALUES ('pretalx', '2.3.1', \
+             '[\"Django>=4.2\"]', '>=3.9', ?, '2026-07-08T12:00:00.000000Z')";
+        let vulns = r#"[{"id":"PYSEC-2023-41","aliases":["CVE-2023-28458"],"summary":null,"fixed_in":["2.3.2"],"link":"https://osv.dev/vulnerability/PYSEC-2023-41","withdrawn":null},{"id":"GHSA-wh3w-jcc7-mhmf"}]"#;
+        sqlx::query(OLD_ROW)
+            .bind(vulns)
+            .execute(store.pool())
+            .await
+            .expect("old row");
+        let read = store
+            .release_doc("pretalx", "2.3.1")
+            .await
+            .expect("reads")
+            .expect("row");
+        assert_eq!(read.requires_dist, Some(vec!["Django>=4.2".to_string()]));
+        assert_eq!(read.requires_python.as_deref(), Some(">=3.9"));
+        assert_eq!(read.vulnerabilities.len(), 2);
+        assert_eq!(read.vulnerabilities[0].fixed_in, ["2.3.2"]);
+        assert_eq!(read.vulnerabilities[1].aliases, Vec::<String>::new());
+        let now: DateTime<Utc> = "2026-07-09T12:00:00Z".parse().expect("ts");
+        let mut tx = store.begin().await.expect("tx");
+        put_release_doc(&mut tx, "pretalx", "2.3.1", &read, now)
+            .await
+            .expect("write back");
+        tx.commit().await.expect("commit");
+        let again = store.release_doc("pretalx", "2.3.1").await.expect("reads");
+        assert_eq!(again, Some(read));
+    }
 }

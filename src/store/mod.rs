@@ -28,8 +28,7 @@ pub use releases::{
 };
 pub use runs::{LeaseOutcome, Metrics, RunRow, host_name};
 pub use sources::{
-    SourceState, Validators, body_digest, first_reports, put_validators, skip_key, source_failed,
-    source_succeeded,
+    SourceState, first_reports, put_validators, skip_key, source_failed, source_succeeded,
 };
 pub use status::OutboxHealth;
 pub use subscribers::{PendingOutcome, SubscriberWrite, subscribers_following};

@@ -7,36 +7,7 @@ use sqlx::{Row, SqliteConnection};
 
 use super::{Store, StoreError, parse_ts_opt, ts};
 use crate::model::SourceKind;
-
-/// `ETag` / `Last-Modified` of one URL, sent back as `If-None-Match` / `If-Modified-Since`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Validators {
-    /// The entity tag, exactly as received (quotes and `W/` included).
-    pub etag: Option<String>,
-    /// The `Last-Modified` value, exactly as received.
-    pub last_modified: Option<String>,
-    /// The digest of the body (see [`body_digest`]): the same body again, with the same
-    /// (or no) validators, is as good as a 304.
-    pub digest: Option<String>,
-}
-
-impl Validators {
-    /// True when there is nothing to send and nothing to compare.
-    pub fn is_empty(&self) -> bool {
-        self.etag.is_none() && self.last_modified.is_none() && self.digest.is_none()
-    }
-
-    /// Whether the headers to send back are the same (the digest aside).
-    pub fn same_headers(&self, other: &Validators) -> bool {
-        self.etag == other.etag && self.last_modified == other.last_modified
-    }
-}
-
-/// The digest stored for a body: XXH3-128, as 32 hex digits. Fast enough to run on every
-/// body (several GB/s), and only ever compared with the digest of the same URL's last body.
-pub fn body_digest(bytes: &[u8]) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
-}
+use crate::sources::http::Validators;
 
 /// The recorded state of one project x source.
 #[derive(Debug, Clone, Default, serde::Serialize)]
