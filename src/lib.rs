@@ -53,7 +53,7 @@
 //!   its owner below them: transport types with the HTTP client, what Herald stores of an
 //!   upstream in `model`, the merge's inputs in `merge`.
 //!
-//! `tests/layout.rs` reads `src/` and fails, naming file and line, on a forbidden import or a
+//! `tests/it/layout.rs` reads `src/` and fails, naming file and line, on a forbidden import or a
 //! cycle. One edge is known to point the wrong way and is listed there: `notify` takes `&App`
 //! (the dispatcher is to take its parts instead).
 

@@ -22,6 +22,7 @@ mod documents;
 mod feeds;
 mod fuzz_regressions;
 mod hostile;
+mod layout;
 mod mail;
 mod operations;
 mod pages;

@@ -11,7 +11,7 @@
 //!
 //! To see it fail, add `use crate::store::Store;` to `src/merge.rs` (a forbidden edge), or
 //! `use crate::check::CheckOptions;` to `src/store/mod.rs` (a cycle through `check`), and run
-//! `cargo test --test layout`.
+//! `cargo test --test it layout::`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
