@@ -28,9 +28,12 @@ use crate::config::channels::{Channel, ChannelMessage};
 use crate::decide::{self, CoreAlert, PassRelease};
 use crate::inventory::Installed;
 use crate::model::{Project, ReleaseClass, SourceKind, normalize_name};
+use crate::notify::outbox::{
+    AlertKind, AlertReport, Letter, Post, Trigger, queue_mail, queue_notice,
+};
 use crate::sources::FetchContext;
 use crate::sources::pypi::{ReleaseDoc, Vulnerability};
-use crate::store::{self, InventoryMap, NewMessage, OperatorKey, ReleaseFilter, ReleaseRow};
+use crate::store::{self, InventoryMap, OperatorKey, ReleaseFilter, ReleaseRow};
 use crate::version;
 
 /// How long before or after a core release a plugin release counts as released alongside.
@@ -781,16 +784,6 @@ fn fingerprint(verdicts: &BTreeMap<String, String>) -> String {
         .collect()
 }
 
-/// The channel message kind of an alert kind.
-fn channel_message(kind: &str) -> Option<ChannelMessage> {
-    match kind {
-        "compat_report" => Some(ChannelMessage::CompatReport),
-        "compat_followup" => Some(ChannelMessage::CompatFollowup),
-        "bugfix_advice" => Some(ChannelMessage::BugfixAdvice),
-        _ => None,
-    }
-}
-
 /// Who an operator alert goes to: a subscriber by mail, or a channel of `HERALD_CHANNELS`
 /// with an inventory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -819,9 +812,9 @@ impl Target {
 /// A message the alerts phase will queue.
 struct Queued {
     to: Target,
-    kind: &'static str,
+    kind: AlertKind,
     subject_key: String,
-    payload: serde_json::Value,
+    payload: AlertReport,
 }
 
 fn uses_core(app: &App, installed: &InventoryMap, core: &str) -> bool {
@@ -907,7 +900,7 @@ impl Pass<'_> {
                 };
                 let newer = upgrade_to.and_then(row);
                 let payload = self.report_payload(op, core, release, newer).await?;
-                ("compat_report", "compat", release, payload)
+                (AlertKind::CompatReport, "compat", release, payload)
             }
             Some(CoreAlert::Bugfix { release_id }) => {
                 let Some(release) = row(release_id) else {
@@ -923,14 +916,13 @@ impl Pass<'_> {
                 )
                 .await?;
                 self.report.bugfix_advice += 1;
-                let payload = serde_json::to_value(&advice)?;
-                ("bugfix_advice", "bugfix", release, payload)
+                let payload = AlertReport::new(&advice)?;
+                (AlertKind::BugfixAdvice, "bugfix", release, payload)
             }
             None => return Ok(false),
         };
         if releases.len() > 1 {
-            let found: Vec<&str> = releases.iter().map(|r| r.version.as_str()).collect();
-            payload["found"] = serde_json::to_value(found)?;
+            payload.found = Some(releases.iter().map(|r| r.version.clone()).collect());
         }
         self.queue.push(Queued {
             to: op.to.clone(),
@@ -950,7 +942,7 @@ impl Pass<'_> {
         core: &Project,
         release: &ReleaseRow,
         newer: Option<&ReleaseRow>,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> anyhow::Result<AlertReport> {
         let mut advice = build(
             self.app,
             &mut self.docs,
@@ -967,10 +959,8 @@ impl Pass<'_> {
         {
             advice.recommendation = compat::recommendation(&core.name, newer_v, &advice.plugins);
         }
-        let mut payload = serde_json::to_value(&advice)?;
-        if let Some(newer) = newer {
-            payload["upgrade_to"] = newer.version.clone().into();
-        }
+        let mut payload = AlertReport::new(&advice)?;
+        payload.upgrade_to = newer.map(|newer| newer.version.clone());
         self.report.compat_reports += 1;
         Ok(payload)
     }
@@ -1046,13 +1036,15 @@ impl Pass<'_> {
             if superseded {
                 continue;
             }
-            let mut payload = serde_json::to_value(&advice)?;
-            payload["trigger"] =
-                serde_json::json!({"project": trigger.project, "version": trigger.version});
-            payload["changed"] = serde_json::to_value(changed)?;
+            let mut payload = AlertReport::new(&advice)?;
+            payload.trigger = Some(Trigger {
+                project: trigger.project.clone(),
+                version: trigger.version.clone(),
+            });
+            payload.changed = Some(changed);
             self.queue.push(Queued {
                 to: op.to.clone(),
-                kind: "compat_followup",
+                kind: AlertKind::CompatFollowup,
                 subject_key,
                 payload,
             });
@@ -1150,23 +1142,23 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
         Target::Mail { .. } => true,
         Target::Channel(name) => app.config.channel(name).is_some_and(|c| {
             let core = q.subject_key.split(':').nth(1).unwrap_or_default();
-            channel_message(q.kind).is_some_and(|m| c.wants_alert(m, core))
+            c.wants_alert(q.kind.channel_message(), core)
         }),
     });
     pass.report.compat_reports = pass
         .queue
         .iter()
-        .filter(|q| q.kind == "compat_report")
+        .filter(|q| q.kind == AlertKind::CompatReport)
         .count();
     pass.report.followups = pass
         .queue
         .iter()
-        .filter(|q| q.kind == "compat_followup")
+        .filter(|q| q.kind == AlertKind::CompatFollowup)
         .count();
     pass.report.bugfix_advice = pass
         .queue
         .iter()
-        .filter(|q| q.kind == "bugfix_advice")
+        .filter(|q| q.kind == AlertKind::BugfixAdvice)
         .count();
     let mut tx = app.store.begin().await?;
     for q in &pass.queue {
@@ -1175,35 +1167,18 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
                 subscriber_id,
                 email,
             } => {
-                let message_id = app.notifier.message_id(email, &q.subject_key);
-                store::enqueue(
-                    &mut tx,
-                    &NewMessage {
-                        subscriber_id: Some(*subscriber_id),
-                        recipient: email,
-                        kind: q.kind,
-                        subject_key: &q.subject_key,
-                        payload: &q.payload,
-                        message_id: &message_id,
-                    },
-                    now,
-                )
-                .await?;
+                let letter = Letter::alert(
+                    *subscriber_id,
+                    email,
+                    &q.subject_key,
+                    q.kind,
+                    q.payload.clone(),
+                );
+                queue_mail(&mut tx, &app.notifier.from, &letter, now).await?;
             }
             Target::Channel(name) => {
-                let delivery_id = crate::notify::channels::delivery_id(name, &q.subject_key);
-                store::enqueue_channel(
-                    &mut tx,
-                    &store::ChannelDelivery {
-                        channel: name,
-                        kind: q.kind,
-                        subject_key: &q.subject_key,
-                        payload: &q.payload,
-                        delivery_id: &delivery_id,
-                    },
-                    now,
-                )
-                .await?;
+                let post = Post::alert(name, &q.subject_key, q.kind, q.payload.clone());
+                queue_notice(&mut tx, &post, now).await?;
             }
         }
     }
