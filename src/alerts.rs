@@ -30,8 +30,9 @@ use crate::inventory::Installed;
 use crate::model::{
     Project, ReleaseClass, ReleaseMetadata, SourceKind, Vulnerability, normalize_name,
 };
+use crate::notify::outbox::{Letter, Post, queue_mail, queue_notice};
 use crate::sources::FetchContext;
-use crate::store::{self, InventoryMap, NewMessage, ReleaseFilter, ReleaseRow};
+use crate::store::{self, InventoryMap, ReleaseFilter, ReleaseRow};
 use crate::version;
 
 mod plan;
@@ -973,35 +974,18 @@ async fn queue_plan(
                 subscriber_id,
                 email,
             } => {
-                let message_id = app.notifier.message_id(email, &q.subject_key);
-                store::enqueue(
-                    &mut tx,
-                    &NewMessage {
-                        subscriber_id: Some(*subscriber_id),
-                        recipient: email,
-                        kind: q.kind,
-                        subject_key: &q.subject_key,
-                        payload: &q.payload,
-                        message_id: &message_id,
-                    },
-                    now,
-                )
-                .await?;
+                let letter = Letter::alert(
+                    *subscriber_id,
+                    email,
+                    &q.subject_key,
+                    q.kind,
+                    q.payload.clone(),
+                );
+                queue_mail(&mut tx, &app.notifier.from, &letter, now).await?;
             }
             plan::Target::Channel(name) => {
-                let delivery_id = crate::notify::channels::delivery_id(name, &q.subject_key);
-                store::enqueue_channel(
-                    &mut tx,
-                    &store::ChannelDelivery {
-                        channel: name,
-                        kind: q.kind,
-                        subject_key: &q.subject_key,
-                        payload: &q.payload,
-                        delivery_id: &delivery_id,
-                    },
-                    now,
-                )
-                .await?;
+                let post = Post::alert(name, &q.subject_key, q.kind, q.payload.clone());
+                queue_notice(&mut tx, &post, now).await?;
             }
         }
     }

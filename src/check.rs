@@ -25,8 +25,9 @@ use crate::attribution;
 use crate::decide::{self, Delivery};
 use crate::merge::{self, SourceBatch};
 use crate::model::{Project, ReleaseClass, SourceKind, Subscriber};
+use crate::notify::outbox::{Letter, queue_mail};
 use crate::sources::{FetchContext, Fetched, Skipped, SourceError};
-use crate::store::{self, EvidenceWrite, LeaseOutcome, NewMessage, ReleaseWrite, SourceState};
+use crate::store::{self, EvidenceWrite, LeaseOutcome, ReleaseWrite, SourceState};
 use crate::version;
 
 /// How long a lease lasts without renewal.
@@ -873,25 +874,12 @@ async fn queue_release_mail(
         let Some(sub) = by_id.get(&message.subscriber_id) else {
             continue;
         };
-        let (kind, payload) = match message.release_ids.as_slice() {
-            [release_id] => (
-                "new_release",
-                serde_json::json!({ "release_id": release_id }),
-            ),
-            ids => ("new_releases", serde_json::json!({ "release_ids": ids })),
-        };
-        let message_id = app
-            .notifier
-            .message_id(sub.email.as_str(), &message.subject_key);
-        let message = NewMessage {
-            subscriber_id: Some(message.subscriber_id),
-            recipient: sub.email.as_str(),
-            kind,
-            subject_key: &message.subject_key,
-            payload: &payload,
-            message_id: &message_id,
-        };
-        queued += usize::from(store::enqueue(tx, &message, now).await?);
+        let letter = Letter::releases(sub.email.as_str(), &message);
+        queued += usize::from(
+            queue_mail(tx, &app.notifier.from, &letter, now)
+                .await?
+                .is_some(),
+        );
     }
     for delivery in deliveries {
         if let Delivery::Digest {

@@ -25,7 +25,9 @@
 //! - [`check`]: one run, end to end, and its summary.
 //! - [`alerts`]: operator reports (compatibility, upgrade advice, vulnerabilities) and the
 //!   update-check answer; a pass loads once, plans purely (`alerts::plan`), then queues.
-//! - [`notify`]: the outbox dispatcher (one worker per SMTP connection), templates
+//! - [`notify`]: the typed outbox ([`notify::outbox`]: every message kind with its payload,
+//!   queued by one function for mail and one for channels), the outbox dispatcher (one worker
+//!   per SMTP connection, composing each mail in [`notify::compose`]), templates
 //!   (minijinja), messages (lettre) and the relay connections Herald opens itself
 //!   ([`notify::smtp`]: `TCP_NODELAY`, implicit TLS or STARTTLS, AUTH), and the channel
 //!   deliveries beside the mail ([`notify::channels`]: signed webhooks, Matrix, Slack,

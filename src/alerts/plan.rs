@@ -13,6 +13,7 @@ use crate::compat::{self, Assessment};
 use crate::config::channels::ChannelMessage;
 use crate::decide::{self, CoreAlert, PassRelease};
 use crate::model::{Project, ReleaseClass};
+use crate::notify::outbox::{AlertKind, AlertReport, Trigger};
 use crate::store::{InventoryMap, OperatorKey, ReleaseRow};
 use crate::version;
 
@@ -71,9 +72,9 @@ pub(super) struct Operator {
 /// A message to queue.
 pub(super) struct Queued {
     pub to: Target,
-    pub kind: &'static str,
+    pub kind: AlertKind,
     pub subject_key: String,
-    pub payload: serde_json::Value,
+    pub payload: AlertReport,
 }
 
 /// What a pass queues and records.
@@ -135,16 +136,6 @@ fn fingerprint(verdicts: &BTreeMap<String, String>) -> String {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// The channel message kind of an alert kind.
-fn channel_message(kind: &str) -> Option<ChannelMessage> {
-    match kind {
-        "compat_report" => Some(ChannelMessage::CompatReport),
-        "compat_followup" => Some(ChannelMessage::CompatFollowup),
-        "bugfix_advice" => Some(ChannelMessage::BugfixAdvice),
-        _ => None,
-    }
 }
 
 fn uses_core(tracked: Tracked<'_>, installed: &InventoryMap, core: &str) -> bool {
@@ -308,14 +299,14 @@ pub(super) fn plan(tracked: Tracked<'_>, input: &Input, docs: &Docs) -> anyhow::
         Target::Mail { .. } => true,
         Target::Channel(name) => tracked.channel(name).is_some_and(|c| {
             let core = q.subject_key.split(':').nth(1).unwrap_or_default();
-            channel_message(q.kind).is_some_and(|m| c.wants_alert(m, core))
+            c.wants_alert(q.kind.channel_message(), core)
         }),
     });
-    let count = |kind: &str| plan.queue.iter().filter(|q| q.kind == kind).count();
+    let count = |kind: AlertKind| plan.queue.iter().filter(|q| q.kind == kind).count();
     plan.report = AlertsReport {
-        compat_reports: count("compat_report"),
-        followups: count("compat_followup"),
-        bugfix_advice: count("bugfix_advice"),
+        compat_reports: count(AlertKind::CompatReport),
+        followups: count(AlertKind::CompatFollowup),
+        bugfix_advice: count(AlertKind::BugfixAdvice),
     };
     Ok(plan)
 }
@@ -335,18 +326,17 @@ impl Plan {
                 let key = key_of(release);
                 let advice = advice(tracked, &input.catalog, docs, installed, vec![], Some(&key));
                 let payload = self.report_payload(agenda, advice, release, *newer)?;
-                ("compat_report", "compat", *release, payload)
+                (AlertKind::CompatReport, "compat", *release, payload)
             }
             Some(CoreMessage::Bugfix { release }) => {
                 let advice = advice(tracked, &input.catalog, docs, installed, vec![], None);
-                let payload = serde_json::to_value(&advice)?;
-                ("bugfix_advice", "bugfix", *release, payload)
+                let payload = AlertReport::new(&advice)?;
+                (AlertKind::BugfixAdvice, "bugfix", *release, payload)
             }
             None => return Ok(false),
         };
         if agenda.releases.len() > 1 {
-            let found: Vec<&str> = agenda.releases.iter().map(|r| r.version.as_str()).collect();
-            payload["found"] = serde_json::to_value(found)?;
+            payload.found = Some(agenda.releases.iter().map(|r| r.version.clone()).collect());
         }
         self.queue.push(Queued {
             to: agenda.op.to.clone(),
@@ -366,7 +356,7 @@ impl Plan {
         mut advice: Advice,
         release: &ReleaseRow,
         newer: Option<&ReleaseRow>,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> anyhow::Result<AlertReport> {
         self.new_states
             .push((agenda.op.to.key(), release.id, verdict_map(&advice.plugins)));
         if let Some(newer_v) = newer.and_then(|r| r.parsed.as_ref())
@@ -375,10 +365,8 @@ impl Plan {
             advice.recommendation =
                 compat::recommendation(&agenda.core.name, newer_v, &advice.plugins);
         }
-        let mut payload = serde_json::to_value(&advice)?;
-        if let Some(newer) = newer {
-            payload["upgrade_to"] = newer.version.clone().into();
-        }
+        let mut payload = AlertReport::new(&advice)?;
+        payload.upgrade_to = newer.map(|newer| newer.version.clone());
         Ok(payload)
     }
 
@@ -432,13 +420,15 @@ impl Plan {
             if superseded {
                 continue;
             }
-            let mut payload = serde_json::to_value(&advice)?;
-            payload["trigger"] =
-                serde_json::json!({"project": trigger.project, "version": trigger.version});
-            payload["changed"] = serde_json::to_value(changed)?;
+            let mut payload = AlertReport::new(&advice)?;
+            payload.trigger = Some(Trigger {
+                project: trigger.project.clone(),
+                version: trigger.version.clone(),
+            });
+            payload.changed = Some(changed);
             self.queue.push(Queued {
                 to: agenda.op.to.clone(),
-                kind: "compat_followup",
+                kind: AlertKind::CompatFollowup,
                 subject_key,
                 payload,
             });
@@ -549,9 +539,9 @@ mod tests {
         let plan = planned(&input);
         assert_eq!(plan.queue.len(), 1);
         let q = &plan.queue[0];
-        assert_eq!(q.kind, "compat_report");
+        assert_eq!(q.kind, AlertKind::CompatReport);
         assert_eq!(q.subject_key, "compat:pretalx:2026.2");
-        assert_eq!(q.payload["target"], "2026.2.0");
+        assert_eq!(q.payload.advice["target"], "2026.2.0");
         assert_eq!(plan.report.compat_reports, 1);
         assert_eq!(plan.new_states.len(), 1);
         let (operator, release_id, verdicts) = &plan.new_states[0];
@@ -603,10 +593,14 @@ mod tests {
         let plan = planned(&input);
         assert_eq!(plan.queue.len(), 1, "one follow-up");
         let q = &plan.queue[0];
-        assert_eq!(q.kind, "compat_followup");
+        assert_eq!(q.kind, AlertKind::CompatFollowup);
         assert!(q.subject_key.starts_with("compat-followup:pretalx:2026.2:"));
-        assert_eq!(q.payload["trigger"]["version"], "1.1.0");
-        assert_eq!(q.payload["changed"][0], "pretalx-pages");
+        let trigger = q.payload.trigger.as_ref().expect("a trigger");
+        assert_eq!(trigger.version, "1.1.0");
+        assert_eq!(
+            q.payload.changed.as_deref(),
+            Some(&["pretalx-pages".to_string()][..])
+        );
         assert_eq!(plan.report.followups, 1);
         assert_eq!(plan.new_states[0].1, 3);
     }

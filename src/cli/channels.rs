@@ -4,9 +4,8 @@
 use clap::Args;
 
 use crate::app::App;
-use crate::notify::channels::delivery_id;
+use crate::notify::outbox::{Post, queue_notice};
 use crate::notify::{self, DispatchOptions};
-use crate::store::ChannelDelivery;
 
 /// Options of `herald send-test`.
 #[derive(Debug, Args)]
@@ -34,23 +33,12 @@ pub(super) async fn send_test(app: App, args: SendTestArgs) -> anyhow::Result<u8
         );
     };
     let now = app.clock.now();
-    let subject_key = format!("test:{}", now.timestamp_micros());
-    let payload = serde_json::json!({ "sent_at": now.to_rfc3339() });
-    let id = delivery_id(&channel.name, &subject_key);
-    let row_id = app
-        .store
-        .enqueue_channel(
-            &ChannelDelivery {
-                channel: &channel.name,
-                kind: "test",
-                subject_key: &subject_key,
-                payload: &payload,
-                delivery_id: &id,
-            },
-            now,
-        )
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("a test was already queued this very microsecond"))?;
+    let post = Post::test(&channel.name, now);
+    let mut tx = app.store.begin().await?;
+    let queued = queue_notice(&mut tx, &post, now).await?;
+    tx.commit().await?;
+    let row_id =
+        queued.ok_or_else(|| anyhow::anyhow!("a test was already queued this very microsecond"))?;
     notify::dispatch(
         &app,
         &DispatchOptions {

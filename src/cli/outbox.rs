@@ -5,8 +5,8 @@ use clap::Args;
 
 use crate::app::App;
 use crate::model::EmailAddress;
+use crate::notify::outbox::{Letter, queue_mail};
 use crate::notify::{self, DispatchOptions};
-use crate::store::NewMessage;
 
 /// Options of `herald outbox`.
 #[derive(Debug, Args)]
@@ -99,26 +99,13 @@ pub(super) async fn send_test(app: App, args: TestEmailArgs) -> anyhow::Result<u
         anyhow::bail!("no SMTP relay is configured: set HERALD_SMTP_URL (see .env.example)");
     };
     let now = app.clock.now();
-    let subject_key = format!("test:{}", now.timestamp_micros());
-    let payload = serde_json::json!({ "sent_at": now.format("%Y-%m-%d %H:%M:%S UTC").to_string() });
-    let message_id = app.notifier.message_id(to.as_str(), &subject_key);
-    let id = app
-        .store
-        .enqueue(
-            &NewMessage {
-                subscriber_id: None,
-                recipient: to.as_str(),
-                kind: "test_message",
-                subject_key: &subject_key,
-                payload: &payload,
-                message_id: &message_id,
-            },
-            now,
-        )
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!("a test message was already queued this very microsecond")
-        })?;
+    let letter = Letter::test(to.as_str(), now);
+    let mut tx = app.store.begin().await?;
+    let queued = queue_mail(&mut tx, &app.notifier.from, &letter, now).await?;
+    tx.commit().await?;
+    let id = queued.ok_or_else(|| {
+        anyhow::anyhow!("a test message was already queued this very microsecond")
+    })?;
     notify::dispatch(
         &app,
         &DispatchOptions {

@@ -14,7 +14,8 @@ use serde::Serialize;
 use super::{HttpError, Web, html};
 use crate::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use crate::notify::content::ConfirmMail;
-use crate::store::{NewMessage, PendingOutcome, ReleaseFilter, SubscriberWrite};
+use crate::notify::outbox::{Letter, queue_mail};
+use crate::store::{PendingOutcome, ReleaseFilter, SubscriberWrite};
 use crate::tokens;
 
 /// How long a confirmation link works.
@@ -295,27 +296,19 @@ pub async fn subscribe(State(web): State<Web>, body: Bytes) -> Result<Response, 
             .join(&format!("confirm/{token}"))
             .map_err(HttpError::internal)?
             .to_string();
-        let payload = serde_json::to_value(ConfirmMail {
-            confirm_url,
-            expires_at: expires.format("%Y-%m-%d %H:%M UTC").to_string(),
-            projects: prefs.projects.clone(),
-        })?;
-        let subject_key = format!("confirm:{}", &tokens::hash_token(&token)[..16]);
-        let message_id = web.app.notifier.message_id(email.as_str(), &subject_key);
-        web.app
-            .store
-            .enqueue(
-                &NewMessage {
-                    subscriber_id: Some(id),
-                    recipient: email.as_str(),
-                    kind: "confirm_subscription",
-                    subject_key: &subject_key,
-                    payload: &payload,
-                    message_id: &message_id,
-                },
-                now,
-            )
-            .await?;
+        let letter = Letter::confirmation(
+            id,
+            email.as_str(),
+            &tokens::hash_token(&token),
+            ConfirmMail {
+                confirm_url,
+                expires_at: expires.format("%Y-%m-%d %H:%M UTC").to_string(),
+                projects: prefs.projects.clone(),
+            },
+        );
+        let mut tx = web.app.store.begin().await?;
+        queue_mail(&mut tx, &web.app.notifier.from, &letter, now).await?;
+        tx.commit().await?;
         web.mail_wakeup.notify_one();
     }
     message(

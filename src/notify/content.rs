@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::outbox::{AlertReport, Trigger};
 use crate::model::{Project, ReleaseClass, SourceKind};
 use crate::store::ReleaseRow;
 
@@ -116,8 +117,8 @@ pub struct DigestMail {
     pub footer: Footer,
 }
 
-/// Context of `confirm_subscription`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+/// Context of `confirm_subscription`, and its payload in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ConfirmMail {
     /// The confirmation link.
     pub confirm_url: String,
@@ -139,7 +140,7 @@ pub struct AlertMail {
     /// Plugins still `unknown` or `blocked`.
     pub waiting: Vec<String>,
     /// The plugin release behind a follow-up.
-    pub trigger: serde_json::Value,
+    pub trigger: Option<Trigger>,
     /// Plugins whose verdict changed (follow-ups).
     pub changed: Vec<String>,
     /// The core releases one alerts pass found, newest first, when it found several.
@@ -151,19 +152,15 @@ pub struct AlertMail {
 }
 
 impl AlertMail {
-    /// Builds the context from a queued payload.
-    pub fn new(payload: &serde_json::Value, footer: Footer) -> AlertMail {
-        let plugins = payload["plugins"].as_array().cloned().unwrap_or_default();
+    /// Builds the context of a queued report.
+    pub fn new(report: &AlertReport, footer: Footer) -> AlertMail {
+        let plugins = report
+            .advice
+            .get("plugins")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let ok = |p: &serde_json::Value| matches!(p["verdict"].as_str(), Some("ready" | "likely"));
-        let strings = |v: &serde_json::Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         AlertMail {
             compatible: plugins.iter().filter(|p| ok(p)).count(),
             total: plugins.len(),
@@ -172,14 +169,11 @@ impl AlertMail {
                 .filter(|p| !ok(p))
                 .filter_map(|p| p["plugin"].as_str().map(str::to_string))
                 .collect(),
-            trigger: payload
-                .get("trigger")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
-            changed: strings(&payload["changed"]),
-            found: strings(&payload["found"]),
-            upgrade_to: payload["upgrade_to"].as_str().map(str::to_string),
-            advice: payload.clone(),
+            trigger: report.trigger.clone(),
+            changed: report.changed.clone().unwrap_or_default(),
+            found: report.found.clone().unwrap_or_default(),
+            upgrade_to: report.upgrade_to.clone(),
+            advice: report.to_value(),
             footer,
         }
     }
@@ -456,8 +450,8 @@ pub mod samples {
     }
 
     /// An operator report: pretalx 2026.1.2 with four plugins, as it stood on 2026-07-08.
-    pub fn advice() -> serde_json::Value {
-        serde_json::json!({
+    pub fn report() -> AlertReport {
+        let advice = serde_json::json!({
             "core": {
                 "project": "pretalx", "installed": "2026.1.2", "latest": "2026.2.1", "latest_feature": "2026.2.0",
                 "status": "line-unsupported",
@@ -475,23 +469,34 @@ pub mod samples {
             "upgrade": {
                 "command": "pip install --upgrade-strategy eager -U pretalx==2026.2.1 pretalx-venueless==1.9.0",
                 "wait": "pretalx-pages has no release known to work with pretalx 2026.2.1 yet: upgrading now may break it"
+            }
+        });
+        AlertReport {
+            advice: match advice {
+                serde_json::Value::Object(advice) => advice,
+                _ => serde_json::Map::new(),
             },
-            "trigger": {"project": "pretalx-pages", "version": "1.10.0"},
-            "changed": ["pretalx-pages"]
-        })
+            found: None,
+            upgrade_to: None,
+            trigger: Some(Trigger {
+                project: "pretalx-pages".into(),
+                version: "1.10.0".into(),
+            }),
+            changed: Some(vec!["pretalx-pages".into()]),
+        }
     }
 
     /// An alert sample.
     pub fn alert() -> AlertMail {
-        AlertMail::new(&advice(), footer())
+        AlertMail::new(&report(), footer())
     }
 
     /// An alert sample for a pass that found 2026.2.0 and 2026.2.1 at once.
     pub fn alert_found() -> AlertMail {
-        let mut advice = advice();
-        advice["found"] = serde_json::json!(["2026.2.1", "2026.2.0"]);
-        advice["upgrade_to"] = "2026.2.1".into();
-        AlertMail::new(&advice, footer())
+        let mut report = report();
+        report.found = Some(vec!["2026.2.1".into(), "2026.2.0".into()]);
+        report.upgrade_to = Some("2026.2.1".into());
+        AlertMail::new(&report, footer())
     }
 
     /// `test_message` sample.

@@ -1,6 +1,8 @@
 //! Notifications: the outbox dispatcher, templates, SMTP delivery and the channels.
 //!
-//! Messages are written to the outbox in the transaction that decided them (see `check`).
+//! Messages are written to the outbox in the transaction that decided them (see `check`), as
+//! a typed [`outbox::Mail`] or [`outbox::Notice`] through [`outbox::queue_mail`] and
+//! [`outbox::queue_notice`]; [`compose`] reads a mail's payload back and renders it.
 //! [`dispatch`] queues the digests whose period ended, then claims due messages, renders
 //! them, sends them over connections it keeps open and records each server answer: the
 //! answers of all connections that arrive together are recorded in one transaction, and a
@@ -17,8 +19,10 @@
 //! (`decide`) or how a channel's request looks (`channels`).
 
 pub mod channels;
+pub mod compose;
 pub mod content;
 pub mod mail;
+pub mod outbox;
 pub mod smtp;
 pub mod templates;
 
@@ -32,11 +36,11 @@ use serde::Serialize;
 use url::Url;
 
 use crate::app::App;
-use crate::model::{EmailAddress, mask_email, mask_emails_in};
-use crate::store::{Answer, DueDigest, NewMessage, OutboxRow, ReleaseRow};
+use crate::model::{mask_email, mask_emails_in};
+use crate::store::{Answer, DueDigest, OutboxRow, ReleaseRow, Store};
 use crate::tokens::Signer;
-use content::{DigestMail, Footer, NewReleaseMail, Period, TestMail};
-use mail::{ListHeaders, Mailer, SendError};
+use compose::compose;
+use mail::{Mailer, SendError};
 use templates::Templates;
 
 /// Attempts before a transiently failing message is dead-lettered.
@@ -143,200 +147,25 @@ impl Notifier {
     }
 }
 
-fn period_label(period: &str) -> Period {
-    let (kind, value) = period.split_once(':').unwrap_or(("daily", period));
-    let label = match kind {
-        "weekly" => format!("Weekly digest for {value}"),
-        _ => format!("Daily digest for {value}"),
-    };
-    Period {
-        kind: kind.to_string(),
-        label,
-    }
-}
-
-fn ids_in(payload: &serde_json::Value) -> Vec<i64> {
-    let mut ids: Vec<i64> = payload["release_ids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
-        .unwrap_or_default();
-    ids.extend(payload["release_id"].as_i64());
-    ids
-}
-
 /// Data the batch's messages refer to, loaded before sending.
 struct Batch {
     releases: HashMap<i64, ReleaseRow>,
     projects_of: HashMap<i64, Vec<String>>,
 }
 
-fn compose(app: &App, batch: &Batch, row: &OutboxRow) -> Result<Message, String> {
-    let n = &app.notifier;
-    let to: EmailAddress = row.recipient.parse()?;
-    let footer = |subscriber_id: i64| Footer {
-        reason: format!(
-            "You receive this because {} subscribed to release mail for {}.",
-            row.recipient,
-            batch
-                .projects_of
-                .get(&subscriber_id)
-                .map(|p| p.join(", "))
-                .unwrap_or_default()
-        ),
-        unsubscribe_url: n.unsubscribe_url(subscriber_id),
-        site_url: n.base_url.to_string(),
-    };
-    let view = |id: i64| {
-        let release = batch
-            .releases
-            .get(&id)
-            .ok_or_else(|| format!("release {id} is no longer recorded"))?;
-        // Mail queued before a run found the release to be another package's is never sent.
-        if let Some(reason) = &release.withdrawn_reason {
-            return Err(format!(
-                "{} {} was withdrawn: {reason}",
-                release.project, release.version
-            ));
-        }
-        Ok(content::release_view(
-            release,
-            app.config.project(&release.project),
-        ))
-    };
-    let (rendered, list) = match row.kind.as_str() {
-        "new_release" | "new_releases" | "digest" => {
-            let subscriber_id = row.subscriber_id.ok_or("the subscriber no longer exists")?;
-            let footer = footer(subscriber_id);
-            let list = ListHeaders {
-                unsubscribe_url: footer.unsubscribe_url.clone(),
-            };
-            let rendered = if row.kind == "new_release" {
-                let release_id = row.payload["release_id"]
-                    .as_i64()
-                    .ok_or("payload without release_id")?;
-                let release = view(release_id)?;
-                n.templates.render(
-                    "new_release",
-                    &NewReleaseMail {
-                        releases: vec![release.clone()],
-                        release,
-                        footer,
-                    },
-                )
-            } else if row.kind == "new_releases" {
-                // Newest first, as queued.
-                let mut releases = ids_in(&row.payload)
-                    .into_iter()
-                    .map(view)
-                    .collect::<Result<Vec<_>, _>>()?;
-                content::supersede(&mut releases);
-                let release = releases
-                    .first()
-                    .cloned()
-                    .ok_or("payload without release_ids")?;
-                n.templates.render(
-                    "new_releases",
-                    &NewReleaseMail {
-                        release,
-                        releases,
-                        footer,
-                    },
-                )
-            } else {
-                let ids = ids_in(&row.payload);
-                let kept: Vec<i64> = ids
-                    .iter()
-                    .copied()
-                    .filter(|id| {
-                        batch
-                            .releases
-                            .get(id)
-                            .is_none_or(|r| r.withdrawn_at.is_none())
-                    })
-                    .collect();
-                // A digest leaves withdrawn releases out; one with nothing else is not sent.
-                let releases = if kept.is_empty() { ids } else { kept }
-                    .into_iter()
-                    .map(view)
-                    .collect::<Result<Vec<_>, _>>()?;
-                n.templates.render(
-                    "digest",
-                    &DigestMail {
-                        period: period_label(row.payload["period"].as_str().unwrap_or_default()),
-                        releases,
-                        footer,
-                    },
-                )
-            };
-            (rendered.map_err(|e| e.to_string())?, Some(list))
-        }
-        "compat_report" | "compat_followup" | "bugfix_advice" => {
-            let subscriber_id = row.subscriber_id.ok_or("the subscriber no longer exists")?;
-            let footer = footer(subscriber_id);
-            let list = ListHeaders {
-                unsubscribe_url: footer.unsubscribe_url.clone(),
-            };
-            let ctx = content::AlertMail::new(&row.payload, footer);
-            (
-                n.templates
-                    .render(&row.kind, &ctx)
-                    .map_err(|e| e.to_string())?,
-                Some(list),
-            )
-        }
-        "test_message" => (
-            n.templates
-                .render(
-                    "test_message",
-                    &TestMail {
-                        from: n.from.email.to_string(),
-                        sent_at: row.payload["sent_at"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                        base_url: n.base_url.to_string(),
-                    },
-                )
-                .map_err(|e| e.to_string())?,
-            None,
-        ),
-        "confirm_subscription" => {
-            let ctx: content::ConfirmMail = serde_json::from_value(row.payload.clone())
-                .map_err(|e| format!("confirmation payload: {e}"))?;
-            (
-                n.templates
-                    .render("confirm_subscription", &ctx)
-                    .map_err(|e| e.to_string())?,
-                None,
-            )
-        }
-        other => return Err(format!("unknown message kind `{other}`")),
-    };
-    mail::build(&n.from, &to, &row.message_id, &rendered, list.as_ref())
-}
-
-/// Queues every digest whose period has ended.
-pub async fn queue_due_digests(app: &App, now: DateTime<Utc>) -> anyhow::Result<usize> {
-    let due: Vec<DueDigest> = app.store.due_digests(now).await?;
+/// Queues every digest whose period has ended, each in a transaction of its own.
+pub async fn queue_due_digests(
+    store: &Store,
+    from: &Mailbox,
+    now: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let due: Vec<DueDigest> = store.due_digests(now).await?;
     for digest in &due {
-        let subject_key = crate::decide::digest_subject(&digest.period);
-        let payload =
-            serde_json::json!({"period": digest.period, "release_ids": digest.release_ids});
-        let message_id = app.notifier.message_id(&digest.recipient, &subject_key);
-        app.store
-            .queue_digest(
-                digest,
-                &NewMessage {
-                    subscriber_id: Some(digest.subscriber_id),
-                    recipient: &digest.recipient,
-                    kind: "digest",
-                    subject_key: &subject_key,
-                    payload: &payload,
-                    message_id: &message_id,
-                },
-                now,
-            )
-            .await?;
+        let letter = outbox::Letter::digest(digest);
+        let mut tx = store.begin().await?;
+        outbox::queue_mail(&mut tx, from, &letter, now).await?;
+        crate::store::mark_digest_queued(&mut tx, digest, &letter.subject_key).await?;
+        tx.commit().await?;
     }
     Ok(due.len())
 }
@@ -348,7 +177,7 @@ pub async fn queue_due_digests(app: &App, now: DateTime<Utc>) -> anyhow::Result<
 pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<DispatchReport> {
     let now = app.clock.now();
     let mut report = DispatchReport {
-        digests_queued: queue_due_digests(app, now)
+        digests_queued: queue_due_digests(&app.store, &app.notifier.from, now)
             .await
             .context("cannot queue due digests")?,
         ..DispatchReport::default()
@@ -619,9 +448,9 @@ async fn work(
                 return Ok(());
             }
             started = true;
-            let outcome = match compose(app, &batch, row) {
+            let outcome = match compose(&app.notifier, &app.config.projects, &batch, row) {
                 Ok(message) => Ok(deliver(mailer, connection, &message, pending).await?),
-                Err(why) => Err(why),
+                Err(why) => Err(why.to_string()),
             };
             // Usually settled already, before the relay took this message.
             settle(pending).await?;
@@ -722,7 +551,7 @@ fn answer(
             Answer::Sent {
                 id: row.id,
                 response,
-                scrub: row.kind == "confirm_subscription",
+                scrub: outbox::Mail::scrub_when_sent(&row.kind),
             }
         }
         Ok(Err(SendError::Permanent(answer))) => {
@@ -789,7 +618,7 @@ const RELEASE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
 async fn load_batch(app: &App, shared: &Shared, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
     let mut releases = HashMap::new();
     for row in rows {
-        for id in ids_in(&row.payload) {
+        for id in outbox::release_ids(row) {
             if releases.contains_key(&id) {
                 continue;
             }

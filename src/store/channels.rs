@@ -33,46 +33,39 @@ pub struct DisabledChannel {
     pub reason: String,
 }
 
-/// Queues a channel delivery unless one for the same channel and subject exists; true when
-/// queued.
-pub async fn enqueue_channel(
+/// Queues a channel delivery in the caller's transaction unless one for the same channel and
+/// subject key exists; its row id when queued.
+pub async fn enqueue_channel_in(
     conn: &mut SqliteConnection,
     d: &ChannelDelivery<'_>,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, channel, kind, subject_key, payload, \
             message_id, next_attempt_at, created_at, updated_at) \
          VALUES (NULL, ?1, ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) \
-         ON CONFLICT (recipient, subject_key) DO NOTHING";
-    let done = sqlx::query(SQL)
+         ON CONFLICT (recipient, subject_key) DO NOTHING RETURNING id";
+    Ok(sqlx::query_scalar(SQL)
         .bind(d.channel)
         .bind(d.kind)
         .bind(d.subject_key)
         .bind(d.payload.to_string())
         .bind(d.delivery_id)
         .bind(ts(now))
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+        .fetch_optional(&mut *conn)
+        .await?)
 }
 
 impl Store {
-    /// Queues one channel delivery in its own transaction (`herald send-test`); its row id.
+    /// Queues one channel delivery in a transaction of its own; its row id when queued.
     pub async fn enqueue_channel(
         &self,
         d: &ChannelDelivery<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
         let mut tx = self.begin().await?;
-        let queued = enqueue_channel(&mut tx, d, now).await?;
-        let id = sqlx::query_scalar(FIND)
-            .bind(d.channel)
-            .bind(d.subject_key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let id = enqueue_channel_in(&mut tx, d, now).await?;
         tx.commit().await?;
-        Ok(if queued { id } else { None })
+        Ok(id)
     }
 
     /// Disables a channel (its receiver answered `410 Gone`).

@@ -4,7 +4,21 @@
 //! Owns: opening the database (SQLite in WAL mode, created if missing), applying migrations
 //! (serialised across processes by a lock file), timestamps as UTC text, and one typed error.
 //! Does not own: deciding what to write (`check`, `merge`) or any network access; no
-//! transaction here ever waits on the network.
+//! transaction here ever waits on the network. Nor what an outbox payload means: the store
+//! keeps a message's kind and payload as text and JSON, `notify::outbox` types them.
+//!
+//! # One style
+//!
+//! - A method on [`Store`] runs on the pool: one statement, or a transaction it begins and
+//!   commits itself (`store.releases(..)`, `store.claim_due(..)`).
+//! - A free function joins the caller's transaction: its first argument is
+//!   `conn: &mut SqliteConnection` (pass `&mut tx`), it never begins or commits, and this
+//!   module re-exports it (`store::write_releases(&mut tx, ..)`).
+//! - A name means one thing. When an operation is needed in both forms, the free function's
+//!   name ends in `_in` (`enqueue_in`, `enqueue_channel_in`) and the method without the suffix
+//!   runs it in a transaction of its own.
+//! - SQL lives only in this module tree, as a `&'static str` beside the code that binds it;
+//!   no other module sees a statement, a row or the backend.
 
 mod alerts;
 mod changes;
@@ -18,9 +32,10 @@ mod subscribers;
 
 pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, put_release_doc};
 pub use changes::Change;
-pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel};
+pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel_in};
 pub use outbox::{
-    Answer, DueDigest, MailClaim, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue,
+    Answer, DueDigest, MailClaim, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue_in,
+    mark_digest_queued,
 };
 pub use releases::{
     EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite,

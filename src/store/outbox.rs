@@ -91,16 +91,17 @@ const RETRY: &str = "UPDATE outbox SET status = 'retrying', attempts = attempts 
 const DEAD: &str = "UPDATE outbox SET status = 'dead', attempts = attempts + 1, updated_at = ?2, \
      last_response = ?3, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
 
-/// Queues a message unless one with the same recipient and subject exists; true when queued.
-pub async fn enqueue(
+/// Queues a message in the caller's transaction unless one with the same recipient and
+/// subject key exists; its row id when queued.
+pub async fn enqueue_in(
     conn: &mut SqliteConnection,
     m: &NewMessage<'_>,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, kind, subject_key, payload, message_id, \
             next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7) \
-         ON CONFLICT (recipient, subject_key) DO NOTHING";
-    let done = sqlx::query(SQL)
+         ON CONFLICT (recipient, subject_key) DO NOTHING RETURNING id";
+    Ok(sqlx::query_scalar(SQL)
         .bind(m.subscriber_id)
         .bind(m.recipient)
         .bind(m.kind)
@@ -108,9 +109,31 @@ pub async fn enqueue(
         .bind(m.payload.to_string())
         .bind(m.message_id)
         .bind(ts(now))
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// Ties the items of a due digest to its message (queued now or before, in the caller's
+/// transaction), so they are not queued again.
+pub async fn mark_digest_queued(
+    conn: &mut SqliteConnection,
+    digest: &DueDigest,
+    subject_key: &str,
+) -> Result<(), StoreError> {
+    const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
+    const MARK: &str = "UPDATE digest_items SET outbox_id = ? WHERE subscriber_id = ? AND period = ? AND outbox_id IS NULL";
+    let id: i64 = sqlx::query_scalar(FIND)
+        .bind(&digest.recipient)
+        .bind(subject_key)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query(MARK)
+        .bind(id)
+        .bind(digest.subscriber_id)
+        .bind(&digest.period)
         .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }
 
 /// Adds a release to a subscriber's digest period (once).
@@ -301,48 +324,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Queues a due digest and marks its items, in one transaction.
-    pub async fn queue_digest(
-        &self,
-        digest: &DueDigest,
-        m: &NewMessage<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
-        const MARK: &str = "UPDATE digest_items SET outbox_id = ? WHERE subscriber_id = ? AND period = ? AND outbox_id IS NULL";
-        let mut tx = self.begin().await?;
-        enqueue(&mut tx, m, now).await?;
-        let id: i64 = sqlx::query_scalar(FIND)
-            .bind(m.recipient)
-            .bind(m.subject_key)
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query(MARK)
-            .bind(id)
-            .bind(digest.subscriber_id)
-            .bind(&digest.period)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Queues one message in its own transaction (test messages, confirmations).
+    /// Queues one message in a transaction of its own; its row id when queued.
     pub async fn enqueue(
         &self,
         m: &NewMessage<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
         let mut tx = self.begin().await?;
-        let queued = enqueue(&mut tx, m, now).await?;
-        let id = sqlx::query_scalar(FIND)
-            .bind(m.recipient)
-            .bind(m.subject_key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let id = enqueue_in(&mut tx, m, now).await?;
         tx.commit().await?;
-        Ok(if queued { id } else { None })
+        Ok(id)
     }
 
     /// Claims up to `limit` due messages (queued or retrying and due, or abandoned by a

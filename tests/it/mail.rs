@@ -968,3 +968,123 @@ async fn without_a_relay_mail_stays_queued_and_the_run_says_so() {
     );
     assert_eq!(world.sink.count_for("ops@example.org"), 1);
 }
+
+/// An operator report as the alerts of releases up to 0.x queued it.
+fn queued_report(extra: serde_json::Value) -> serde_json::Value {
+    let mut report = serde_json::json!({
+        "core": {
+            "project": "pretalx", "installed": "2026.1.2", "latest": "2026.2.1", "latest_feature": "2026.2.0",
+            "status": "line-unsupported", "summary": "Your 2026.1 line no longer gets bugfix releases.",
+            "feature_releases_between": [{"version": "2026.2.0", "published": "2026-07-07", "url": "https://github.com/pretalx/pretalx/releases/tag/v2026.2.0"}],
+            "vulnerabilities_fixed": []
+        },
+        "target": "2026.2.0",
+        "plugins": [{"plugin": "pretalx-pages", "installed": "1.9.0", "verdict": "unknown", "install": null, "evidence": "No release since.", "hints": []}],
+        "recommendation": "Wait: pretalx-pages shows no compatible release yet.",
+        "untracked": [],
+        "upgrade": {"command": "pip install -U pretalx==2026.2.1", "wait": null}
+    });
+    for (key, value) in extra.as_object().expect("object") {
+        report[key] = value.clone();
+    }
+    report
+}
+
+#[tokio::test]
+async fn mail_queued_before_the_typed_outbox_is_still_sent() {
+    let world = World::pretalx().await;
+    let (app, _clock) = mail_app(&world, "1").await;
+    let id = subscribe(
+        &app,
+        "alice@example.org",
+        &["pretalx"],
+        &[Feature, Bugfix],
+        DigestMode::Instant,
+        SubscriberStatus::Confirmed,
+    )
+    .await;
+    check_and_send(&app).await;
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&world.sandbox.db_url())
+        .await
+        .expect("raw pool");
+    let newest: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM releases WHERE project = 'pretalx' ORDER BY id DESC LIMIT 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("releases");
+    // Each row exactly as the string-kinded outbox wrote it: kind literal, `json!` payload.
+    let rows = [
+        (
+            "new_release",
+            serde_json::json!({ "release_id": newest[0] }),
+        ),
+        ("new_releases", serde_json::json!({ "release_ids": newest })),
+        (
+            "digest",
+            serde_json::json!({"period": "daily:2026-07-08", "release_ids": [newest[1], newest[0]]}),
+        ),
+        (
+            "test_message",
+            serde_json::json!({ "sent_at": "2026-07-08 08:00:00 UTC" }),
+        ),
+        (
+            "confirm_subscription",
+            serde_json::json!({"confirm_url": "https://herald.example.org/confirm/TOKEN", "expires_at": "2026-07-10 08:00 UTC", "projects": ["pretalx"]}),
+        ),
+        (
+            "compat_report",
+            queued_report(
+                serde_json::json!({"found": ["2026.2.1", "2026.2.0"], "upgrade_to": "2026.2.1"}),
+            ),
+        ),
+        (
+            "compat_followup",
+            queued_report(
+                serde_json::json!({"trigger": {"project": "pretalx-pages", "version": "1.10.0"}, "changed": []}),
+            ),
+        ),
+        ("bugfix_advice", queued_report(serde_json::json!({}))),
+    ];
+    for (i, (kind, payload)) in rows.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO outbox (subscriber_id, recipient, kind, subject_key, payload, message_id, \
+             next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)",
+        )
+        .bind(id)
+        .bind("alice@example.org")
+        .bind(*kind)
+        .bind(format!("old:{i}"))
+        .bind(payload.to_string())
+        .bind(format!("<old{i}@example.org>"))
+        .bind("2026-07-08T08:00:00.000000Z")
+        .execute(&pool)
+        .await
+        .expect("old row");
+    }
+    pool.close().await;
+
+    let report = notify::dispatch(&app, &DispatchOptions::default())
+        .await
+        .expect("dispatch");
+    assert_eq!((report.sent, report.dead), (rows.len(), 0), "{report:?}");
+    let subjects: Vec<String> = world
+        .sink
+        .messages()
+        .iter()
+        .map(|m| {
+            let parsed = MessageParser::default().parse(&m.data).expect("parses");
+            parsed.subject().expect("subject").to_string()
+        })
+        .collect();
+    assert_eq!(subjects.len(), rows.len());
+    assert!(subjects.iter().all(|s| !s.is_empty()), "{subjects:?}");
+    let outbox = app.store.outbox(&[], 100).await.expect("outbox");
+    assert!(outbox.iter().all(|row| row.status == "sent"), "{outbox:?}");
+    let confirmation = outbox
+        .iter()
+        .find(|row| row.kind == "confirm_subscription")
+        .expect("confirmation");
+    assert_eq!(confirmation.payload, serde_json::json!({}));
+}

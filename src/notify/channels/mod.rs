@@ -23,6 +23,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use super::content::{self, AlertMail, ChannelAlert, ChannelReleases, ChannelTest, ReleaseView};
+use super::outbox::{AlertKind, AlertReport, Notice, Post, queue_notice};
 use super::{DispatchOptions, MAX_ATTEMPTS, Shared, retry_delay, stopping};
 use crate::app::App;
 use crate::config::HttpSettings;
@@ -58,22 +59,8 @@ pub async fn queue_releases(
 ) -> anyhow::Result<usize> {
     let mut queued = 0;
     for notice in crate::decide::channel_notices(announced, &app.config.channels) {
-        let payload = serde_json::json!({ "release_ids": notice.release_ids });
-        let id = delivery_id(&notice.channel, &notice.subject_key);
-        queued += usize::from(
-            crate::store::enqueue_channel(
-                tx,
-                &crate::store::ChannelDelivery {
-                    channel: &notice.channel,
-                    kind: "release",
-                    subject_key: &notice.subject_key,
-                    payload: &payload,
-                    delivery_id: &id,
-                },
-                now,
-            )
-            .await?,
-        );
+        let post = Post::releases(&notice);
+        queued += usize::from(queue_notice(tx, &post, now).await?.is_some());
     }
     Ok(queued)
 }
@@ -270,23 +257,22 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Answer {
 pub enum Subject {
     /// New releases of one project, newest first.
     Releases(Vec<(ReleaseRow, ReleaseView)>),
-    /// An operator alert (`compat_report`, `compat_followup`, `bugfix_advice`) with the
-    /// report as queued.
-    Alert(String, serde_json::Value),
+    /// An operator alert with the report as queued.
+    Alert(AlertKind, AlertReport),
     /// A test notification sent at this time.
     Test(DateTime<Utc>),
 }
 
 /// Loads what a delivery is about; an error dead-letters it.
 async fn subject(app: &App, row: &OutboxRow) -> anyhow::Result<Result<Subject, String>> {
-    match row.kind.as_str() {
-        "release" => {
-            let ids: Vec<i64> = row.payload["release_ids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
-                .unwrap_or_default();
+    let notice = match Notice::from_stored(&row.kind, &row.payload) {
+        Ok(notice) => notice,
+        Err(err) => return Ok(Err(err.to_string())),
+    };
+    match notice {
+        Notice::Release(ids) => {
             let mut releases = Vec::new();
-            for id in ids {
+            for id in ids.release_ids {
                 let Some(release) = app.store.release(id).await? else {
                     return Ok(Err(format!("release {id} is no longer recorded")));
                 };
@@ -309,18 +295,13 @@ async fn subject(app: &App, row: &OutboxRow) -> anyhow::Result<Result<Subject, S
             }
             Ok(Ok(Subject::Releases(releases)))
         }
-        "compat_report" | "compat_followup" | "bugfix_advice" => {
-            Ok(Ok(Subject::Alert(row.kind.clone(), row.payload.clone())))
-        }
-        "test" => {
-            let at = row.payload["sent_at"]
-                .as_str()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        Notice::Alert(kind, report) => Ok(Ok(Subject::Alert(kind, report))),
+        Notice::Test(note) => {
+            let at = DateTime::parse_from_rfc3339(&note.sent_at)
                 .map(|d| d.with_timezone(&Utc))
                 .unwrap_or(row.created_at);
             Ok(Ok(Subject::Test(at)))
         }
-        other => Ok(Err(format!("unknown channel message kind `{other}`"))),
     }
 }
 
@@ -343,13 +324,13 @@ pub fn prepare(
             };
             templates.render_channel(kind, "release", &ctx)
         }
-        Subject::Alert(alert, payload) => templates.render_channel(
+        Subject::Alert(alert, report) => templates.render_channel(
             kind,
-            alert,
+            alert.as_str(),
             &ChannelAlert {
                 channel: channel.name.clone(),
                 alert: AlertMail::new(
-                    payload,
+                    report,
                     content::Footer {
                         reason: format!(
                             "This channel ({}) receives Herald's operator alerts for the inventory configured in HERALD_CHANNELS.",

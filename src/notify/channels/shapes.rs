@@ -15,6 +15,7 @@ use url::Url;
 
 use super::{Subject, json_headers, webhook};
 use crate::config::channels::{Channel, ChannelKind, SlackFlavor};
+use crate::notify::outbox::AlertKind;
 use crate::notify::templates::{ChannelText, slack_escape};
 use crate::store::OutboxRow;
 
@@ -179,8 +180,10 @@ fn first_link(subject: &Subject) -> Option<String> {
                 .or_else(|| v.links.package.clone())
                 .or_else(|| v.links.blog.clone())
         }),
-        Subject::Alert(_, payload) => payload["core"]["feature_releases_between"]
-            .as_array()
+        Subject::Alert(_, report) => report
+            .advice
+            .get("core")
+            .and_then(|core| core["feature_releases_between"].as_array())
             .and_then(|a| a.last())
             .and_then(|r| r["url"].as_str())
             .map(str::to_string),
@@ -269,7 +272,7 @@ fn ntfy(channel: &Channel, subject: &Subject, text: &ChannelText, id: &str) -> V
             tags
         }
         Subject::Alert(kind, _) => vec![
-            if kind == "bugfix_advice" {
+            if *kind == AlertKind::BugfixAdvice {
                 "warning"
             } else {
                 "jigsaw"

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::Subject;
+use crate::notify::outbox::AlertKind;
 use crate::store::ReleaseRow;
 
 /// The version of the event schema (`schemas/webhook-v1.schema.json`); fields are only ever
@@ -92,13 +93,13 @@ pub fn event(channel: &str, subject: &Subject, text: &str, now: DateTime<Utc>) -
                 .into();
             ("release.published", data)
         }
-        Subject::Alert(kind, payload) => (
-            match kind.as_str() {
-                "compat_report" => "compat.report",
-                "compat_followup" => "compat.followup",
-                _ => "bugfix.advice",
+        Subject::Alert(kind, report) => (
+            match kind {
+                AlertKind::CompatReport => "compat.report",
+                AlertKind::CompatFollowup => "compat.followup",
+                AlertKind::BugfixAdvice => "bugfix.advice",
             },
-            payload.clone(),
+            report.to_value(),
         ),
         Subject::Test(at) => (
             "herald.test",
