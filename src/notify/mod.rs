@@ -148,6 +148,7 @@ impl Notifier {
 }
 
 /// Data the batch's messages refer to, loaded before sending.
+#[derive(Default)]
 struct Batch {
     releases: HashMap<i64, ReleaseRow>,
     projects_of: HashMap<i64, Vec<String>>,
@@ -298,16 +299,25 @@ impl Recorder {
         Ok(recorded)
     }
 
-    async fn claim(&self, limit: i64) -> anyhow::Result<Vec<OutboxRow>> {
+    /// Asks for up to `limit` due messages, claimed in the recorder's next transaction.
+    fn ask(&self, limit: i64) -> anyhow::Result<Claiming> {
         let (done, claimed) = tokio::sync::oneshot::channel();
         self.queue
             .send(Request::Claim(limit, done))
             .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?;
-        claimed
-            .await
-            .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?
-            .map_err(|err| anyhow::anyhow!("cannot claim due mail: {err}"))
+        Ok(claimed)
     }
+}
+
+/// A claim asked of the [`Recorder`] and not yet received.
+type Claiming = tokio::sync::oneshot::Receiver<Result<Vec<OutboxRow>, String>>;
+
+/// The messages of a claim, once the recorder made it.
+async fn claimed(claiming: Claiming) -> anyhow::Result<Vec<OutboxRow>> {
+    claiming
+        .await
+        .map_err(|_| anyhow::anyhow!("the answer recorder has stopped"))?
+        .map_err(|err| anyhow::anyhow!("cannot claim due mail: {err}"))
 }
 
 /// The recorder's loop: until every worker is done, serve what is waiting in one transaction
@@ -398,65 +408,102 @@ async fn worker(
     shared: &Shared,
     recorder: &Recorder,
 ) -> anyhow::Result<()> {
-    let mut connection: Option<smtp::SmtpConnection> = None;
-    let mut pending: Pending = None;
-    let result = work(
-        app,
-        mailer,
-        opts,
-        shared,
-        recorder,
-        &mut connection,
-        &mut pending,
-    )
-    .await;
-    // Every answer handed over is recorded before the worker ends.
-    let settled = settle(&mut pending).await;
-    if let Some(connection) = connection {
+    let mut lane = Lane::default();
+    let result = work(app, mailer, opts, shared, recorder, &mut lane).await;
+    // Every answer handed over is recorded before the worker ends, and what it claimed but
+    // did not start is given back (on stop, or after an error) for another dispatch at once.
+    let settled = settle(&mut lane.pending).await;
+    let given_back = lane.hand.give_back(app).await;
+    if let Some(connection) = lane.connection {
         connection.quit().await;
     }
-    result.and(settled)
+    result.and(settled).and(given_back)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one worker holds: its connection, its answer not yet known to be recorded, and its
+/// claimed messages.
+#[derive(Default)]
+struct Lane {
+    connection: Option<smtp::SmtpConnection>,
+    pending: Pending,
+    hand: Hand,
+}
+
+/// A worker's claimed messages not yet started, and the claim it asked for while sending them
+/// (so that a connection does not wait for a claim between messages).
+#[derive(Default)]
+struct Hand {
+    rows: std::collections::VecDeque<OutboxRow>,
+    asked: Option<Claiming>,
+}
+
+impl Hand {
+    /// The next message, claiming more when the hand is empty; `None` when nothing is due.
+    async fn next(
+        &mut self,
+        app: &App,
+        shared: &Shared,
+        recorder: &Recorder,
+        batch: &mut Batch,
+    ) -> anyhow::Result<Option<OutboxRow>> {
+        if self.rows.is_empty() {
+            let rows = match self.asked.take() {
+                Some(asked) => claimed(asked).await?,
+                None => claimed(recorder.ask(CLAIM_PER_CONNECTION)?).await?,
+            };
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            *batch = load_batch(app, shared, &rows).await?;
+            self.rows.extend(rows);
+            self.asked = Some(recorder.ask(CLAIM_PER_CONNECTION)?);
+        }
+        Ok(self.rows.pop_front())
+    }
+
+    async fn give_back(&mut self, app: &App) -> anyhow::Result<()> {
+        let mut rows: Vec<OutboxRow> = self.rows.drain(..).collect();
+        if let Some(asked) = self.asked.take() {
+            // Claimed meanwhile or not at all (the claim failed): either way not started.
+            rows.extend(claimed(asked).await.unwrap_or_default());
+        }
+        for row in rows {
+            app.store.unclaim(row.id, app.clock.now()).await?;
+        }
+        Ok(())
+    }
+}
+
 async fn work(
     app: &App,
     mailer: &Mailer,
     opts: &DispatchOptions,
     shared: &Shared,
     recorder: &Recorder,
-    connection: &mut Option<smtp::SmtpConnection>,
-    pending: &mut Pending,
+    lane: &mut Lane,
 ) -> anyhow::Result<()> {
-    // On stop, each connection finishes the message it is on (at most one) and gives back
-    // what it claimed but did not start.
+    // On stop, each connection finishes the message it is on (at most one); the caller gives
+    // back what it claimed but did not start.
     let mut started = false;
+    let mut batch = Batch::default();
     loop {
         if started && stopping(opts) {
             return Ok(());
         }
-        let rows = recorder.claim(CLAIM_PER_CONNECTION).await?;
-        if rows.is_empty() {
+        let Some(row) = lane.hand.next(app, shared, recorder, &mut batch).await? else {
             return Ok(());
-        }
-        let batch = load_batch(app, shared, &rows).await?;
-        for (index, row) in rows.iter().enumerate() {
-            if started && stopping(opts) {
-                for untried in &rows[index..] {
-                    app.store.unclaim(untried.id, app.clock.now()).await?;
-                }
-                return Ok(());
+        };
+        started = true;
+        let outcome = match compose(&app.notifier, &app.config.projects, &batch, &row) {
+            Ok(message) => {
+                Ok(deliver(mailer, &mut lane.connection, &message, &mut lane.pending).await?)
             }
-            started = true;
-            let outcome = match compose(&app.notifier, &app.config.projects, &batch, row) {
-                Ok(message) => Ok(deliver(mailer, connection, &message, pending).await?),
-                Err(why) => Err(why.to_string()),
-            };
-            // Usually settled already, before the relay took this message.
-            settle(pending).await?;
-            let answer = answer(app, opts, shared, row, outcome)?;
-            *pending = Some(recorder.submit(answer)?);
-        }
+            Err(why) => Err(why.to_string()),
+        };
+        // Usually settled already, before the relay took this message.
+        settle(&mut lane.pending).await?;
+        let answer = answer(app, opts, shared, &row, outcome)?;
+        lane.pending = Some(recorder.submit(answer)?);
     }
 }
 

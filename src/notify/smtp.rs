@@ -17,7 +17,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use secrecy::{ExposeSecret, SecretString};
@@ -66,6 +66,10 @@ pub struct SmtpConnection {
     pub sent: usize,
     /// Set when a message timed out: the conversation's state is unknown.
     timed_out: bool,
+    /// The relay offers `PIPELINING` (RFC 2920): a message's MAIL FROM, RCPT TO and DATA go
+    /// out in one write, and its content with the final dot in another, so a message costs two
+    /// round trips instead of four.
+    pipelining: bool,
 }
 
 /// A message the relay did not take.
@@ -200,6 +204,18 @@ impl Relay {
                 .map_err(classify)?,
             _ => {}
         }
+        // lettre keeps only the EHLO keywords it uses itself; ask again (before AUTH, after
+        // STARTTLS) to learn whether the relay takes pipelined commands.
+        let pipelining = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(classify)?
+            .message()
+            .any(|line| {
+                line.split_whitespace()
+                    .next()
+                    .is_some_and(|word| word.eq_ignore_ascii_case("PIPELINING"))
+            });
         if let Some(credentials) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
@@ -209,6 +225,7 @@ impl Relay {
             inner: conn,
             sent: 0,
             timed_out: false,
+            pipelining,
         })
     }
 }
@@ -262,10 +279,24 @@ impl SmtpConnection {
             }
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
+        let mail = Mail::new(envelope.from().cloned(), options);
+        let pipelining = self.pipelining;
         let commands = async {
-            self.inner
-                .command(Mail::new(envelope.from().cloned(), options))
-                .await?;
+            if pipelining {
+                // One write; then the answers in order (RFC 2920). After a refusal the
+                // connection is ended, so the answers still unread do not matter.
+                let mut group = mail.to_string();
+                for to in envelope.to() {
+                    group.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
+                }
+                group.push_str(&Data.to_string());
+                self.inner.command(Raw(&group)).await?;
+                for _ in envelope.to() {
+                    self.inner.read_response().await?;
+                }
+                return self.inner.read_response().await;
+            }
+            self.inner.command(mail).await?;
             for to in envelope.to() {
                 self.inner
                     .command(Rcpt::new(to.clone(), Vec::new()))
@@ -282,8 +313,14 @@ impl SmtpConnection {
 
     /// The second half: the content and its final dot; returns the relay's answer.
     pub async fn finish(&mut self, formatted: &[u8]) -> Result<String, Failure> {
-        let response = match tokio::time::timeout(SEND_TIMEOUT, self.inner.message(formatted)).await
-        {
+        // The content and the final dot in one write (lettre writes them separately).
+        let content = async {
+            match String::from_utf8(stuffed(formatted)) {
+                Ok(content) => self.inner.command(Raw(&content)).await,
+                Err(_) => self.inner.message(formatted).await,
+            }
+        };
+        let response = match tokio::time::timeout(SEND_TIMEOUT, content).await {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => return Err(self.failed(err).await),
             Err(_) => return Err(self.timeout()),
@@ -327,6 +364,33 @@ impl SmtpConnection {
     pub async fn quit(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.quit()).await;
     }
+}
+
+/// Text written to the relay as it is (pipelined commands, a message's content).
+struct Raw<'a>(&'a str);
+
+impl std::fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// A message's content as sent after `DATA`: every line that starts with a dot gets another
+/// (RFC 5321 4.5.2, as lettre's own codec does), then the final dot.
+fn stuffed(formatted: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(formatted.len() + 16);
+    let mut line_start = true;
+    let mut after_cr = false;
+    for &byte in formatted {
+        if byte == b'.' && line_start {
+            out.push(b'.');
+        }
+        out.push(byte);
+        line_start = after_cr && byte == b'\n';
+        after_cr = byte == b'\r';
+    }
+    out.extend_from_slice(b"\r\n.\r\n");
+    out
 }
 
 /// lettre's error as Herald's: 5xx answers are permanent, everything else (4xx, a dropped or
@@ -427,5 +491,21 @@ impl tokio::io::AsyncWrite for TlsStream {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stuffed;
+
+    #[test]
+    fn content_is_dot_stuffed_like_lettre_and_ends_with_the_final_dot() {
+        assert_eq!(
+            stuffed(b"a\r\n.b\r\n..\r\n"),
+            b"a\r\n..b\r\n...\r\n\r\n.\r\n"
+        );
+        assert_eq!(stuffed(b".first"), b"..first\r\n.\r\n");
+        // Only a dot at the start of a CRLF line counts.
+        assert_eq!(stuffed(b"a.b\n.c\r.d"), b"a.b\n.c\r.d\r\n.\r\n");
     }
 }
