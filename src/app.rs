@@ -2,71 +2,20 @@
 //! HTTP client, sources, clock). The binary and the integration tests start Herald the same
 //! way, through this one function.
 
-use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::Config;
-use crate::notify::Notifier;
 use crate::notify::channels::ChannelClient;
 use crate::notify::mail::{self, Mailer};
 use crate::notify::templates::Templates;
+use crate::notify::{Mailroom, Notifier};
 use crate::sources::Sources;
 use crate::sources::http::HttpClient;
 use crate::store::Store;
 use crate::tokens::Signer;
-
-/// Where "now" comes from; tests substitute a [`ManualClock`].
-pub trait Clock: Send + Sync + Debug {
-    /// The current time.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    /// A clock standing at `at`.
-    pub fn new(at: DateTime<Utc>) -> ManualClock {
-        ManualClock(Mutex::new(at))
-    }
-
-    /// Moves the clock to `at`.
-    pub fn set(&self, at: DateTime<Utc>) {
-        if let Ok(mut now) = self.0.lock() {
-            *now = at;
-        }
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: chrono::Duration) {
-        if let Ok(mut now) = self.0.lock() {
-            *now += by;
-        }
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.0
-            .lock()
-            .map(|now| *now)
-            .unwrap_or_else(|poisoned| *poisoned.into_inner())
-    }
-}
 
 /// Everything a command needs.
 #[derive(Debug, Clone)]
@@ -135,5 +84,16 @@ impl App {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> App {
         self.clock = clock;
         self
+    }
+}
+
+impl From<&App> for Mailroom {
+    fn from(app: &App) -> Mailroom {
+        Mailroom {
+            config: app.config.clone(),
+            store: app.store.clone(),
+            notifier: app.notifier.clone(),
+            clock: app.clock.clone(),
+        }
     }
 }

@@ -26,6 +26,7 @@ use crate::decide::{self, Delivery};
 use crate::merge::{self, SourceBatch};
 use crate::model::{Project, ReleaseClass, SourceKind, Subscriber};
 use crate::notify::outbox::{Letter, queue_mail};
+use crate::sources::http::Validators;
 use crate::sources::{FetchContext, Fetched, Skipped, SourceError};
 use crate::store::{self, EvidenceWrite, LeaseOutcome, ReleaseWrite, SourceState};
 use crate::version;
@@ -101,7 +102,6 @@ fn is_zero(n: &usize) -> bool {
 /// to another package.
 #[derive(Debug, Clone, Serialize)]
 pub struct WithdrawnRelease {
-    /// Version.
     pub version: String,
     /// Why.
     pub reason: String,
@@ -110,13 +110,9 @@ pub struct WithdrawnRelease {
 /// A release the run found new.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewRelease {
-    /// Project.
     pub project: String,
-    /// Version.
     pub version: String,
-    /// Class.
     pub class: ReleaseClass,
-    /// Line.
     pub line: String,
 }
 
@@ -317,16 +313,23 @@ pub async fn run(app: &App, opts: &CheckOptions) -> anyhow::Result<CheckOutcome>
     Ok(CheckOutcome::Completed(summary))
 }
 
+/// Source states by (project, source).
+type States = HashMap<(String, String), SourceState>;
+
+/// One answer of a source: the project's index, the source, what it said.
+type Answer = (usize, SourceKind, Outcome);
+
 async fn run_locked(
     app: &App,
     opts: &CheckOptions,
     projects: &[&Project],
     now: DateTime<Utc>,
 ) -> anyhow::Result<RunSummary> {
+    let stats = app.http.stats();
     let stats_before = (
-        app.http.stats().requests.load(Ordering::Relaxed),
-        app.http.stats().not_modified.load(Ordering::Relaxed),
-        app.http.stats().body_bytes.load(Ordering::Relaxed),
+        stats.requests.load(Ordering::Relaxed),
+        stats.not_modified.load(Ordering::Relaxed),
+        stats.body_bytes.load(Ordering::Relaxed),
     );
     let run_id = if opts.dry_run {
         None
@@ -337,19 +340,61 @@ async fn run_locked(
     };
     let validators = app.store.validators().await?;
     let states = app.store.source_states().await?;
-    let state_of =
-        |p: &Project, k: SourceKind| states.get(&(p.name.clone(), k.as_str().to_string()));
+    let pending = pending_sources(opts, projects);
+    // A listing last read under an older attribution rule is read in full once: no validators.
+    let no_validators = HashMap::new();
+    let reading = Reading {
+        app,
+        opts,
+        states: &states,
+        validators: &validators,
+        no_validators: &no_validators,
+        pending: &pending,
+        now,
+    };
+    let fetches = reading.fetches(projects);
 
-    // Fetch everything, bounded; no transaction is open meanwhile.
-    let mut jobs = Vec::new();
-    let mut pending: Vec<AtomicUsize> = Vec::with_capacity(projects.len());
-    for (index, project) in projects.iter().enumerate() {
-        let kinds = project.sources();
-        pending.push(AtomicUsize::new(kinds.len()));
-        for kind in kinds {
-            jobs.push((index, *project, kind));
+    // Each project is recorded as soon as its last source has answered, while the others are
+    // still being fetched: the network and the database work side by side.
+    let concurrency = app.config.http.concurrency.max(1);
+    let (sender, receiver) = tokio::sync::mpsc::channel(concurrency * 2);
+    let fetching = async move {
+        let mut answers = futures::stream::iter(fetches).buffer_unordered(concurrency);
+        while let Some(answer) = answers.next().await {
+            if sender.send(answer).await.is_err() {
+                break; // recording failed: the run is over
+            }
         }
-    }
+    };
+    let recorder = Recorder {
+        app,
+        run_id,
+        dry_run: opts.dry_run,
+        now,
+    };
+    let recording = recorder.record_all(projects, &states, receiver);
+    let ((), reports) = tokio::join!(fetching, recording);
+    let reports = reports?;
+
+    Ok(RunSummary {
+        run_id,
+        dry_run: opts.dry_run,
+        started_at: now,
+        duration_ms: 0,
+        projects: reports,
+        requests: stats.requests.load(Ordering::Relaxed) - stats_before.0,
+        not_modified: stats.not_modified.load(Ordering::Relaxed) - stats_before.1,
+        body_bytes: stats.body_bytes.load(Ordering::Relaxed) - stats_before.2,
+    })
+}
+
+/// How many sources of each project are still to answer; the progress display starts with
+/// the projects that have none.
+fn pending_sources(opts: &CheckOptions, projects: &[&Project]) -> Vec<AtomicUsize> {
+    let pending: Vec<AtomicUsize> = projects
+        .iter()
+        .map(|p| AtomicUsize::new(p.sources().len()))
+        .collect();
     if let Some(progress) = &opts.progress {
         let sourceless = pending
             .iter()
@@ -362,117 +407,84 @@ async fn run_locked(
             .projects_fetched
             .store(sourceless, Ordering::Relaxed);
     }
-    let pending = &pending;
-    // Counts a project as fetched when its last source has answered.
-    let fetched_one = move |index: usize| {
-        if pending[index].fetch_sub(1, Ordering::Relaxed) == 1
-            && let Some(progress) = &opts.progress
-        {
-            progress.projects_fetched.fetch_add(1, Ordering::Relaxed);
+    pending
+}
+
+/// What every source's fetch in one run shares.
+struct Reading<'a> {
+    app: &'a App,
+    opts: &'a CheckOptions,
+    states: &'a States,
+    validators: &'a HashMap<String, Validators>,
+    no_validators: &'a HashMap<String, Validators>,
+    pending: &'a [AtomicUsize],
+    now: DateTime<Utc>,
+}
+
+impl<'a> Reading<'a> {
+    /// One future per project and source, each fetching (or skipping a deferred source).
+    fn fetches(&self, projects: &[&'a Project]) -> Vec<futures::future::BoxFuture<'a, Answer>> {
+        let mut fetches = Vec::new();
+        for (index, project) in projects.iter().enumerate() {
+            for kind in project.sources() {
+                fetches.push(self.fetch(index, project, kind));
+            }
         }
-    };
-    // A listing last read under an older attribution rule is read in full once: no validators.
-    let no_validators = HashMap::new();
+        fetches
+    }
+
     // Boxed one by one so each future's Send-ness is checked with concrete lifetimes.
-    let fetches: Vec<futures::future::BoxFuture<'_, (usize, SourceKind, Outcome)>> = jobs
-        .into_iter()
-        .map(|(index, project, kind)| {
-            let state: Option<&SourceState> = state_of(project, kind);
-            let validators =
-                if state.is_some_and(|s| s.attribution_rule < attribution::RULE_VERSION) {
-                    &no_validators
-                } else {
-                    &validators
-                };
-            async move {
-                if let Some(until) = state
-                    .and_then(|s| s.deferred_until)
-                    .filter(|until| *until > now)
-                {
-                    fetched_one(index);
-                    return (index, kind, Outcome::StillDeferred(until));
-                }
-                let cx = FetchContext {
-                    http: &app.http,
-                    validators,
-                    resolved_url: state.and_then(|s| s.resolved_url.as_deref()),
-                    now,
-                };
-                let outcome = match app.sources.get(kind).fetch(project, cx).await {
-                    Ok(fetched) => Outcome::Fetched(fetched),
-                    Err(err) => Outcome::Failed(err),
-                };
-                fetched_one(index);
-                (index, kind, outcome)
+    fn fetch(
+        &self,
+        index: usize,
+        project: &'a Project,
+        kind: SourceKind,
+    ) -> futures::future::BoxFuture<'a, Answer> {
+        let Reading {
+            app,
+            opts,
+            states,
+            pending,
+            now,
+            ..
+        } = *self;
+        let state = states.get(&(project.name.clone(), kind.as_str().to_string()));
+        let validators = if state.is_some_and(|s| s.attribution_rule < attribution::RULE_VERSION) {
+            self.no_validators
+        } else {
+            self.validators
+        };
+        // Counts a project as fetched when its last source has answered.
+        let fetched_one = move || {
+            if pending[index].fetch_sub(1, Ordering::Relaxed) == 1
+                && let Some(progress) = &opts.progress
+            {
+                progress.projects_fetched.fetch_add(1, Ordering::Relaxed);
             }
-            .boxed()
-        })
-        .collect();
-
-    // Each project is recorded as soon as its last source has answered, while the others are
-    // still being fetched: the network and the database work side by side.
-    let concurrency = app.config.http.concurrency.max(1);
-    let (sender, mut receiver) = tokio::sync::mpsc::channel(concurrency * 2);
-    let fetching = async move {
-        let mut answers = futures::stream::iter(fetches).buffer_unordered(concurrency);
-        while let Some(answer) = answers.next().await {
-            if sender.send(answer).await.is_err() {
-                break; // recording failed: the run is over
+        };
+        async move {
+            if let Some(until) = state
+                .and_then(|s| s.deferred_until)
+                .filter(|until| *until > now)
+            {
+                fetched_one();
+                return (index, kind, Outcome::StillDeferred(until));
             }
+            let cx = FetchContext {
+                http: &app.http,
+                validators,
+                resolved_url: state.and_then(|s| s.resolved_url.as_deref()),
+                now,
+            };
+            let outcome = match app.sources.get(kind).fetch(project, cx).await {
+                Ok(fetched) => Outcome::Fetched(fetched),
+                Err(err) => Outcome::Failed(err),
+            };
+            fetched_one();
+            (index, kind, outcome)
         }
-    };
-    let with_history: HashSet<&str> = states.keys().map(|(p, _)| p.as_str()).collect();
-    let expected: Vec<usize> = projects.iter().map(|p| p.sources().len()).collect();
-    let recorder = Recorder {
-        app,
-        run_id,
-        dry_run: opts.dry_run,
-        now,
-    };
-    let recording = async {
-        let mut reports: Vec<Option<ProjectReport>> = projects.iter().map(|_| None).collect();
-        let mut unchanged: Vec<(String, SourceKind)> = Vec::new();
-        let mut waiting: HashMap<usize, Vec<(SourceKind, Outcome)>> = HashMap::new();
-        if let Some(index) = expected.iter().position(|n| *n == 0) {
-            bail!("project {} has no source configured", projects[index].name);
-        }
-        while let Some((index, kind, outcome)) = receiver.recv().await {
-            let outcomes = waiting.entry(index).or_default();
-            outcomes.push((kind, outcome));
-            let project = projects[index];
-            if outcomes.len() < expected[index] {
-                continue;
-            }
-            let mut outcomes = waiting.remove(&index).unwrap_or_default();
-            outcomes.sort_by_key(|(kind, _)| *kind);
-            let had_baseline =
-                |k: SourceKind| state_of(project, k).is_some_and(|s| s.baseline_at.is_some());
-            let history = with_history.contains(project.name.as_str());
-            let report = recorder
-                .record_project(project, outcomes, &had_baseline, history, &mut unchanged)
-                .await
-                .with_context(|| format!("cannot record the results for {}", project.name))?;
-            reports[index] = Some(report);
-        }
-        if !opts.dry_run {
-            app.store.sources_unchanged(&unchanged, now).await?;
-        }
-        anyhow::Ok(reports.into_iter().flatten().collect::<Vec<_>>())
-    };
-    let ((), reports) = tokio::join!(fetching, recording);
-    let reports = reports?;
-
-    let stats = app.http.stats();
-    Ok(RunSummary {
-        run_id,
-        dry_run: opts.dry_run,
-        started_at: now,
-        duration_ms: 0,
-        projects: reports,
-        requests: stats.requests.load(Ordering::Relaxed) - stats_before.0,
-        not_modified: stats.not_modified.load(Ordering::Relaxed) - stats_before.1,
-        body_bytes: stats.body_bytes.load(Ordering::Relaxed) - stats_before.2,
-    })
+        .boxed()
+    }
 }
 
 /// What every project's recording in one run shares.
@@ -508,6 +520,52 @@ fn changes_nothing(outcome: &Outcome) -> bool {
 }
 
 impl Recorder<'_> {
+    /// Records each project as soon as all its sources have answered; then marks the
+    /// sources that answered "unchanged".
+    async fn record_all(
+        &self,
+        projects: &[&Project],
+        states: &States,
+        mut receiver: tokio::sync::mpsc::Receiver<Answer>,
+    ) -> anyhow::Result<Vec<ProjectReport>> {
+        let expected: Vec<usize> = projects.iter().map(|p| p.sources().len()).collect();
+        if let Some(index) = expected.iter().position(|n| *n == 0) {
+            bail!("project {} has no source configured", projects[index].name);
+        }
+        let with_history: HashSet<&str> = states.keys().map(|(p, _)| p.as_str()).collect();
+        let mut reports: Vec<Option<ProjectReport>> = projects.iter().map(|_| None).collect();
+        let mut unchanged: Vec<(String, SourceKind)> = Vec::new();
+        let mut waiting: HashMap<usize, Vec<(SourceKind, Outcome)>> = HashMap::new();
+        while let Some((index, kind, outcome)) = receiver.recv().await {
+            let outcomes = waiting.entry(index).or_default();
+            outcomes.push((kind, outcome));
+            let project = projects[index];
+            if outcomes.len() < expected[index] {
+                continue;
+            }
+            let mut outcomes = waiting.remove(&index).unwrap_or_default();
+            outcomes.sort_by_key(|(kind, _)| *kind);
+            let had_baseline = |k: SourceKind| {
+                states
+                    .get(&(project.name.clone(), k.as_str().to_string()))
+                    .is_some_and(|s| s.baseline_at.is_some())
+            };
+            let history = with_history.contains(project.name.as_str());
+            let report = self
+                .record_project(project, outcomes, &had_baseline, history, &mut unchanged)
+                .await
+                .with_context(|| format!("cannot record the results for {}", project.name))?;
+            reports[index] = Some(report);
+        }
+        if !self.dry_run {
+            self.app
+                .store
+                .sources_unchanged(&unchanged, self.now)
+                .await?;
+        }
+        Ok(reports.into_iter().flatten().collect())
+    }
+
     /// Records one project's answers in one transaction (none when nothing changed: the
     /// sources' health is then written with the others' at the end of the run, into
     /// `unchanged`).
@@ -551,7 +609,7 @@ impl Recorder<'_> {
         )
         .await?;
         queued += crate::notify::channels::queue_releases(
-            self.app,
+            &self.app.config.channels,
             &mut tx,
             &recorded.announced,
             self.now,

@@ -1,6 +1,8 @@
 //! The `herald` binary: reads `.env`, parses the command line, sets up logging to stderr and
 //! hands over to [`herald::cli::run`].
 
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::process::ExitCode;
 
 use clap::Parser;

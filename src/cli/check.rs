@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::alerts;
+use crate::alerts::{self, AlertsReport};
 use crate::app::App;
 use crate::check::{self, CheckOptions, CheckOutcome, Progress, RunSummary, SourceStatus};
 use crate::logging::{self, Level};
@@ -68,49 +68,60 @@ pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
                 value["alerts"] = serde_json::to_value(&alerts)?;
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                print!("{}", render(&summary));
-                if let Some(a) = alerts
-                    .as_ref()
-                    .filter(|a| a.compat_reports + a.followups + a.bugfix_advice > 0)
-                {
-                    println!(
-                        "Operator alerts queued: {} compatibility report(s), {} follow-up(s), {} bugfix advice.",
-                        a.compat_reports, a.followups, a.bugfix_advice
-                    );
-                }
-                match &mail {
-                    Some(report) => println!("{}", render_mail(report)),
-                    None => println!(
-                        "Mail: would queue {} message{}.",
-                        summary.queued(),
-                        if summary.queued() == 1 { "" } else { "s" }
-                    ),
-                }
+                print_report(&summary, alerts.as_ref(), mail.as_ref());
             }
-            let run_id = summary.run_id.map(|id| id.to_string()).unwrap_or_default();
-            for (project, source) in summary.failed_sources() {
-                let state = if source.status == SourceStatus::Deferred {
-                    "deferred"
-                } else {
-                    "failed"
-                };
-                logging::say(
-                    Level::Warn,
-                    &format!(
-                        "{project}: {} {state}: {}",
-                        source.source,
-                        source.error.as_deref().unwrap_or("unknown error")
-                    ),
-                    &[
-                        ("project", project),
-                        ("source", source.source.as_str()),
-                        ("state", state),
-                        ("run_id", &run_id),
-                    ],
-                );
-            }
+            warn_failed_sources(&summary);
             Ok(summary.exit_code())
         }
+    }
+}
+
+/// The run's summary as text, with what it queued and sent.
+fn print_report(
+    summary: &RunSummary,
+    alerts: Option<&AlertsReport>,
+    mail: Option<&DispatchReport>,
+) {
+    print!("{}", render(summary));
+    if let Some(a) = alerts.filter(|a| a.compat_reports + a.followups + a.bugfix_advice > 0) {
+        println!(
+            "Operator alerts queued: {} compatibility report(s), {} follow-up(s), {} bugfix advice.",
+            a.compat_reports, a.followups, a.bugfix_advice
+        );
+    }
+    match mail {
+        Some(report) => println!("{}", render_mail(report)),
+        None => println!(
+            "Mail: would queue {} message{}.",
+            summary.queued(),
+            if summary.queued() == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// One warning per source that failed or is deferred, for the operator reading stderr.
+fn warn_failed_sources(summary: &RunSummary) {
+    let run_id = summary.run_id.map(|id| id.to_string()).unwrap_or_default();
+    for (project, source) in summary.failed_sources() {
+        let state = if source.status == SourceStatus::Deferred {
+            "deferred"
+        } else {
+            "failed"
+        };
+        logging::say(
+            Level::Warn,
+            &format!(
+                "{project}: {} {state}: {}",
+                source.source,
+                source.error.as_deref().unwrap_or("unknown error")
+            ),
+            &[
+                ("project", project),
+                ("source", source.source.as_str()),
+                ("state", state),
+                ("run_id", &run_id),
+            ],
+        );
     }
 }
 

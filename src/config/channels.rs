@@ -121,7 +121,6 @@ impl ChannelMessage {
 pub struct Channel {
     /// Unique name: lowercase letters, digits, `.`, `_` and `-`.
     pub name: String,
-    /// Kind.
     pub kind: ChannelKind,
     /// Where to send (for Slack and Discord the URL is the secret).
     pub url: SecretString,

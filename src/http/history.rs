@@ -88,7 +88,6 @@ pub struct Timeline {
     pub counts: BTreeMap<&'static str, usize>,
     /// From, to (`YYYY-MM-DD`).
     pub from: String,
-    /// To.
     pub to: String,
     /// Releases left off (older than the newest [`MAX_MARKS`]).
     pub left_off: usize,

@@ -33,9 +33,7 @@ pub enum ComposeError {
     /// A release the mail names turned out to be another package's.
     #[error("{project} {version} was withdrawn: {reason}")]
     Withdrawn {
-        /// Project.
         project: String,
-        /// Version.
         version: String,
         /// Why.
         reason: String,

@@ -26,9 +26,7 @@ pub struct Links {
 /// One release, as mails show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReleaseView {
-    /// Project.
     pub project: String,
-    /// Version.
     pub version: String,
     /// `feature`, `bugfix` or `prerelease`.
     pub class: ReleaseClass,
@@ -77,7 +75,6 @@ pub struct NewReleaseMail {
     pub release: ReleaseView,
     /// Every release of the message, newest first.
     pub releases: Vec<ReleaseView>,
-    /// Footer.
     pub footer: Footer,
 }
 
@@ -113,7 +110,6 @@ pub struct DigestMail {
     pub period: Period,
     /// Its releases, oldest first.
     pub releases: Vec<ReleaseView>,
-    /// Footer.
     pub footer: Footer,
 }
 
@@ -147,7 +143,6 @@ pub struct AlertMail {
     pub found: Vec<String>,
     /// The newest bugfix release of the reported feature release's line, found with it.
     pub upgrade_to: Option<String>,
-    /// Footer.
     pub footer: Footer,
 }
 

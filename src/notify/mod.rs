@@ -35,7 +35,10 @@ use lettre::message::Mailbox;
 use serde::Serialize;
 use url::Url;
 
-use crate::app::App;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::model::{mask_email, mask_emails_in};
 use crate::store::{Answer, DueDigest, OutboxRow, ReleaseRow, Store};
 use crate::tokens::Signer;
@@ -54,6 +57,21 @@ pub const RETRY_MAX_SECS: i64 = 6 * 3600;
 pub const CLAIM_SECS: i64 = 600;
 /// Messages claimed at once per connection: a dispatcher claims only what it is about to send.
 const CLAIM_PER_CONNECTION: i64 = 2;
+
+/// What the dispatcher works with: the database, the relay with its templates and signer,
+/// the clock, and the validated settings (projects, channels, limits). The app hands one
+/// out (`From<&App>`); nothing in `notify` depends on the whole app.
+#[derive(Debug, Clone)]
+pub struct Mailroom {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Store,
+    /// Templates, relay and signer.
+    pub notifier: Arc<Notifier>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
 
 /// Everything the dispatcher needs, built once by `App::build`.
 #[derive(Debug)]
@@ -175,15 +193,19 @@ pub async fn queue_due_digests(
 /// (`HERALD_SMTP_CONNECTIONS`), each sending a couple of messages at a time over a connection
 /// it keeps open (replacing it when it breaks), and one `Recorder` that claims those
 /// messages and records their answers for all of them.
-pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<DispatchReport> {
-    let now = app.clock.now();
+pub async fn dispatch(
+    room: impl Into<Mailroom>,
+    opts: &DispatchOptions,
+) -> anyhow::Result<DispatchReport> {
+    let room = &room.into();
+    let now = room.clock.now();
     let mut report = DispatchReport {
-        digests_queued: queue_due_digests(&app.store, &app.notifier.from, now)
+        digests_queued: queue_due_digests(&room.store, &room.notifier.from, now)
             .await
             .context("cannot queue due digests")?,
         ..DispatchReport::default()
     };
-    report.relay = app.notifier.mailer.as_ref().map(|m| m.relay().to_string());
+    report.relay = room.notifier.mailer.as_ref().map(|m| m.relay().to_string());
     let shared = Shared {
         // `host:pid:nonce`: another dispatcher on this host takes the claims over at once
         // when this process dies (see `Store::claim_due`).
@@ -204,11 +226,11 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
     // Mail is claimed under one name for all connections (see `Recorder`).
     let mail_claimer = format!("{}:mail", shared.claimer);
     let mail = async move {
-        let Some(mailer) = app.notifier.mailer.as_ref() else {
+        let Some(mailer) = room.notifier.mailer.as_ref() else {
             return Ok(());
         };
-        let workers = (0..app.notifier.connections.max(1))
-            .map(|_| worker(app, mailer, opts, shared_ref, &recorder));
+        let workers = (0..room.notifier.connections.max(1))
+            .map(|_| worker(room, mailer, opts, shared_ref, &recorder));
         let outcomes = futures::future::join_all(workers).await;
         // The recorder ends once it has recorded every answer handed to it.
         drop(recorder);
@@ -217,8 +239,8 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
     };
     let (mail, (), channels) = futures::future::join3(
         mail,
-        record_answers(app, opts, &mail_claimer, answers),
-        channels::work(app, opts, &shared),
+        record_answers(room, opts, &mail_claimer, answers),
+        channels::work(room, opts, &shared),
     )
     .await;
     mail?;
@@ -227,7 +249,7 @@ pub async fn dispatch(app: &App, opts: &DispatchOptions) -> anyhow::Result<Dispa
         .report
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    (report.waiting, report.channels.waiting) = waiting(app).await?;
+    (report.waiting, report.channels.waiting) = waiting(room).await?;
     Ok(report)
 }
 
@@ -323,7 +345,7 @@ async fn claimed(claiming: Claiming) -> anyhow::Result<Vec<OutboxRow>> {
 /// The recorder's loop: until every worker is done, serve what is waiting in one transaction
 /// and tell each worker.
 async fn record_answers(
-    app: &App,
+    room: &Mailroom,
     opts: &DispatchOptions,
     claimer: &str,
     mut requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
@@ -347,15 +369,15 @@ async fn record_answers(
                 next = requests.try_recv().ok();
             }
         }
-        let now = app.clock.now();
+        let now = room.clock.now();
         let limit: i64 = claims.iter().map(|(limit, _)| *limit).sum();
         let claim = crate::store::MailClaim {
             claimer,
             limit,
-            until: now + Duration::seconds(app.notifier.claim_secs),
+            until: now + Duration::seconds(room.notifier.claim_secs),
             only: opts.only,
         };
-        let outcome = app
+        let outcome = room
             .store
             .record_answers(&answers, (limit > 0).then_some(&claim), now)
             .await
@@ -373,7 +395,7 @@ async fn record_answers(
                     if let Err(Ok(mine)) = done.send(Ok(mine)) {
                         // Nobody will send these: give them back at once.
                         for row in mine {
-                            if let Err(err) = app.store.unclaim(row.id, app.clock.now()).await {
+                            if let Err(err) = room.store.unclaim(row.id, room.clock.now()).await {
                                 tracing::warn!(outbox_id = row.id, "cannot give back: {err}");
                             }
                         }
@@ -402,18 +424,18 @@ async fn settle(pending: &mut Pending) -> anyhow::Result<()> {
 
 /// One connection's worth of sending: claim, send, record, until nothing is due.
 async fn worker(
-    app: &App,
+    room: &Mailroom,
     mailer: &Mailer,
     opts: &DispatchOptions,
     shared: &Shared,
     recorder: &Recorder,
 ) -> anyhow::Result<()> {
     let mut lane = Lane::default();
-    let result = work(app, mailer, opts, shared, recorder, &mut lane).await;
+    let result = work(room, mailer, opts, shared, recorder, &mut lane).await;
     // Every answer handed over is recorded before the worker ends, and what it claimed but
     // did not start is given back (on stop, or after an error) for another dispatch at once.
     let settled = settle(&mut lane.pending).await;
-    let given_back = lane.hand.give_back(app).await;
+    let given_back = lane.hand.give_back(room).await;
     if let Some(connection) = lane.connection {
         connection.quit().await;
     }
@@ -441,7 +463,7 @@ impl Hand {
     /// The next message, claiming more when the hand is empty; `None` when nothing is due.
     async fn next(
         &mut self,
-        app: &App,
+        room: &Mailroom,
         shared: &Shared,
         recorder: &Recorder,
         batch: &mut Batch,
@@ -454,28 +476,28 @@ impl Hand {
             if rows.is_empty() {
                 return Ok(None);
             }
-            *batch = load_batch(app, shared, &rows).await?;
+            *batch = load_batch(room, shared, &rows).await?;
             self.rows.extend(rows);
             self.asked = Some(recorder.ask(CLAIM_PER_CONNECTION)?);
         }
         Ok(self.rows.pop_front())
     }
 
-    async fn give_back(&mut self, app: &App) -> anyhow::Result<()> {
+    async fn give_back(&mut self, room: &Mailroom) -> anyhow::Result<()> {
         let mut rows: Vec<OutboxRow> = self.rows.drain(..).collect();
         if let Some(asked) = self.asked.take() {
             // Claimed meanwhile or not at all (the claim failed): either way not started.
             rows.extend(claimed(asked).await.unwrap_or_default());
         }
         for row in rows {
-            app.store.unclaim(row.id, app.clock.now()).await?;
+            room.store.unclaim(row.id, room.clock.now()).await?;
         }
         Ok(())
     }
 }
 
 async fn work(
-    app: &App,
+    room: &Mailroom,
     mailer: &Mailer,
     opts: &DispatchOptions,
     shared: &Shared,
@@ -490,11 +512,11 @@ async fn work(
         if started && stopping(opts) {
             return Ok(());
         }
-        let Some(row) = lane.hand.next(app, shared, recorder, &mut batch).await? else {
+        let Some(row) = lane.hand.next(room, shared, recorder, &mut batch).await? else {
             return Ok(());
         };
         started = true;
-        let outcome = match compose(&app.notifier, &app.config.projects, &batch, &row) {
+        let outcome = match compose(&room.notifier, &room.config.projects, &batch, &row) {
             Ok(message) => {
                 Ok(deliver(mailer, &mut lane.connection, &message, &mut lane.pending).await?)
             }
@@ -502,7 +524,7 @@ async fn work(
         };
         // Usually settled already, before the relay took this message.
         settle(&mut lane.pending).await?;
-        let answer = answer(app, opts, shared, &row, outcome)?;
+        let answer = answer(room, opts, shared, &row, outcome)?;
         lane.pending = Some(recorder.submit(answer)?);
     }
 }
@@ -563,13 +585,13 @@ fn log_dead(row: &OutboxRow, why: &str) {
 
 /// What to record for one message, counted in the report.
 fn answer(
-    app: &App,
+    room: &Mailroom,
     opts: &DispatchOptions,
     shared: &Shared,
     row: &OutboxRow,
     outcome: Result<Result<String, SendError>, String>,
 ) -> anyhow::Result<Answer> {
-    let now = app.clock.now();
+    let now = room.clock.now();
     Ok(match outcome {
         Err(why) => {
             tracing::error!(outbox_id = row.id, kind = %row.kind, "cannot compose: {why}");
@@ -643,8 +665,8 @@ fn answer(
 }
 
 /// Messages waiting (queued, retrying or being sent): (mail, channel deliveries).
-async fn waiting(app: &App) -> anyhow::Result<(i64, i64)> {
-    let counts = app.store.outbox_counts_by_channel().await?;
+async fn waiting(room: &Mailroom) -> anyhow::Result<(i64, i64)> {
+    let counts = room.store.outbox_counts_by_channel().await?;
     let (mut mail, mut channels) = (0, 0);
     for ((channel, status), n) in counts {
         if matches!(status.as_str(), "queued" | "retrying" | "sending") {
@@ -662,7 +684,7 @@ async fn waiting(app: &App) -> anyhow::Result<(i64, i64)> {
 /// meanwhile is noticed after at most this long).
 const RELEASE_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
-async fn load_batch(app: &App, shared: &Shared, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
+async fn load_batch(room: &Mailroom, shared: &Shared, rows: &[OutboxRow]) -> anyhow::Result<Batch> {
     let mut releases = HashMap::new();
     for row in rows {
         for id in outbox::release_ids(row) {
@@ -679,7 +701,7 @@ async fn load_batch(app: &App, shared: &Shared, rows: &[OutboxRow]) -> anyhow::R
             let release = match cached {
                 Some(release) => release,
                 None => {
-                    let release = app.store.release(id).await?;
+                    let release = room.store.release(id).await?;
                     shared
                         .releases
                         .lock()
@@ -699,7 +721,7 @@ async fn load_batch(app: &App, shared: &Shared, rows: &[OutboxRow]) -> anyhow::R
     let projects_of = if subscribers.is_empty() {
         HashMap::new()
     } else {
-        app.store.projects_of(&subscribers).await?
+        room.store.projects_of(&subscribers).await?
     };
     Ok(Batch {
         releases,

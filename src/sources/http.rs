@@ -239,31 +239,9 @@ impl HttpClient {
 
     async fn get_once(&self, req: &Request<'_>, now: DateTime<Utc>) -> Result<Fetch, FetchError> {
         let url = req.url.to_string();
-        let mut builder = self
-            .client
-            .get(req.url.clone())
-            .header(header::ACCEPT, req.accept);
-        for (name, value) in &req.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(v) = req.validators {
-            if let Some(etag) = v
-                .etag
-                .as_deref()
-                .and_then(|e| HeaderValue::from_str(e).ok())
-            {
-                builder = builder.header(header::IF_NONE_MATCH, etag);
-            }
-            if let Some(lm) = v
-                .last_modified
-                .as_deref()
-                .and_then(|e| HeaderValue::from_str(e).ok())
-            {
-                builder = builder.header(header::IF_MODIFIED_SINCE, lm);
-            }
-        }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let mut response = builder
+        let mut response = self
+            .request(req)
             .send()
             .await
             .map_err(|err| self.classify(&url, err))?;
@@ -281,33 +259,7 @@ impl HttpClient {
         }
         let headers = response.headers().clone();
         let final_url = response.url().clone();
-        if let Some(len) = response.content_length()
-            && len > self.settings.max_body_bytes as u64
-        {
-            return Err(FetchError::TooLarge {
-                url,
-                limit: self.settings.max_body_bytes,
-            });
-        }
-        let mut bytes = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if bytes.len() + chunk.len() > self.settings.max_body_bytes {
-                        return Err(FetchError::TooLarge {
-                            url,
-                            limit: self.settings.max_body_bytes,
-                        });
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(err) => return Err(self.classify(&url, err)),
-            }
-        }
-        self.stats
-            .body_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let bytes = self.read_body(&url, &mut response).await?;
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -349,6 +301,65 @@ impl HttpClient {
                 .find_map(next_link),
             bytes,
         })))
+    }
+
+    /// The GET for `req`, conditional on the stored validators.
+    fn request(&self, req: &Request<'_>) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .client
+            .get(req.url.clone())
+            .header(header::ACCEPT, req.accept);
+        for (name, value) in &req.headers {
+            builder = builder.header(name, value);
+        }
+        let Some(v) = req.validators else {
+            return builder;
+        };
+        let value =
+            |text: &Option<String>| text.as_deref().and_then(|t| HeaderValue::from_str(t).ok());
+        if let Some(etag) = value(&v.etag) {
+            builder = builder.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = value(&v.last_modified) {
+            builder = builder.header(header::IF_MODIFIED_SINCE, lm);
+        }
+        builder
+    }
+
+    /// The body, at most `max_body_bytes` of it (refused early when the length is declared).
+    async fn read_body(
+        &self,
+        url: &str,
+        response: &mut reqwest::Response,
+    ) -> Result<Vec<u8>, FetchError> {
+        let limit = self.settings.max_body_bytes;
+        let too_large = || FetchError::TooLarge {
+            url: url.to_string(),
+            limit,
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(err) => return Err(self.classify(url, err)),
+            }
+        }
+        self.stats
+            .body_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
     }
 
     fn classify(&self, url: &str, err: reqwest::Error) -> FetchError {

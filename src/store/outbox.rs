@@ -32,7 +32,6 @@ pub struct OutboxRow {
     pub id: i64,
     /// Subscriber.
     pub subscriber_id: Option<i64>,
-    /// Recipient.
     pub recipient: String,
     /// Template folder.
     pub kind: String,

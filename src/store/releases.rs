@@ -19,9 +19,7 @@ pub struct ReleaseWrite<'a> {
     pub version: &'a Version,
     /// Canonical key.
     pub key: &'a str,
-    /// Class.
     pub class: ReleaseClass,
-    /// Line.
     pub line: &'a str,
     /// Date from the primary source: replaces what is stored.
     pub primary_published_at: Option<DateTime<Utc>>,
@@ -52,9 +50,7 @@ pub struct ReleaseRow {
     pub project: String,
     /// Version (normal form).
     pub version: String,
-    /// Class.
     pub class: ReleaseClass,
-    /// Line.
     pub line: String,
     /// Publication date.
     pub published_at: Option<DateTime<Utc>>,

@@ -12,9 +12,7 @@ use crate::sources::http::Validators;
 /// The recorded state of one project x source.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SourceState {
-    /// Project.
     pub project: String,
-    /// Source.
     pub source: String,
     /// First successful fetch.
     pub baseline_at: Option<DateTime<Utc>>,

@@ -37,15 +37,6 @@ const ADAPTERS: &[&str] = &["sources", "store", "notify"];
 /// Orchestration and the front doors; adapters never call up into them.
 const ABOVE_ADAPTERS: &[&str] = &["check", "alerts", "serve", "http", "cli"];
 
-/// Edges known to point the wrong way, each with the change that removes it. The cycle check
-/// leaves them out; [`every_pending_edge_still_exists`] fails once one is gone, so the entry
-/// goes with it.
-const PENDING: &[(&str, &str, &str)] = &[(
-    "notify",
-    "app",
-    "the dispatcher takes `&App`; it is to take its parts (store, transport, templates, clock)",
-)];
-
 /// One `crate::NAME` reference.
 #[derive(Debug, Clone)]
 struct Edge {
@@ -257,29 +248,12 @@ fn pure_modules_and_adapters_import_only_downwards() {
     assert!(bad.is_empty(), "forbidden imports:\n{}", bad.join("\n"));
 }
 
-fn pending(e: &Edge) -> bool {
-    PENDING
-        .iter()
-        .any(|(from, to, _)| e.from == *from && e.to == *to)
-}
-
 #[test]
 fn there_is_no_import_cycle_between_top_level_modules() {
-    let edges: Vec<Edge> = all_edges().into_iter().filter(|e| !pending(e)).collect();
+    let edges = all_edges();
     if let Some(cycle) = find_cycle(&edges) {
         let steps: Vec<String> = cycle.iter().map(shown).collect();
         panic!("import cycle:\n{}", steps.join("\n"));
-    }
-}
-
-#[test]
-fn every_pending_edge_still_exists() {
-    let edges = all_edges();
-    for (from, to, why) in PENDING {
-        assert!(
-            edges.iter().any(|e| e.from == *from && e.to == *to),
-            "{from} -> {to} is gone ({why}): remove it from PENDING"
-        );
     }
 }
 

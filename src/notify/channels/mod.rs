@@ -24,8 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::content::{self, AlertMail, ChannelAlert, ChannelReleases, ChannelTest, ReleaseView};
 use super::outbox::{AlertKind, AlertReport, Notice, Post, queue_notice};
-use super::{DispatchOptions, MAX_ATTEMPTS, Shared, retry_delay, stopping};
-use crate::app::App;
+use super::{DispatchOptions, MAX_ATTEMPTS, Mailroom, Shared, retry_delay, stopping};
 use crate::config::HttpSettings;
 use crate::config::channels::Channel;
 use crate::store::{OutboxRow, ReleaseRow};
@@ -52,13 +51,13 @@ pub fn delivery_id(channel: &str, subject_key: &str) -> String {
 /// Queues, in the transaction that records them, the channel notifications of one project's
 /// new releases (see [`crate::decide::channel_notices`]); returns how many were queued.
 pub async fn queue_releases(
-    app: &App,
+    channels: &[Channel],
     tx: &mut crate::store::Tx,
     announced: &[crate::decide::NewRelease],
     now: DateTime<Utc>,
 ) -> anyhow::Result<usize> {
     let mut queued = 0;
-    for notice in crate::decide::channel_notices(announced, &app.config.channels) {
+    for notice in crate::decide::channel_notices(announced, channels) {
         let post = Post::releases(&notice);
         queued += usize::from(queue_notice(tx, &post, now).await?.is_some());
     }
@@ -264,7 +263,7 @@ pub enum Subject {
 }
 
 /// Loads what a delivery is about; an error dead-letters it.
-async fn subject(app: &App, row: &OutboxRow) -> anyhow::Result<Result<Subject, String>> {
+async fn subject(room: &Mailroom, row: &OutboxRow) -> anyhow::Result<Result<Subject, String>> {
     let notice = match Notice::from_stored(&row.kind, &row.payload) {
         Ok(notice) => notice,
         Err(err) => return Ok(Err(err.to_string())),
@@ -273,7 +272,7 @@ async fn subject(app: &App, row: &OutboxRow) -> anyhow::Result<Result<Subject, S
         Notice::Release(ids) => {
             let mut releases = Vec::new();
             for id in ids.release_ids {
-                let Some(release) = app.store.release(id).await? else {
+                let Some(release) = room.store.release(id).await? else {
                     return Ok(Err(format!("release {id} is no longer recorded")));
                 };
                 if let Some(reason) = &release.withdrawn_reason {
@@ -282,7 +281,7 @@ async fn subject(app: &App, row: &OutboxRow) -> anyhow::Result<Result<Subject, S
                         release.project, release.version
                     )));
                 }
-                let view = content::release_view(&release, app.config.project(&release.project));
+                let view = content::release_view(&release, room.config.project(&release.project));
                 releases.push((release, view));
             }
             if releases.is_empty() {
@@ -307,12 +306,12 @@ async fn subject(app: &App, row: &OutboxRow) -> anyhow::Result<Result<Subject, S
 
 /// Renders and shapes the request of one delivery.
 pub fn prepare(
-    app: &App,
+    room: &Mailroom,
     channel: &Channel,
     row: &OutboxRow,
     subject: &Subject,
 ) -> Result<shapes::Outgoing, String> {
-    let templates = &app.notifier.templates;
+    let templates = &room.notifier.templates;
     let kind = channel.kind.as_str();
     let text = match subject {
         Subject::Releases(releases) => {
@@ -336,8 +335,8 @@ pub fn prepare(
                             "This channel ({}) receives Herald's operator alerts for the inventory configured in HERALD_CHANNELS.",
                             channel.name
                         ),
-                        unsubscribe_url: app.notifier.base_url.to_string(),
-                        site_url: app.notifier.base_url.to_string(),
+                        unsubscribe_url: room.notifier.base_url.to_string(),
+                        site_url: room.notifier.base_url.to_string(),
                     },
                 ),
             },
@@ -348,26 +347,30 @@ pub fn prepare(
             &ChannelTest {
                 channel: channel.name.clone(),
                 sent_at: at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                base_url: app.notifier.base_url.to_string(),
+                base_url: room.notifier.base_url.to_string(),
             },
         ),
     }
     .map_err(|e| e.to_string())?;
-    shapes::outgoing(channel, row, subject, &text, app.clock.now())
+    shapes::outgoing(channel, row, subject, &text, room.clock.now())
 }
 
 /// Runs the channel workers of one dispatch until nothing is due.
-pub(super) async fn work(app: &App, opts: &DispatchOptions, shared: &Shared) -> anyhow::Result<()> {
-    let channels = &app.config.channels;
+pub(super) async fn work(
+    room: &Mailroom,
+    opts: &DispatchOptions,
+    shared: &Shared,
+) -> anyhow::Result<()> {
+    let channels = &room.config.channels;
     if channels.is_empty() {
         return Ok(());
     }
-    let Some(client) = app.notifier.channels.as_ref() else {
+    let Some(client) = room.notifier.channels.as_ref() else {
         return Ok(());
     };
     let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
     let workers = (0..channels.len().clamp(1, MAX_WORKERS))
-        .map(|index| worker(app, client, opts, shared, &names, index));
+        .map(|index| worker(room, client, opts, shared, &names, index));
     for outcome in futures::future::join_all(workers).await {
         outcome?;
     }
@@ -375,7 +378,7 @@ pub(super) async fn work(app: &App, opts: &DispatchOptions, shared: &Shared) -> 
 }
 
 async fn worker(
-    app: &App,
+    room: &Mailroom,
     client: &ChannelClient,
     opts: &DispatchOptions,
     shared: &Shared,
@@ -388,14 +391,14 @@ async fn worker(
         if started && stopping(opts) {
             return Ok(());
         }
-        let now = app.clock.now();
-        let rows = app
+        let now = room.clock.now();
+        let rows = room
             .store
             .claim_due_channels(
                 &claimer,
                 now,
                 CLAIM_PER_WORKER,
-                now + Duration::seconds(app.notifier.claim_secs),
+                now + Duration::seconds(room.notifier.claim_secs),
                 opts.only,
                 names,
             )
@@ -406,53 +409,53 @@ async fn worker(
         for (i, row) in rows.iter().enumerate() {
             if started && stopping(opts) {
                 for untried in &rows[i..] {
-                    app.store.unclaim(untried.id, app.clock.now()).await?;
+                    room.store.unclaim(untried.id, room.clock.now()).await?;
                 }
                 return Ok(());
             }
             started = true;
-            deliver(app, client, opts, shared, row).await?;
+            deliver(room, client, opts, shared, row).await?;
         }
     }
 }
 
 /// Attempts one delivery and records the answer.
 async fn deliver(
-    app: &App,
+    room: &Mailroom,
     client: &ChannelClient,
     opts: &DispatchOptions,
     shared: &Shared,
     row: &OutboxRow,
 ) -> anyhow::Result<()> {
     let name = row.channel.as_deref().unwrap_or(&row.recipient);
-    let Some(channel) = app.config.channel(name) else {
-        app.store.unclaim(row.id, app.clock.now()).await?;
+    let Some(channel) = room.config.channel(name) else {
+        room.store.unclaim(row.id, room.clock.now()).await?;
         return Ok(());
     };
     // A channel a receiver said is gone gets no request, except the operator's test.
     if row.kind != "test" {
         let blocked = blocked_until(shared, name);
-        if let Some(until) = blocked.filter(|until| *until > app.clock.now()) {
-            app.store.defer(row.id, until, app.clock.now()).await?;
+        if let Some(until) = blocked.filter(|until| *until > room.clock.now()) {
+            room.store.defer(row.id, until, room.clock.now()).await?;
             return Ok(());
         }
-        if let Some(disabled) = app.store.disabled_channels().await?.get(name) {
+        if let Some(disabled) = room.store.disabled_channels().await?.get(name) {
             let why = format!(
                 "not sent: channel {name} is disabled since {} ({}); `herald send-test {name}` enables it again",
                 disabled.since.format("%Y-%m-%d %H:%M UTC"),
                 disabled.reason
             );
-            return record(app, opts, shared, row, channel, Err(why)).await;
+            return record(room, opts, shared, row, channel, Err(why)).await;
         }
     }
-    let outcome = match subject(app, row).await? {
-        Ok(subject) => match prepare(app, channel, row, &subject) {
+    let outcome = match subject(room, row).await? {
+        Ok(subject) => match prepare(room, channel, row, &subject) {
             Ok(request) => Ok(client.send(request).await),
             Err(why) => Err(format!("not sent: {why}")),
         },
         Err(why) => Err(format!("not sent: {why}")),
     };
-    record(app, opts, shared, row, channel, outcome).await
+    record(room, opts, shared, row, channel, outcome).await
 }
 
 fn blocked_until(shared: &Shared, channel: &str) -> Option<DateTime<Utc>> {
@@ -475,19 +478,19 @@ fn block(shared: &Shared, channel: &str, until: DateTime<Utc>) {
 
 /// Records one receiver answer right after it arrived.
 async fn record(
-    app: &App,
+    room: &Mailroom,
     opts: &DispatchOptions,
     shared: &Shared,
     row: &OutboxRow,
     channel: &Channel,
     outcome: Result<Answer, String>,
 ) -> anyhow::Result<()> {
-    let now = app.clock.now();
+    let now = room.clock.now();
     let name = channel.name.as_str();
     match outcome {
         Err(why) => {
             tracing::warn!(outbox_id = row.id, channel = name, "{why}");
-            app.store.mark_dead(row.id, &why, now).await?;
+            room.store.mark_dead(row.id, &why, now).await?;
             shared.tally(|r| {
                 r.channels.dead += 1;
                 r.channels.last_error = Some(why);
@@ -504,21 +507,21 @@ async fn record(
                     row.id
                 );
             }
-            app.store.mark_sent(row.id, &answer, now).await?;
+            room.store.mark_sent(row.id, &answer, now).await?;
             if row.kind == "test" {
-                app.store.enable_channel(name, now).await?;
+                room.store.enable_channel(name, now).await?;
             }
             shared.tally(|r| r.channels.sent += 1);
         }
         Ok(Answer::Refused { answer, gone }) => {
             tracing::warn!(outbox_id = row.id, channel = name, "refused: {answer}");
-            app.store.mark_dead(row.id, &answer, now).await?;
+            room.store.mark_dead(row.id, &answer, now).await?;
             if gone {
                 tracing::error!(
                     channel = name,
                     "channel disabled: the receiver answered 410 Gone; fix its url, then run `herald send-test {name}`"
                 );
-                app.store.disable_channel(name, &answer, now).await?;
+                room.store.disable_channel(name, &answer, now).await?;
             }
             shared.tally(|r| {
                 r.channels.dead += 1;
@@ -529,7 +532,7 @@ async fn record(
             if row.attempts + 1 >= MAX_ATTEMPTS {
                 let why = format!("gave up after {MAX_ATTEMPTS} attempts: {answer}");
                 tracing::warn!(outbox_id = row.id, channel = name, "{why}");
-                app.store.mark_dead(row.id, &why, now).await?;
+                room.store.mark_dead(row.id, &why, now).await?;
                 shared.tally(|r| r.channels.dead += 1);
             } else {
                 let next = now + after.unwrap_or_else(|| retry_delay(row.attempts));
@@ -537,7 +540,7 @@ async fn record(
                     block(shared, name, next);
                 }
                 tracing::info!(outbox_id = row.id, channel = name, %next, "will retry: {answer}");
-                app.store.mark_retry(row.id, &answer, next, now).await?;
+                room.store.mark_retry(row.id, &answer, next, now).await?;
                 shared.tally(|r| r.channels.retrying += 1);
             }
             shared.tally(|r| r.channels.last_error = Some(answer));

@@ -40,11 +40,9 @@ pub const WEBHOOK_BODY: usize = 256 * 1024;
 /// A prepared request.
 #[derive(Debug)]
 pub struct Outgoing {
-    /// Method.
     pub method: Method,
     /// Full URL (may carry a secret: never logged).
     pub url: Url,
-    /// Headers.
     pub headers: HeaderMap,
     /// JSON body.
     pub body: Vec<u8>,
