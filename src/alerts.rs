@@ -873,8 +873,14 @@ pub struct AlertsReport {
 /// plans ([`plan::plan`], pure), then queues everything in one transaction.
 pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     let now = app.clock.now();
-    let Some(input) = load_pass(app).await? else {
-        return Ok(AlertsReport::default());
+    let input = match load_pass(app).await? {
+        Loaded::Nothing => return Ok(AlertsReport::default()),
+        // Nobody to advise: the releases are handled without reading the catalogue.
+        Loaded::NoOperators(pending) => {
+            queue_plan(app, &pending, &plan::Plan::default(), now).await?;
+            return Ok(AlertsReport::default());
+        }
+        Loaded::Input(input) => input,
     };
     let tracked = Tracked::of(&app.config);
     let mut docs = Docs::default();
@@ -885,15 +891,24 @@ pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     Ok(planned.report)
 }
 
-/// Everything one pass reads from the database, each table once; `None` when no release
-/// waits for its alerts.
-async fn load_pass(app: &App) -> anyhow::Result<Option<plan::Input>> {
+/// What a pass found to do.
+enum Loaded {
+    /// No release waits for its alerts.
+    Nothing,
+    /// Releases wait (these ids), but no subscriber or channel has an inventory.
+    NoOperators(Vec<i64>),
+    /// Everything the plan reads.
+    Input(plan::Input),
+}
+
+/// Everything one pass reads from the database, each table once (the release catalogue
+/// only when there is an operator to advise).
+async fn load_pass(app: &App) -> anyhow::Result<Loaded> {
     let pending = app.store.releases_pending_alerts().await?;
     if pending.is_empty() {
-        return Ok(None);
+        return Ok(Loaded::Nothing);
     }
     let inventories = app.store.inventories().await?;
-    let states = app.store.compat_states().await?;
     let emails: HashMap<i64, String> = app
         .store
         .subscribers()
@@ -901,6 +916,11 @@ async fn load_pass(app: &App) -> anyhow::Result<Option<plan::Input>> {
         .into_iter()
         .map(|s| (s.id, s.email.as_str().to_string()))
         .collect();
+    let operators = operators(app, inventories, &emails);
+    if operators.is_empty() {
+        return Ok(Loaded::NoOperators(pending));
+    }
+    let states = app.store.compat_states().await?;
     let rows = app
         .store
         .releases(&ReleaseFilter {
@@ -917,13 +937,13 @@ async fn load_pass(app: &App) -> anyhow::Result<Option<plan::Input>> {
         .filter(|r| plan::alerts_for(r) && app.config.project(&r.project).is_some())
         .cloned()
         .collect();
-    Ok(Some(plan::Input {
+    Ok(Loaded::Input(plan::Input {
         pending,
         found,
         releases,
         catalog,
         states,
-        operators: operators(app, inventories, &emails),
+        operators,
     }))
 }
 
