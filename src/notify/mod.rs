@@ -371,7 +371,7 @@ async fn record_answers(
         }
         let now = room.clock.now();
         let limit: i64 = claims.iter().map(|(limit, _)| *limit).sum();
-        let claim = crate::store::MailClaim {
+        let claim = crate::store::Claim {
             claimer,
             limit,
             until: now + Duration::seconds(room.notifier.claim_secs),

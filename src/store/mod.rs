@@ -34,7 +34,7 @@ pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, 
 pub use changes::Change;
 pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel_in};
 pub use outbox::{
-    Answer, DueDigest, MailClaim, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue_in,
+    Answer, Claim, DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue_in,
     mark_digest_queued,
 };
 pub use releases::{

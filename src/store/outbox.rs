@@ -200,9 +200,10 @@ pub enum Answer {
     },
 }
 
-/// A claim of due mail made beside recorded answers ([`Store::record_answers`]).
+/// What a dispatcher claims: who, how many, until when (mail beside recorded answers in
+/// [`Store::record_answers`], or through [`Store::claim_due`] and [`Store::claim_due_channels`]).
 #[derive(Debug, Clone)]
-pub struct MailClaim<'a> {
+pub struct Claim<'a> {
     /// `host:pid:nonce` of the dispatcher.
     pub claimer: &'a str,
     /// At most this many messages.
@@ -230,17 +231,19 @@ impl Medium {
 }
 
 /// Claims up to `limit` due messages in the caller's transaction (see [`Store::claim_due`]).
-#[allow(clippy::too_many_arguments)]
 async fn claim_in(
     tx: &mut SqliteConnection,
     medium: Medium,
-    claimer: &str,
-    now: DateTime<Utc>,
-    limit: i64,
-    claim_until: DateTime<Utc>,
-    only: Option<i64>,
+    claim: &Claim<'_>,
     channels: &[String],
+    now: DateTime<Utc>,
 ) -> Result<Vec<OutboxRow>, StoreError> {
+    let Claim {
+        claimer,
+        limit,
+        until: claim_until,
+        only,
+    } = *claim;
     const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
              WHERE id IN (SELECT id FROM outbox \
                 WHERE status IN ('queued', 'retrying', 'sending') \
@@ -349,8 +352,13 @@ impl Store {
         claim_until: DateTime<Utc>,
         only: Option<i64>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        self.claim(Medium::Mail, claimer, now, limit, claim_until, only, &[])
-            .await
+        let claim = Claim {
+            claimer,
+            limit,
+            until: claim_until,
+            only,
+        };
+        self.claim(Medium::Mail, &claim, &[], now).await
     }
 
     /// Claims due channel deliveries of the channels named (those configured now; the
@@ -364,41 +372,24 @@ impl Store {
         only: Option<i64>,
         channels: &[String],
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        self.claim(
-            Medium::Channels,
+        let claim = Claim {
             claimer,
-            now,
             limit,
-            claim_until,
+            until: claim_until,
             only,
-            channels,
-        )
-        .await
+        };
+        self.claim(Medium::Channels, &claim, channels, now).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn claim(
         &self,
         medium: Medium,
-        claimer: &str,
-        now: DateTime<Utc>,
-        limit: i64,
-        claim_until: DateTime<Utc>,
-        only: Option<i64>,
+        claim: &Claim<'_>,
         channels: &[String],
+        now: DateTime<Utc>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut tx = self.begin().await?;
-        let rows = claim_in(
-            &mut tx,
-            medium,
-            claimer,
-            now,
-            limit,
-            claim_until,
-            only,
-            channels,
-        )
-        .await?;
+        let rows = claim_in(&mut tx, medium, claim, channels, now).await?;
         tx.commit().await?;
         Ok(rows)
     }
@@ -438,7 +429,7 @@ impl Store {
     pub async fn record_answers(
         &self,
         answers: &[Answer],
-        claim: Option<&MailClaim<'_>>,
+        claim: Option<&Claim<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         const SENT: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?1, \
@@ -490,17 +481,7 @@ impl Store {
         }
         let claimed = match claim {
             Some(claim) if claim.limit > 0 => {
-                claim_in(
-                    &mut tx,
-                    Medium::Mail,
-                    claim.claimer,
-                    now,
-                    claim.limit,
-                    claim.until,
-                    claim.only,
-                    &[],
-                )
-                .await?
+                claim_in(&mut tx, Medium::Mail, claim, &[], now).await?
             }
             _ => Vec::new(),
         };
