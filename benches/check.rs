@@ -167,25 +167,13 @@ async fn p5() {
     // Migrate first: the figure is the start of a service whose database exists.
     let out = sandbox.herald(&["migrate", "--database-url", &sandbox.db_url()]);
     assert!(out.status.success());
-    let port = common::web::free_port();
+    let (mut command, port) =
+        common::web::serve_command(&sandbox, &upstream.url(), &projects, Some("0 6 1 1 *"));
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec![
-        "serve".to_string(),
-        "--listen".into(),
-        listen.clone(),
-        "--schedule".into(),
-        "0 6 1 1 *".into(),
-    ];
-    args.extend(sandbox.args(&upstream.url(), Some(&projects)));
     herald::sources::http::install_tls_provider();
     let client = reqwest::Client::new();
     let t = Instant::now();
-    let mut child = tokio::process::Command::from(
-        sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>()),
-    )
-    .kill_on_drop(true)
-    .spawn()
-    .expect("serve");
+    let mut child = command.spawn().expect("serve");
     let mut healthy = None;
     for _ in 0..2_000 {
         if let Ok(r) = client

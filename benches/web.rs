@@ -114,22 +114,10 @@ async fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let port = common::web::free_port();
+    let (mut command, port) =
+        common::web::serve_command(&sandbox, &upstream.url(), &projects, Some("0 6 1 1 *"));
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec![
-        "serve".to_string(),
-        "--listen".into(),
-        listen.clone(),
-        "--schedule".into(),
-        "0 6 1 1 *".into(),
-    ];
-    args.extend(sandbox.args(&upstream.url(), Some(&projects)));
-    let mut child = tokio::process::Command::from(
-        sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>()),
-    )
-    .kill_on_drop(true)
-    .spawn()
-    .expect("serve");
+    let mut child = command.spawn().expect("serve");
     let client = reqwest::Client::new();
     let base = format!("http://{listen}");
     let mut healthy = false;

@@ -44,6 +44,28 @@ impl WebListener {
     }
 }
 
+/// The real `herald serve` on a free 127.0.0.1 port (not spawned yet, so a caller can add
+/// environment or time the start), with `schedule` if given, against `upstream` and
+/// `projects`; and the port it listens on.
+pub fn serve_command(
+    sandbox: &super::Sandbox,
+    upstream: &str,
+    projects: &std::path::Path,
+    schedule: Option<&str>,
+) -> (tokio::process::Command, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["serve".to_string(), "--listen".into(), listen];
+    if let Some(schedule) = schedule {
+        args.extend(["--schedule".to_string(), schedule.to_string()]);
+    }
+    args.extend(sandbox.args(upstream, Some(projects)));
+    let command = sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    (command, port)
+}
+
 /// A free 127.0.0.1 port (bound and released), for `herald serve --listen`.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::web::{free_port, wait_healthy};
+use common::web::{serve_command, wait_healthy};
 use common::{Sandbox, Upstream, World, at, subscribe};
 use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::notify::{self, DispatchOptions};
@@ -22,22 +22,9 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
     );
     let sandbox = Sandbox::new();
     let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut args = vec![
-        "serve".to_string(),
-        "--listen".into(),
-        listen.clone(),
-        "--schedule".into(),
-        "0 6 * * *".into(),
-    ];
-    args.extend(sandbox.args(&upstream.url(), Some(&projects)));
-    let mut child = tokio::process::Command::from(
-        sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>()),
-    )
-    .kill_on_drop(true)
-    .spawn()
-    .expect("spawn herald serve");
+    let (mut command, port) =
+        serve_command(&sandbox, &upstream.url(), &projects, Some("0 6 * * *"));
+    let mut child = command.spawn().expect("spawn herald serve");
     assert!(
         wait_healthy(port, Duration::from_secs(10)).await,
         "herald serve never answered its health check"

@@ -267,16 +267,11 @@ async fn serve_notifies_ready_once_it_answers_and_stopping_on_sigterm() {
     let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
     let socket_path = sandbox.path("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
-    let port = common::web::free_port();
+    let (mut command, port) =
+        common::web::serve_command(&sandbox, &upstream.url(), &projects, None);
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["serve".to_string(), "--listen".into(), listen.clone()];
-    args.extend(sandbox.args(&upstream.url(), Some(&projects)));
-    let mut command = sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
     command.env("NOTIFY_SOCKET", &socket_path);
-    let mut child = tokio::process::Command::from(command)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn herald serve");
+    let mut child = command.spawn().expect("spawn herald serve");
 
     assert_eq!(datagram(&socket, "READY").await, "READY=1\n");
     // Ready means answering: the first health check, without a retry, gets its 200.
