@@ -37,73 +37,12 @@ use crate::version;
 
 mod plan;
 
+pub use crate::advice::{Advice, CoreAdvice, CoreStatus, ReleaseLink, VulnerabilityView};
+
 /// How long before or after a core release a plugin release counts as released alongside.
 pub const ALONGSIDE_WINDOW_DAYS: i64 = 3;
 /// Plugin releases whose per-version documents are read, newest first.
 const DOCS_PER_PLUGIN: usize = 3;
-
-/// A release with a link to its notes.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReleaseLink {
-    pub version: String,
-    /// Publication date (`YYYY-MM-DD`).
-    pub published: Option<String>,
-    /// Release notes or announcement.
-    pub url: Option<String>,
-}
-
-/// A vulnerability an upgrade closes.
-#[derive(Debug, Clone, Serialize)]
-pub struct VulnerabilityView {
-    /// `GHSA-...` or `PYSEC-...`.
-    pub id: String,
-    /// CVE ids and others.
-    pub aliases: Vec<String>,
-    /// One line, when known.
-    pub summary: Option<String>,
-    /// The versions that fix it.
-    pub fixed_in: Vec<String>,
-    /// Where to read about it.
-    pub link: Option<String>,
-}
-
-/// Where the operator's core installation stands.
-#[derive(Debug, Clone, Serialize)]
-pub struct CoreAdvice {
-    /// The core project's name (empty when the inventory names no tracked project).
-    pub project: String,
-    /// The version the inventory names, when it names the core.
-    pub installed: Option<String>,
-    /// Newest final release.
-    pub latest: Option<String>,
-    /// Newest feature release.
-    pub latest_feature: Option<String>,
-    /// `up-to-date`, `bugfix-available`, `line-unsupported` or `not-installed`.
-    pub status: &'static str,
-    /// One sentence about it.
-    pub summary: String,
-    /// Feature releases between the installed version and the latest, oldest first.
-    pub feature_releases_between: Vec<ReleaseLink>,
-    /// Known vulnerabilities of the installed version that upgrading to the latest fixes.
-    pub vulnerabilities_fixed: Vec<VulnerabilityView>,
-}
-
-/// The full report for one inventory.
-#[derive(Debug, Clone, Serialize)]
-pub struct Advice {
-    /// Where the core installation stands.
-    pub core: CoreAdvice,
-    /// The core feature release the plugin verdicts are for.
-    pub target: Option<String>,
-    /// One verdict per installed plugin.
-    pub plugins: Vec<Assessment>,
-    /// What to do, in one sentence.
-    pub recommendation: String,
-    /// Inventory entries Herald does not track.
-    pub untracked: Vec<String>,
-    /// The pinned upgrade command, or why to wait.
-    pub upgrade: compat::UpgradePlan,
-}
 
 /// Maps inventory names to tracked projects: by project name, distribution name or plugin
 /// module, after PEP 503 normalisation (`pretalx_pages` is `pretalx-pages`).
@@ -382,14 +321,14 @@ fn core_advice(
         installed: installed.map(str::to_string),
         latest: latest.map(|r| r.version.clone()),
         latest_feature: latest_feature.map(|r| r.version.clone()),
-        status: "not-installed",
+        status: CoreStatus::NotInstalled,
         summary: format!("{} is not in the inventory.", core.name),
         feature_releases_between: Vec::new(),
         vulnerabilities_fixed: Vec::new(),
     };
     let (Some(inst), Some(latest)) = (installed_v, latest) else {
         if installed.is_some() {
-            advice.status = "up-to-date";
+            advice.status = CoreStatus::UpToDate;
             advice.summary = format!("No release of {} is recorded yet.", core.name);
         }
         return advice;
@@ -400,16 +339,16 @@ fn core_advice(
     advice.vulnerabilities_fixed =
         vulnerabilities_fixed(docs.get(&core.name, &inst), &inst, &latest_v);
     if inst >= latest_v {
-        advice.status = "up-to-date";
+        advice.status = CoreStatus::UpToDate;
         advice.summary = format!("{} {inst} is the latest release.", core.name);
     } else if version::line(&inst) == latest.line {
-        advice.status = "bugfix-available";
+        advice.status = CoreStatus::BugfixAvailable;
         advice.summary = format!(
             "{} {} fixes bugs in your {} line: upgrade soon, bugfix releases may carry security fixes.",
             core.name, latest.version, latest.line
         );
     } else {
-        advice.status = "line-unsupported";
+        advice.status = CoreStatus::LineUnsupported;
         advice.feature_releases_between = features_between(catalog, core, &inst, &latest_v);
         advice.summary = format!(
             "Your {} line ({}) no longer gets bugfix releases: they are only issued for the latest feature release, {}. Read the notes of each feature release in between, back up, and upgrade.",
@@ -551,7 +490,7 @@ fn nothing_tracked(untracked: Vec<String>) -> Advice {
             installed: None,
             latest: None,
             latest_feature: None,
-            status: "not-installed",
+            status: CoreStatus::NotInstalled,
             summary: "The inventory names no tracked project.".into(),
             feature_releases_between: Vec::new(),
             vulnerabilities_fixed: Vec::new(),

@@ -23,6 +23,8 @@
 //! - [`decide`] (pure): who gets told what, instant or in a digest.
 //! - [`inventory`] (pure): what an operator runs, from `NAME==VERSION` or `pip freeze`.
 //! - [`compat`] (pure): plugin readiness for a core feature release, with evidence.
+//! - [`advice`] (pure): the operator report as data (core status, plugin verdicts, the
+//!   pinned upgrade), which `alerts` builds and the outbox stores inside operator alerts.
 //! - [`check`]: one run, end to end, and its summary.
 //! - [`alerts`]: operator reports (compatibility, upgrade advice, vulnerabilities) and the
 //!   update-check answer; a pass loads once, plans purely (`alerts::plan`), then queues.
@@ -45,8 +47,9 @@
 //! ## Imports point one way
 //!
 //! `cli` -> `serve`/`check`/`alerts` -> `sources`/`store`/`notify`/`http` -> the pure modules
-//! (`version`, `attribution`, `model`, `merge`, `decide`, `compat`, `inventory`, `schedule`),
-//! with `config` beside them (pure modules may read the validated settings). House rules:
+//! (`version`, `attribution`, `model`, `merge`, `decide`, `compat`, `advice`, `inventory`,
+//! `schedule`), with `config` beside them (pure modules may read the validated settings).
+//! House rules:
 //!
 //! - a pure module imports only pure modules and `config`: nothing from `store`, `sources`,
 //!   `notify`, `http`, `app`, `check`, `alerts`, `cli` or `serve`;
@@ -54,7 +57,7 @@
 //!   (`check`, `alerts`, `serve`, `http`, `cli`);
 //! - there is no import cycle between top-level modules. A type two layers share lives with
 //!   its owner below them: transport types with the HTTP client, what Herald stores of an
-//!   upstream in `model`, the merge's inputs in `merge`.
+//!   upstream in `model`, the merge's inputs in `merge`, the operator report in `advice`.
 //!
 //! `tests/it/layout.rs` reads `src/` and fails, naming file and line, on a forbidden import or a
 //! cycle. The dispatcher takes its parts (store, relay and templates, clock, settings) as a
@@ -65,6 +68,7 @@
 
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod advice;
 pub mod alerts;
 pub mod app;
 pub mod attribution;

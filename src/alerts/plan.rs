@@ -325,12 +325,12 @@ impl Plan {
             Some(CoreMessage::Report { release, newer }) => {
                 let key = key_of(release);
                 let advice = advice(tracked, &input.catalog, docs, installed, vec![], Some(&key));
-                let payload = self.report_payload(agenda, advice, release, *newer)?;
+                let payload = self.report_payload(agenda, advice, release, *newer);
                 (AlertKind::CompatReport, "compat", *release, payload)
             }
             Some(CoreMessage::Bugfix { release }) => {
                 let advice = advice(tracked, &input.catalog, docs, installed, vec![], None);
-                let payload = AlertReport::new(&advice)?;
+                let payload = AlertReport::new(advice);
                 (AlertKind::BugfixAdvice, "bugfix", *release, payload)
             }
             None => return Ok(false),
@@ -356,7 +356,7 @@ impl Plan {
         mut advice: Advice,
         release: &ReleaseRow,
         newer: Option<&ReleaseRow>,
-    ) -> anyhow::Result<AlertReport> {
+    ) -> AlertReport {
         self.new_states
             .push((agenda.op.to.key(), release.id, verdict_map(&advice.plugins)));
         if let Some(newer_v) = newer.and_then(|r| r.parsed.as_ref())
@@ -365,9 +365,9 @@ impl Plan {
             advice.recommendation =
                 compat::recommendation(&agenda.core.name, newer_v, &advice.plugins);
         }
-        let mut payload = AlertReport::new(&advice)?;
+        let mut payload = AlertReport::new(advice);
         payload.upgrade_to = newer.map(|newer| newer.version.clone());
-        Ok(payload)
+        payload
     }
 
     /// Re-assesses every core release the operator was told about and plans a follow-up for
@@ -420,7 +420,7 @@ impl Plan {
             if superseded {
                 continue;
             }
-            let mut payload = AlertReport::new(&advice)?;
+            let mut payload = AlertReport::new(advice);
             payload.trigger = Some(Trigger {
                 project: trigger.project.clone(),
                 version: trigger.version.clone(),
@@ -541,7 +541,7 @@ mod tests {
         let q = &plan.queue[0];
         assert_eq!(q.kind, AlertKind::CompatReport);
         assert_eq!(q.subject_key, "compat:pretalx:2026.2");
-        assert_eq!(q.payload.advice["target"], "2026.2.0");
+        assert_eq!(q.payload.advice.target.as_deref(), Some("2026.2.0"));
         assert_eq!(plan.report.compat_reports, 1);
         assert_eq!(plan.new_states.len(), 1);
         let (operator, release_id, verdicts) = &plan.new_states[0];

@@ -6,7 +6,8 @@
 use serde::Serialize;
 
 use super::outbox::{AlertReport, Trigger};
-use crate::model::{Project, ReleaseClass, SourceKind};
+use crate::compat::Assessment;
+use crate::model::{Project, ReleaseClass, SourceKind, Verdict};
 use crate::store::ReleaseRow;
 
 /// Longest release notes included in a mail, in characters.
@@ -149,20 +150,15 @@ pub struct AlertMail {
 impl AlertMail {
     /// Builds the context of a queued report.
     pub fn new(report: &AlertReport, footer: Footer) -> AlertMail {
-        let plugins = report
-            .advice
-            .get("plugins")
-            .and_then(serde_json::Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let ok = |p: &serde_json::Value| matches!(p["verdict"].as_str(), Some("ready" | "likely"));
+        let plugins = &report.advice.plugins;
+        let ok = |p: &&Assessment| matches!(p.verdict, Verdict::Ready | Verdict::Likely);
         AlertMail {
-            compatible: plugins.iter().filter(|p| ok(p)).count(),
+            compatible: plugins.iter().filter(ok).count(),
             total: plugins.len(),
             waiting: plugins
                 .iter()
                 .filter(|p| !ok(p))
-                .filter_map(|p| p["plugin"].as_str().map(str::to_string))
+                .map(|p| p.plugin.clone())
                 .collect(),
             trigger: report.trigger.clone(),
             changed: report.changed.clone().unwrap_or_default(),
@@ -467,10 +463,7 @@ pub mod samples {
             }
         });
         AlertReport {
-            advice: match advice {
-                serde_json::Value::Object(advice) => advice,
-                _ => serde_json::Map::new(),
-            },
+            advice: serde_json::from_value(advice).expect("advice"),
             found: None,
             upgrade_to: None,
             trigger: Some(Trigger {

@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::SqliteConnection;
 
 use super::content::ConfirmMail;
+use crate::advice::Advice;
 use crate::config::channels::ChannelMessage;
 use crate::decide::{ChannelNotice, InstantMessage};
 use crate::store::{self, ChannelDelivery, DueDigest, NewMessage, OutboxRow, StoreError};
@@ -65,52 +66,44 @@ pub struct Trigger {
     pub version: String,
 }
 
-/// An operator report as queued: the report `alerts` built (kept as the JSON the templates
-/// read) and what the pass adds to it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// An operator report as queued: the report `alerts` built and what the pass adds to it,
+/// stored flat (the report's fields beside `found`, `upgrade_to`, `trigger`, `changed`), as
+/// the templates read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertReport {
-    /// The report (`alerts::Advice`: `core`, `target`, `plugins`, `recommendation`, ...).
+    /// The report: core status, target, plugin verdicts, recommendation, upgrade.
     #[serde(flatten)]
-    pub advice: Map<String, Value>,
+    pub advice: Box<Advice>,
     /// The core releases the pass found, newest first, when it found several.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found: Option<Vec<String>>,
     /// The newest bugfix release of the reported feature release's line, found with it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade_to: Option<String>,
     /// The plugin release behind a follow-up.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
     /// The plugins whose verdict changed (follow-ups).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<Vec<String>>,
 }
 
 impl AlertReport {
     /// The report of `advice`, with nothing added yet.
-    pub fn new(advice: &impl Serialize) -> Result<AlertReport, serde_json::Error> {
-        AlertReport::deserialize(serde_json::to_value(advice)?)
+    pub fn new(advice: Advice) -> AlertReport {
+        AlertReport {
+            advice: Box::new(advice),
+            found: None,
+            upgrade_to: None,
+            trigger: None,
+            changed: None,
+        }
     }
 
-    /// The report as the templates read it (`advice`), the added fields included.
+    /// The report as the templates read it, the added fields included.
     pub fn to_value(&self) -> Value {
-        let mut out = self.advice.clone();
-        let mut add = |key: &str, value: Option<Value>| {
-            if let Some(value) = value {
-                out.insert(key.to_string(), value);
-            }
-        };
-        let strings = |v: &Vec<String>| Value::from(v.clone());
-        add("found", self.found.as_ref().map(strings));
-        add("upgrade_to", self.upgrade_to.clone().map(Value::from));
-        add(
-            "trigger",
-            self.trigger
-                .as_ref()
-                .map(|t| serde_json::json!({"project": t.project, "version": t.version})),
-        );
-        add("changed", self.changed.as_ref().map(strings));
-        Value::Object(out)
+        // A derived `Serialize` of plain data into a JSON value cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -224,7 +217,7 @@ impl Mail {
             Mail::Digest(p) => write(p),
             Mail::Confirm(p) => write(p),
             Mail::Test(p) => write(p),
-            Mail::Alert(_, report) => Ok(report.to_value()),
+            Mail::Alert(_, report) => write(report),
         }
     }
 
@@ -407,7 +400,7 @@ impl Notice {
     pub fn payload(&self) -> Result<Value, StoreError> {
         match self {
             Notice::Release(p) => write(p),
-            Notice::Alert(_, report) => Ok(report.to_value()),
+            Notice::Alert(_, report) => write(report),
             Notice::Test(p) => write(p),
         }
     }
@@ -500,13 +493,49 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn report(extra: Value) -> AlertReport {
-        let mut advice =
-            json!({"core": {"project": "pretalx"}, "plugins": [], "target": "2026.2.0"});
+    /// A whole report as `alerts` wrote it before it was typed (every field of the advice,
+    /// serialised from the struct), with `extra` fields added by the pass.
+    fn stored_report(extra: Value) -> Value {
+        let mut advice = serde_json::to_value(Advice {
+            target: Some("2026.2.0".into()),
+            core: crate::advice::CoreAdvice {
+                project: "pretalx".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .expect("advice");
         for (key, value) in extra.as_object().expect("object") {
             advice[key] = value.clone();
         }
-        AlertReport::deserialize(advice).expect("report")
+        advice
+    }
+
+    fn report(extra: Value) -> AlertReport {
+        AlertReport::deserialize(stored_report(extra)).expect("report")
+    }
+
+    #[test]
+    fn a_queued_report_reads_back_as_it_was_stored() {
+        // A report as `alerts` queues it (every field, follow-up additions included): reading
+        // it typed and writing it again gives the same JSON, so rows queued before the report
+        // was typed are sent unchanged.
+        let stored = write(&super::super::content::samples::report()).expect("payload");
+        assert!(stored["core"]["vulnerabilities_fixed"][0]["aliases"].is_array());
+        assert_eq!(stored["trigger"]["project"], "pretalx-pages");
+        let typed: AlertReport = read("compat_followup", &stored).expect("reads");
+        assert_eq!(
+            typed.advice.plugins[1].verdict,
+            crate::model::Verdict::Unknown
+        );
+        assert_eq!(typed.to_value(), stored);
+        // What the pass did not add is absent, not null.
+        assert!(stored.get("found").is_none() && stored.get("upgrade_to").is_none());
+        // A partial report (an older Herald's, or a test's) reads with defaults.
+        let partial: AlertReport =
+            read("bugfix_advice", &json!({"core": {"project": "pretalx"}})).expect("reads");
+        assert_eq!(partial.advice.core.status.as_str(), "not-installed");
+        assert!(partial.advice.plugins.is_empty() && partial.trigger.is_none());
     }
 
     fn every_mail() -> Vec<Mail> {
@@ -589,16 +618,15 @@ mod tests {
             ),
             (
                 "compat_report",
-                json!({"core": {"project": "pretalx"}, "plugins": [], "target": "2026.2.0", "found": ["2026.2.1", "2026.2.0"], "upgrade_to": "2026.2.1"}),
+                stored_report(json!({"found": ["2026.2.1", "2026.2.0"], "upgrade_to": "2026.2.1"})),
             ),
             (
                 "compat_followup",
-                json!({"core": {"project": "pretalx"}, "plugins": [], "target": "2026.2.0", "trigger": {"project": "pretalx-pages", "version": "1.10.0"}, "changed": []}),
+                stored_report(
+                    json!({"trigger": {"project": "pretalx-pages", "version": "1.10.0"}, "changed": []}),
+                ),
             ),
-            (
-                "bugfix_advice",
-                json!({"core": {"project": "pretalx"}, "plugins": [], "target": "2026.2.0"}),
-            ),
+            ("bugfix_advice", stored_report(json!({}))),
         ];
         for ((kind, payload), mail) in old.iter().zip(every_mail()) {
             assert_eq!(mail.kind(), *kind);

@@ -168,7 +168,7 @@ async fn verdicts_on_the_day_2026_2_0_came_out_match_what_happened() {
         "{}",
         advice.recommendation
     );
-    assert_eq!(advice.core.status, "line-unsupported");
+    assert_eq!(advice.core.status.as_str(), "line-unsupported");
     assert_eq!(advice.core.latest.as_deref(), Some("2026.2.1"));
     let between: Vec<&str> = advice
         .core
@@ -182,7 +182,7 @@ async fn verdicts_on_the_day_2026_2_0_came_out_match_what_happened() {
     let same_line = alerts::advise(&app, &inventory(&[("pretalx", "2026.2.0")]))
         .await
         .expect("advice");
-    assert_eq!(same_line.core.status, "bugfix-available");
+    assert_eq!(same_line.core.status.as_str(), "bugfix-available");
     assert!(
         same_line.core.summary.contains("upgrade soon"),
         "{}",

@@ -4,7 +4,7 @@
 //! edge from the file's top-level module to `NAME`. The test fails, naming file and line, on:
 //!
 //! - a pure module (`version`, `attribution`, `model`, `merge`, `decide`, `compat`,
-//!   `inventory`, `schedule`) importing anything but another pure module or `config`;
+//!   `advice`, `inventory`, `schedule`) importing anything but another pure module or `config`;
 //! - an adapter (`sources`, `store`, `notify`) importing an orchestration or entry module
 //!   (`check`, `alerts`, `serve`, `http`, `cli`);
 //! - any import cycle between top-level modules.
@@ -24,6 +24,7 @@ const PURE: &[&str] = &[
     "merge",
     "decide",
     "compat",
+    "advice",
     "inventory",
     "schedule",
 ];

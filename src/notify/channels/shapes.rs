@@ -180,11 +180,10 @@ fn first_link(subject: &Subject) -> Option<String> {
         }),
         Subject::Alert(_, report) => report
             .advice
-            .get("core")
-            .and_then(|core| core["feature_releases_between"].as_array())
-            .and_then(|a| a.last())
-            .and_then(|r| r["url"].as_str())
-            .map(str::to_string),
+            .core
+            .feature_releases_between
+            .last()
+            .and_then(|r| r.url.clone()),
         Subject::Test(_) => None,
     }
 }
