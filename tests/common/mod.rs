@@ -1,6 +1,9 @@
 //! The integration tests' one harness: the real fixtures folder, a local upstream that
 //! serves documents with ETags and injected faults, temporary databases, and the [`World`]
-//! (upstream, sandbox, SMTP sink) apps are built from through `App::build`.
+//! (upstream, sandbox, SMTP sink) every integration test starts from: apps through
+//! [`World::app`] (over `App::build`), the real binary through [`World::args`] and
+//! [`Sandbox::command`]. A bare [`Sandbox`] is made by hand only as a second database beside
+//! a world's (a restored backup); the benches use [`Sandbox`] and [`Upstream`] directly.
 //!
 //! Compiled into the `it` test binary, `tests/statements.rs` and the benches (which include
 //! it by `#[path]` and use only part of it, so they allow dead code where they include it).
@@ -338,17 +341,8 @@ impl Sandbox {
         Config::from_settings(cli.settings).expect("config validates")
     }
 
-    /// An app with a manual clock.
-    pub async fn app(
-        &self,
-        upstream: &str,
-        projects: Option<&Path>,
-        now: DateTime<Utc>,
-    ) -> (App, Arc<ManualClock>) {
-        self.app_with(upstream, projects, now, &[]).await
-    }
-
-    /// An app with a manual clock and extra flags.
+    /// An app with a manual clock and extra flags. The integration tests do not call it: they
+    /// build apps through [`World::app`], which ends here; the benches call it directly.
     pub async fn app_with(
         &self,
         upstream: &str,

@@ -2,8 +2,10 @@
 //! (from `tests/fixtures`) served by a local [`Upstream`], a [`Sandbox`] holding the
 //! database and projects file, and a real [`SmtpSink`] on 127.0.0.1. Apps come from
 //! [`World::app`] (a builder over `App::build`); the real binary from [`World::args`] and
-//! [`Sandbox::command`]. Also the helpers every test file needs: a check run that must
-//! complete ([`run_check`]) and a subscriber ([`subscribe`]).
+//! [`Sandbox::command`]. A test that needs another upstream (a proxy, a hostile server, a
+//! closed port) says so with [`AppBuilder::upstream`], and one that needs a second database
+//! (a restored backup) with [`AppBuilder::sandbox`]. Also the helpers every test file needs:
+//! a check run that must complete ([`run_check`]) and a subscriber ([`subscribe`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use herald::app::{App, ManualClock};
 use herald::check::{self, CheckOptions, CheckOutcome, RunSummary};
+use herald::config::Config;
 use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::store::SubscriberWrite;
 
@@ -104,11 +107,13 @@ impl World {
         self.sandbox.args(&self.upstream.url(), Some(projects))
     }
 
-    /// An in-process app on this world: no projects file, mail not configured, the clock
-    /// at 2026-07-08 08:00 UTC unless the builder says otherwise.
+    /// An in-process app on this world: its upstream and sandbox, no projects file, mail not
+    /// configured, the clock at 2026-07-08 08:00 UTC unless the builder says otherwise.
     pub fn app(&self) -> AppBuilder<'_> {
         AppBuilder {
             world: self,
+            upstream: self.upstream.url(),
+            sandbox: &self.sandbox,
             projects: None,
             now: at("2026-07-08T08:00:00Z"),
             flags: Vec::new(),
@@ -119,12 +124,28 @@ impl World {
 /// Settings of an app on a [`World`]; [`AppBuilder::build`] makes it through `App::build`.
 pub struct AppBuilder<'w> {
     world: &'w World,
+    upstream: String,
+    sandbox: &'w Sandbox,
     projects: Option<PathBuf>,
     now: DateTime<Utc>,
     flags: Vec<String>,
 }
 
-impl AppBuilder<'_> {
+impl<'w> AppBuilder<'w> {
+    /// Points PyPI and GitHub at `url` instead of the world's upstream (a proxy, a hostile
+    /// server, a closed port when no check runs).
+    pub fn upstream(mut self, url: &str) -> Self {
+        self.upstream = url.to_string();
+        self
+    }
+
+    /// Keeps the database (and `.secret`) in `sandbox` instead of the world's: a second
+    /// instance beside the first, such as a restored backup.
+    pub fn sandbox(mut self, sandbox: &'w Sandbox) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
     /// Reads this projects file.
     pub fn projects(mut self, path: &Path) -> Self {
         self.projects = Some(path.to_path_buf());
@@ -157,15 +178,17 @@ impl AppBuilder<'_> {
     /// The app, and the manual clock it reads.
     pub async fn build(self) -> (App, Arc<ManualClock>) {
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
-        self.world
-            .sandbox
-            .app_with(
-                &self.world.upstream.url(),
-                self.projects.as_deref(),
-                self.now,
-                &flags,
-            )
+        self.sandbox
+            .app_with(&self.upstream, self.projects.as_deref(), self.now, &flags)
             .await
+    }
+
+    /// Only the validated settings, for a test that builds its app with `App::build` itself
+    /// (on the system clock: the builder's clock is not part of them).
+    pub fn config(self) -> Config {
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.sandbox
+            .config_with(&self.upstream, self.projects.as_deref(), &flags)
     }
 }
 

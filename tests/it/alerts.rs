@@ -197,7 +197,7 @@ async fn verdicts_on_the_day_2026_2_0_came_out_match_what_happened() {
         args.push("--installed".into());
         args.push(format!("{n}=={v}"));
     }
-    args.extend(world.sandbox.args(&world.upstream.url(), Some(&projects)));
+    args.extend(world.args(&projects));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = world.sandbox.herald(&refs);
     assert!(
@@ -653,7 +653,7 @@ async fn a_pip_freeze_file_becomes_an_inventory() {
         "--freeze".into(),
         path.display().to_string(),
     ];
-    args.extend(world.sandbox.args(&world.upstream.url(), Some(&projects)));
+    args.extend(world.args(&projects));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = world.sandbox.herald(&refs);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -768,13 +768,11 @@ installed = [{}]
     let projects = world.sandbox.projects(&projects_toml());
     let channels = channels.display().to_string();
     let (app, clock) = world
-        .sandbox
-        .app_with(
-            &world.upstream.url(),
-            Some(&projects),
-            at("2026-07-07T06:00:00Z"),
-            &["--channels", &channels],
-        )
+        .app()
+        .projects(&projects)
+        .at("2026-07-07T06:00:00Z")
+        .flags(&["--channels", &channels])
+        .build()
         .await;
     run(&app).await;
     assert!(

@@ -8,8 +8,7 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::smtp::SmtpSink;
-use common::{Sandbox, Upstream};
+use common::World;
 use herald::store::Store;
 use serde_json::{Value, json};
 
@@ -20,32 +19,26 @@ fn fixture(rel: &str) -> Vec<Value> {
     serde_json::from_slice(&common::read(&common::fixtures(), rel)).expect("fixture JSON")
 }
 
-/// Runs the real binary with the sandbox's flags, `extra` flags, then `args`.
+/// Runs the real binary with the world's flags (its upstream and sandbox), `extra` flags, then `args`.
 async fn herald(
-    sandbox: &Sandbox,
-    upstream: &Upstream,
+    world: &World,
     projects: &std::path::Path,
     extra: &[String],
     args: &[&str],
 ) -> std::process::Output {
-    let mut all = sandbox.args(&upstream.url(), Some(projects));
+    let mut all = world.args(projects);
     all.extend(extra.iter().cloned());
     all.extend(args.iter().map(|a| a.to_string()));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    tokio::process::Command::from(sandbox.command(&refs))
+    tokio::process::Command::from(world.sandbox.command(&refs))
         .output()
         .await
         .expect("run herald")
 }
 
 /// `herald check --json`: the run summary, and what was logged on stderr.
-async fn check(
-    sandbox: &Sandbox,
-    upstream: &Upstream,
-    projects: &std::path::Path,
-    extra: &[String],
-) -> (Value, String) {
-    let out = herald(sandbox, upstream, projects, extra, &["check", "--json"]).await;
+async fn check(world: &World, projects: &std::path::Path, extra: &[String]) -> (Value, String) {
+    let out = herald(world, projects, extra, &["check", "--json"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let summary = serde_json::from_slice(&out.stdout).expect("summary JSON");
@@ -53,12 +46,8 @@ async fn check(
 }
 
 /// `herald releases --json`.
-async fn releases(
-    sandbox: &Sandbox,
-    upstream: &Upstream,
-    projects: &std::path::Path,
-) -> Vec<Value> {
-    let out = herald(sandbox, upstream, projects, &[], &["releases", "--json"]).await;
+async fn releases(world: &World, projects: &std::path::Path) -> Vec<Value> {
+    let out = herald(world, projects, &[], &["releases", "--json"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -68,15 +57,8 @@ async fn releases(
 }
 
 /// `herald outbox --all --json`.
-async fn outbox(sandbox: &Sandbox, upstream: &Upstream, projects: &std::path::Path) -> Value {
-    let out = herald(
-        sandbox,
-        upstream,
-        projects,
-        &[],
-        &["outbox", "--all", "--json"],
-    )
-    .await;
+async fn outbox(world: &World, projects: &std::path::Path) -> Value {
+    let out = herald(world, projects, &[], &["outbox", "--all", "--json"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -134,16 +116,17 @@ fn normal(version: &str) -> String {
 async fn two_packages_tagged_side_by_side_each_get_exactly_their_own_releases() {
     let listing = fixture("github/releases_tmenier_Flurl.json");
     assert_eq!(listing.len(), 30);
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put_json(FLURL, "application/json", &Value::Array(listing.clone()));
-    let sandbox = Sandbox::new();
+    let sandbox = &world.sandbox;
     // `Flurl.` is a prefix of `Flurl.Http.`: both spellings of the prefix setting.
     let projects = sandbox.projects(
         "[[project]]\nname = \"Flurl\"\ngithub = \"tmenier/Flurl\"\ntag_prefix = \"Flurl.\"\n\n\
          [[project]]\nname = \"Flurl.Http\"\ngithub = { repo = \"tmenier/Flurl\", tag_prefix = \"Flurl.Http.\" }\n",
     );
 
-    let (first, stderr) = check(&sandbox, &upstream, &projects, &[]).await;
+    let (first, stderr) = check(&world, &projects, &[]).await;
     let mut want: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for r in &listing {
         let tag = r["tag_name"].as_str().expect("tag");
@@ -157,7 +140,7 @@ async fn two_packages_tagged_side_by_side_each_get_exactly_their_own_releases() 
     }
     assert_eq!(want["Flurl"].len(), 13);
     assert_eq!(want["Flurl.Http"].len(), 17);
-    let got = by_project(&releases(&sandbox, &upstream, &projects).await);
+    let got = by_project(&releases(&world, &projects).await);
     // Each project has exactly its own tags: none lost (13 + 17 = 30), none shared, and each
     // release's evidence is its own package's tag (the real Flurl 2.2.0 is not merged into
     // Flurl.Http's `2.2`).
@@ -190,7 +173,7 @@ async fn two_packages_tagged_side_by_side_each_get_exactly_their_own_releases() 
     );
 
     // Nothing new (304): nothing repeated.
-    let (second, stderr) = check(&sandbox, &upstream, &projects, &[]).await;
+    let (second, stderr) = check(&world, &projects, &[]).await;
     assert_eq!(source(&second, "Flurl", "github")["status"], "unchanged");
     assert!(!stderr.contains("skipped"), "{stderr}");
     // The same tags in a changed listing (GitHub's documents change with every reaction):
@@ -198,37 +181,35 @@ async fn two_packages_tagged_side_by_side_each_get_exactly_their_own_releases() 
     let mut touched = listing.clone();
     touched[0]["body"] = json!("- Improved `ConnectionLeaseTimeout` implementation (#330), edited");
     upstream.put_json(FLURL, "application/json", &Value::Array(touched));
-    let (third, stderr) = check(&sandbox, &upstream, &projects, &[]).await;
+    let (third, stderr) = check(&world, &projects, &[]).await;
     let report = source(&third, "Flurl", "github");
     assert_eq!(report["status"], "ok");
     assert_eq!(report["skipped"], 17);
     assert!(warnings(report).is_empty(), "{report:#}");
     assert!(warnings(source(&third, "Flurl.Http", "github")).is_empty());
     assert!(!stderr.contains("skipped"), "{stderr}");
-    assert_eq!(
-        by_project(&releases(&sandbox, &upstream, &projects).await),
-        want
-    );
+    assert_eq!(by_project(&releases(&world, &projects).await), want);
 }
 
 #[tokio::test]
 async fn a_changesets_style_package_tag_among_version_tags_is_skipped_with_a_warning() {
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put_json(
         REACT,
         "application/json",
         &Value::Array(fixture("github/releases_facebook_react_mixed_tags.json")),
     );
-    let sandbox = Sandbox::new();
+    let sandbox = &world.sandbox;
     let projects = sandbox.projects("[[project]]\nname = \"react\"\ngithub = \"facebook/react\"\n");
-    let (summary, _) = check(&sandbox, &upstream, &projects, &[]).await;
+    let (summary, _) = check(&world, &projects, &[]).await;
     let report = source(&summary, "react", "github");
     assert_eq!(report["listed"], 2);
     assert_eq!(
         warnings(report),
         ["react: github: skipped 1 tag of other packages: eslint-plugin-react-hooks@5.0.0"]
     );
-    let got = by_project(&releases(&sandbox, &upstream, &projects).await);
+    let got = by_project(&releases(&world, &projects).await);
     assert_eq!(
         got["react"].keys().collect::<Vec<_>>(),
         ["18.3.0", "18.3.1"],
@@ -268,7 +249,8 @@ fn releases_atom(listing: &[Value]) -> String {
 
 #[tokio::test]
 async fn a_version_feed_with_version_led_titles_records_every_entry_with_its_class() {
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put(
         "/feeds/kdist.xml",
         "application/rss+xml",
@@ -279,13 +261,13 @@ async fn a_version_feed_with_version_led_titles_records_every_entry_with_its_cla
         "application/atom+xml",
         releases_atom(&fixture("github/releases_facebook_react_mixed_tags.json")),
     );
-    let sandbox = Sandbox::new();
+    let sandbox = &world.sandbox;
     let projects = sandbox.projects(&format!(
         "[[project]]\nname = \"linux\"\nfeed = \"{u}/feeds/kdist.xml\"\n\n\
          [[project]]\nname = \"react\"\nfeed = \"{u}/facebook/react/releases.atom\"\n",
         u = upstream.url()
     ));
-    let (summary, _) = check(&sandbox, &upstream, &projects, &[]).await;
+    let (summary, _) = check(&world, &projects, &[]).await;
     assert_eq!(source(&summary, "linux", "feed")["listed"], 1);
     assert!(warnings(source(&summary, "linux", "feed")).is_empty());
     assert_eq!(
@@ -294,7 +276,7 @@ async fn a_version_feed_with_version_led_titles_records_every_entry_with_its_cla
             "react: feed: skipped 1 feed entry of other packages: eslint-plugin-react-hooks@5.0.0 (Oct 11, 2024)"
         ]
     );
-    let rows = releases(&sandbox, &upstream, &projects).await;
+    let rows = releases(&world, &projects).await;
     let classes: BTreeSet<(String, String, String, String)> = rows
         .iter()
         .map(|r| {
@@ -321,15 +303,15 @@ async fn a_version_feed_with_version_led_titles_records_every_entry_with_its_cla
 async fn a_run_that_sees_only_other_packages_new_tags_sends_nothing() {
     let listing = fixture("github/releases_facebook_react_mixed_tags.json");
     let (hooks, v1831, v1830) = (&listing[0], &listing[1], &listing[2]);
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put_json(REACT, "application/json", &json!([v1830]));
-    let sink = SmtpSink::start().await;
-    let sandbox = Sandbox::new();
+    let sink = &world.sink;
+    let sandbox = &world.sandbox;
     let projects = sandbox.projects("[[project]]\nname = \"react\"\ngithub = \"facebook/react\"\n");
     let smtp = vec!["--smtp-url".to_string(), sink.url()];
     let out = herald(
-        &sandbox,
-        &upstream,
+        &world,
         &projects,
         &[],
         &[
@@ -351,22 +333,22 @@ async fn a_run_that_sees_only_other_packages_new_tags_sends_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (baseline, _) = check(&sandbox, &upstream, &projects, &smtp).await;
+    let (baseline, _) = check(&world, &projects, &smtp).await;
     assert_eq!(baseline["projects"][0]["recorded"], 1);
 
     // Only another package's new release: its name mentions `react` inside another word and
     // carries a version, which the earlier rule took for react 5.0.0.
     upstream.put_json(REACT, "application/json", &json!([hooks, v1830]));
-    let (only_other, _) = check(&sandbox, &upstream, &projects, &smtp).await;
+    let (only_other, _) = check(&world, &projects, &smtp).await;
     assert_eq!(only_other["projects"][0]["new"], json!([]));
     assert_eq!(only_other["projects"][0]["queued"], 0);
     assert_eq!(only_other["mail"]["sent"], 0);
     assert_eq!(sink.count(), 0, "nothing is mailed");
-    assert_eq!(outbox(&sandbox, &upstream, &projects).await, json!([]));
+    assert_eq!(outbox(&world, &projects).await, json!([]));
 
     // The same subscriber does hear of react's own next release.
     upstream.put_json(REACT, "application/json", &json!([hooks, v1831, v1830]));
-    let (own, _) = check(&sandbox, &upstream, &projects, &smtp).await;
+    let (own, _) = check(&world, &projects, &smtp).await;
     assert_eq!(own["projects"][0]["new"][0]["version"], "18.3.1");
     assert_eq!(own["mail"]["sent"], 1);
     assert_eq!(sink.count(), 1);
@@ -428,7 +410,8 @@ fn earlier_rule(listing: &[Value]) -> Vec<(usize, String, String, String, String
 #[tokio::test]
 async fn releases_recorded_under_the_earlier_rule_are_withdrawn_kept_and_never_mailed() {
     let listing = fixture("github/releases_tmenier_Flurl.json");
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     // A recorded ETag, so that a conditional request would be answered 304.
     upstream.put_with_headers(
         FLURL,
@@ -436,8 +419,8 @@ async fn releases_recorded_under_the_earlier_rule_are_withdrawn_kept_and_never_m
         serde_json::to_vec(&listing).expect("json"),
         &[("etag", "\"flurl-page-1\"")],
     );
-    let sink = SmtpSink::start().await;
-    let sandbox = Sandbox::new();
+    let sink = &world.sink;
+    let sandbox = &world.sandbox;
     let url = sandbox.db_url();
 
     // The schema as it stood before this rule, holding what the earlier rule recorded, the
@@ -491,7 +474,7 @@ async fn releases_recorded_under_the_earlier_rule_are_withdrawn_kept_and_never_m
     );
     let smtp = vec!["--smtp-url".to_string(), sink.url()];
 
-    let (run, _) = check(&sandbox, &upstream, &projects, &smtp).await;
+    let (run, _) = check(&world, &projects, &smtp).await;
     // The listing was read in full, without the stored validator, and judged again.
     let requests = upstream.requests().await;
     assert_eq!(requests.len(), 1);
@@ -536,7 +519,7 @@ async fn releases_recorded_under_the_earlier_rule_are_withdrawn_kept_and_never_m
     assert_eq!(run["projects"][0]["new"], json!([]));
     // The message queued under the earlier rule is not sent, and says why.
     assert_eq!(sink.count(), 0);
-    let outbox = outbox(&sandbox, &upstream, &projects).await.to_string();
+    let outbox = outbox(&world, &projects).await.to_string();
     assert!(
         outbox.contains("\"dead\"")
             && outbox.contains("Flurl 2.3.2 was withdrawn: the github tag `Flurl.Http.2.3.2`"),
@@ -545,7 +528,7 @@ async fn releases_recorded_under_the_earlier_rule_are_withdrawn_kept_and_never_m
 
     // Nothing is deleted: `herald releases` shows the withdrawn releases with their reasons, and
     // the real Flurl 2.2.0 and 2.4.0 now carry their own tags.
-    let rows = releases(&sandbox, &upstream, &projects).await;
+    let rows = releases(&world, &projects).await;
     assert_eq!(rows.len(), 25);
     let row = |v: &str| {
         rows.iter()
@@ -565,7 +548,7 @@ async fn releases_recorded_under_the_earlier_rule_are_withdrawn_kept_and_never_m
         assert_eq!(row(version)["sources"][0]["raw"], tag);
         assert!(row(version).get("withdrawn_at").is_none(), "{version}");
     }
-    let text = herald(&sandbox, &upstream, &projects, &[], &["releases"]).await;
+    let text = herald(&world, &projects, &[], &["releases"]).await;
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     let line = text
         .lines()
@@ -579,7 +562,7 @@ async fn releases_recorded_under_the_earlier_rule_are_withdrawn_kept_and_never_m
     );
 
     // A later run withdraws nothing more, repeats nothing, and still sends nothing.
-    let (again, stderr) = check(&sandbox, &upstream, &projects, &smtp).await;
+    let (again, stderr) = check(&world, &projects, &smtp).await;
     assert!(again["projects"][0].get("withdrawn").is_none(), "{again:#}");
     assert!(
         !stderr.contains("withdrawn") && !stderr.contains("skipped"),

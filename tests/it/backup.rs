@@ -8,10 +8,8 @@ use crate::common;
 
 use std::path::Path;
 
-use common::pretalx;
-use common::smtp::SmtpSink;
 use common::web::WebListener;
-use common::{Sandbox, Upstream, at};
+use common::{Sandbox, World};
 use herald::app::App;
 use herald::check::{self, CheckOptions};
 use herald::notify::{self, DispatchOptions};
@@ -20,47 +18,33 @@ use reqwest::StatusCode;
 
 const BASE: &str = "https://herald.example.org/";
 
-/// A live instance that mailed one release to one subscriber: the app, its sandbox, and the
+/// A live instance that mailed one release to one subscriber: the app, its world, and the
 /// path of the `https` link in the mail's `List-Unsubscribe` header.
 struct Mailed {
     app: App,
-    sandbox: Sandbox,
-    upstream: Upstream,
+    world: World,
     projects: std::path::PathBuf,
     subscriber: i64,
     unsubscribe_path: String,
-    _sink: SmtpSink,
 }
 
 async fn live_instance_that_mailed_a_release() -> Mailed {
-    let rows = pretalx::rows(&common::fixtures());
-    let upstream = Upstream::start().await;
-    pretalx::serve_history(&upstream, &rows[..47], &[]);
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(&pretalx::projects_toml(&upstream));
-    let sink = SmtpSink::start().await;
-    let smtp = sink.url();
-    let (app, clock) = sandbox
-        .app_with(
-            &upstream.url(),
-            Some(&projects),
-            at("2026-07-08T08:00:00Z"),
-            &[
-                "--smtp-url",
-                &smtp,
-                "--base-url",
-                BASE,
-                "--from",
-                "herald@example.org",
-            ],
-        )
+    let world = World::pretalx().await;
+    let projects = world.pretalx_projects("");
+    let (app, clock) = world
+        .app()
+        .projects(&projects)
+        .at("2026-07-08T08:00:00Z")
+        .mail()
+        .flags(&["--base-url", BASE])
+        .build()
         .await;
     let subscriber = common::subscribe_instant(&app, "ops@example.org", "pretalx").await;
     check::run(&app, &CheckOptions::default())
         .await
         .expect("baseline");
     clock.advance(chrono::Duration::hours(2));
-    pretalx::serve_history(&upstream, &rows, &[]);
+    world.release_2026_2_1();
     check::run(&app, &CheckOptions::default())
         .await
         .expect("check");
@@ -68,7 +52,7 @@ async fn live_instance_that_mailed_a_release() -> Mailed {
         .await
         .expect("dispatch");
     assert_eq!(sent.sent, 1, "the release mail went out");
-    let message = &sink.messages()[0];
+    let message = &world.sink.messages()[0];
     let parsed = MessageParser::default()
         .parse(&message.data)
         .expect("parses");
@@ -82,27 +66,27 @@ async fn live_instance_that_mailed_a_release() -> Mailed {
         .unwrap_or_else(|| panic!("no {BASE} link in {header}"));
     Mailed {
         app,
-        sandbox,
-        upstream,
+        world,
         projects,
         subscriber,
         unsubscribe_path: link[BASE.len()..].to_string(),
-        _sink: sink,
     }
 }
 
-/// A web service on 127.0.0.1 over `sandbox`'s database; stops when the sender drops.
+/// A web service on 127.0.0.1 over `sandbox`'s database (a restored copy of the live
+/// instance's); stops when the sender drops.
 async fn serve(
     sandbox: &Sandbox,
     mailed: &Mailed,
 ) -> (App, String, tokio::sync::oneshot::Sender<()>) {
-    let (app, _) = sandbox
-        .app_with(
-            &mailed.upstream.url(),
-            Some(&mailed.projects),
-            at("2026-07-09T08:00:00Z"),
-            &["--base-url", BASE],
-        )
+    let (app, _) = mailed
+        .world
+        .app()
+        .sandbox(sandbox)
+        .projects(&mailed.projects)
+        .at("2026-07-09T08:00:00Z")
+        .flags(&["--base-url", BASE])
+        .build()
         .await;
     let listener = WebListener::bind().await;
     let base = listener.base.clone();
@@ -143,13 +127,13 @@ fn backup(sandbox: &Sandbox, file: &Path, env: &[(&str, &str)]) -> std::process:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restored_backup_keeps_the_unsubscribe_links_already_mailed_working() {
     let mailed = live_instance_that_mailed_a_release().await;
-    let live_key = std::fs::read(mailed.sandbox.path(".secret")).expect("live .secret");
+    let live_key = std::fs::read(mailed.world.sandbox.path(".secret")).expect("live .secret");
 
     // The backup, taken by the real binary while the live instance keeps its database open.
     let backups = tempfile::tempdir().expect("tempdir");
     let file = backups.path().join("herald-2026-07-09.db");
     let key_file = backups.path().join("herald-2026-07-09.db.secret");
-    let out = backup(&mailed.sandbox, &file, &[]);
+    let out = backup(&mailed.world.sandbox, &file, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -222,14 +206,15 @@ async fn a_restored_backup_keeps_the_unsubscribe_links_already_mailed_working() 
 
 #[tokio::test]
 async fn the_key_file_is_never_overwritten_and_a_configured_key_stays_out_of_the_backup() {
-    let sandbox = Sandbox::new();
+    let world = World::new().await;
+    let sandbox = &world.sandbox;
     let backups = tempfile::tempdir().expect("tempdir");
 
     // An existing FILE.secret refuses the whole backup: no database copy is left behind.
     let file = backups.path().join("a.db");
     let key_file = backups.path().join("a.db.secret");
     std::fs::write(&key_file, "someone else's key").expect("write");
-    let out = backup(&sandbox, &file, &[]);
+    let out = backup(sandbox, &file, &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -248,7 +233,7 @@ async fn the_key_file_is_never_overwritten_and_a_configured_key_stays_out_of_the
     // A first backup of a database that never signed anything yet still carries the key it
     // will sign with.
     let file = backups.path().join("b.db");
-    let out = backup(&sandbox, &file, &[]);
+    let out = backup(sandbox, &file, &[]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         std::fs::read(backups.path().join("b.db.secret")).expect("key copy"),
@@ -258,7 +243,7 @@ async fn the_key_file_is_never_overwritten_and_a_configured_key_stays_out_of_the
     // HERALD_SECRET: the key is the configuration's, not the backup's, and the report says so.
     let file = backups.path().join("c.db");
     let out = backup(
-        &sandbox,
+        sandbox,
         &file,
         &[(
             "HERALD_SECRET",

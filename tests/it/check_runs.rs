@@ -371,7 +371,7 @@ async fn exit_codes_and_messages_of_the_binary() {
     let projects = world
         .sandbox
         .projects(&pretalx::projects_toml(&world.upstream));
-    let args = world.sandbox.args(&world.upstream.url(), Some(&projects));
+    let args = world.args(&projects);
     let herald = |extra: &[&str]| {
         let mut all: Vec<&str> = extra.to_vec();
         all.extend(args.iter().map(String::as_str));
@@ -461,7 +461,7 @@ async fn two_processes_started_together_run_once() {
     let projects = world
         .sandbox
         .projects(&pretalx::projects_toml(&world.upstream));
-    let args = world.sandbox.args(&world.upstream.url(), Some(&projects));
+    let args = world.args(&projects);
     // Slow answers keep the first run busy while the second starts.
     world
         .upstream

@@ -5,23 +5,25 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::pretalx;
-use common::{Fault, Sandbox, Upstream, at};
+use common::{Fault, World};
 use herald::check::{self, CheckOptions};
 use herald::store::{ReleaseFilter, Store};
 use sqlx::sqlite::SqlitePoolOptions;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_taken_while_a_check_writes_is_consistent_and_restores() {
-    let fixtures = common::fixtures();
-    let rows = pretalx::rows(&fixtures);
-    let upstream = Upstream::start().await;
-    pretalx::serve_history(&upstream, &rows, &[]);
-    upstream.fault("/p/news/", Fault::Slow(Duration::from_millis(300)));
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(&pretalx::projects_toml(&upstream));
-    let (app, _) = sandbox
-        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+    let world = World::new().await;
+    world.release_2026_2_1();
+    world
+        .upstream
+        .fault("/p/news/", Fault::Slow(Duration::from_millis(300)));
+    let sandbox = &world.sandbox;
+    let projects = world.pretalx_projects("");
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
         .await;
     let writer = {
         let app = app.clone();
@@ -163,8 +165,8 @@ async fn every_earlier_schema_with_data_migrates_to_the_latest() {
     let versions = Store::known_migrations();
     assert!(versions.len() >= 3);
     for (i, version) in versions.iter().enumerate().take(versions.len() - 1) {
-        let sandbox = Sandbox::new();
-        let url = sandbox.db_url();
+        let world = World::new().await;
+        let url = world.sandbox.db_url();
         let old = Store::connect(&url).await.expect("connect");
         old.migrate_to(*version).await.expect("old schema");
         old.close().await;

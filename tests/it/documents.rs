@@ -6,7 +6,7 @@ use crate::common;
 
 use std::collections::HashMap;
 
-use common::{Sandbox, Upstream, at, run_check};
+use common::{Upstream, World, at, run_check};
 use herald::app::App;
 use herald::store::{ReleaseFilter, ReleaseRow};
 use serde_json::Value;
@@ -30,7 +30,8 @@ fn pypi_project(upstream: &Upstream, name: &str) -> String {
 async fn luigi_json_api_keeps_file_less_releases_unavailable() {
     let dir = common::fixtures();
     let doc: Value = serde_json::from_slice(&common::read(&dir, "pypi/luigi.json")).expect("json");
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     // An index without PEP 691 JSON answers the Simple API in HTML: Herald falls back.
     upstream.put(
         "/simple/luigi/",
@@ -42,10 +43,12 @@ async fn luigi_json_api_keeps_file_less_releases_unavailable() {
         "application/json",
         common::read(&dir, "pypi/luigi.json"),
     );
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(&pypi_project(&upstream, "luigi"));
-    let (app, _) = sandbox
-        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+    let projects = world.sandbox.projects(&pypi_project(upstream, "luigi"));
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
         .await;
     let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
@@ -84,7 +87,8 @@ async fn luigi_json_api_keeps_file_less_releases_unavailable() {
 async fn black_yanked_release_with_its_reason_in_both_apis() {
     let dir = common::fixtures();
     for simple in [true, false] {
-        let upstream = Upstream::start().await;
+        let world = World::new().await;
+        let upstream = &world.upstream;
         if simple {
             upstream.put(
                 "/simple/black/",
@@ -99,10 +103,12 @@ async fn black_yanked_release_with_its_reason_in_both_apis() {
                 common::read(&dir, "pypi/black.json"),
             );
         }
-        let sandbox = Sandbox::new();
-        let projects = sandbox.projects(&pypi_project(&upstream, "black"));
-        let (app, _) = sandbox
-            .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+        let projects = world.sandbox.projects(&pypi_project(upstream, "black"));
+        let (app, _) = world
+            .app()
+            .projects(&projects)
+            .at("2026-11-22T06:00:00Z")
+            .build()
             .await;
         assert_eq!(run_check(&app).await.exit_code(), 0);
         let got = releases(&app).await;
@@ -124,16 +130,19 @@ async fn black_yanked_release_with_its_reason_in_both_apis() {
 #[tokio::test]
 async fn isodate_yanked_as_a_reason_string_in_the_simple_api() {
     let dir = common::fixtures();
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put(
         "/simple/isodate/",
         "application/vnd.pypi.simple.v1+json",
         common::read(&dir, "pypi/isodate.simple-v1.json"),
     );
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(&pypi_project(&upstream, "isodate"));
-    let (app, _) = sandbox
-        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+    let projects = world.sandbox.projects(&pypi_project(upstream, "isodate"));
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
         .await;
     assert_eq!(run_check(&app).await.exit_code(), 0);
     let got = releases(&app).await;
@@ -199,7 +208,8 @@ async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
         .to_string();
     let octokit_release = exchange["response"].clone();
 
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     let repo = "/repos/offirgolan/ember-cp-validations/releases";
     // Pages as GitHub links them: later pages live under /repositories/<id>/ (follow, never rebuild).
     let later = "/repositories/515435940/releases";
@@ -227,10 +237,12 @@ async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
         serde_json::to_vec(&vec![octokit_release]).expect("json"),
         &[("etag", etag.as_str())],
     );
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects("[[project]]\nname = \"ember-cp-validations\"\ngithub = \"offirgolan/ember-cp-validations\"\n");
-    let (app, _) = sandbox
-        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+    let projects = world.sandbox.projects("[[project]]\nname = \"ember-cp-validations\"\ngithub = \"offirgolan/ember-cp-validations\"\n");
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
         .await;
     let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
@@ -293,24 +305,22 @@ async fn github_releases_with_prerelease_flags_empty_names_drafts_and_pages() {
 
 #[tokio::test]
 async fn a_link_to_another_host_is_not_followed() {
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put_with_headers(
         "/repos/o/r/releases?per_page=100",
         "application/json",
         r#"[{"tag_name": "v1.0.0", "name": "", "draft": false, "prerelease": false, "published_at": "2026-01-01T00:00:00Z", "html_url": "https://github.com/o/r/releases/tag/v1.0.0", "body": null}]"#,
         &[("link", "<https://evil.example/steal?page=2>; rel=\"next\"")],
     );
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects("[[project]]\nname = \"r\"\ngithub = \"o/r\"\n");
-    let mut argv = vec!["herald".to_string()];
-    argv.extend(sandbox.args(&upstream.url(), Some(&projects)));
-    argv.extend([
-        "--github-token".into(),
-        "ghp_secret_token_value".into(),
-        "migrate".into(),
-    ]);
-    let cli = <herald::cli::Cli as clap::Parser>::try_parse_from(argv).expect("args");
-    let config = herald::config::Config::from_settings(cli.settings).expect("config");
+    let projects = world
+        .sandbox
+        .projects("[[project]]\nname = \"r\"\ngithub = \"o/r\"\n");
+    let config = world
+        .app()
+        .projects(&projects)
+        .flags(&["--github-token", "ghp_secret_token_value"])
+        .config();
     let app = App::build(config).await.expect("app");
     let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 2);
@@ -331,7 +341,8 @@ async fn a_link_to_another_host_is_not_followed() {
 
 #[tokio::test]
 async fn limits_retries_compression_and_unreadable_tags() {
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put(
         "/simple/big/",
         "application/vnd.pypi.simple.v1+json",
@@ -344,15 +355,14 @@ async fn limits_retries_compression_and_unreadable_tags() {
             {"tag_name": "v1.0.0", "name": "", "draft": false, "prerelease": false, "published_at": "2026-01-01T00:00:00Z"}]"#,
     );
     upstream.fault("/simple/down/", common::Fault::Status(503));
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(
+    let projects = world.sandbox.projects(
         "[[project]]\nname = \"big\"\npypi = \"big\"\n\n[[project]]\nname = \"r\"\ngithub = \"o/r\"\n\n[[project]]\nname = \"down\"\npypi = \"down\"\n",
     );
-    let config = sandbox.config_with(
-        &upstream.url(),
-        Some(&projects),
-        &["--max-body-bytes", "2048"],
-    );
+    let config = world
+        .app()
+        .projects(&projects)
+        .flags(&["--max-body-bytes", "2048"])
+        .config();
     let app = App::build(config).await.expect("app");
     let summary = run_check(&app).await;
     let report = |name: &str| {

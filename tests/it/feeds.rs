@@ -6,7 +6,7 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{Sandbox, Upstream, at, run_check};
+use common::{Upstream, World, at, run_check};
 use herald::check::SourceStatus;
 use herald::sources::feed::{entries, read_feed};
 use herald::store::ReleaseFilter;
@@ -132,7 +132,8 @@ fn feed_projects(upstream: &Upstream, feeds: &[(&str, &str)]) -> String {
 #[tokio::test]
 async fn a_broken_feed_fails_only_its_source() {
     let dir = common::fixtures();
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put(
         "/broken.xml",
         "application/rss+xml",
@@ -143,16 +144,18 @@ async fn a_broken_feed_fails_only_its_source() {
         "application/atom+xml",
         common::read(&dir, "feeds/atom_example_6.xml"),
     );
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(&feed_projects(
-        &upstream,
+    let projects = world.sandbox.projects(&feed_projects(
+        upstream,
         &[
             ("reuters", "/broken.xml"),
             ("feed-rs", "/feed-rs/releases.atom"),
         ],
     ));
-    let (app, _) = sandbox
-        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
         .await;
     let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 2);
@@ -176,7 +179,8 @@ async fn a_broken_feed_fails_only_its_source() {
 #[tokio::test]
 async fn a_page_that_links_its_feed_is_followed() {
     let dir = common::fixtures();
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put(
         "/feed-rs/",
         "text/html; charset=utf-8",
@@ -187,10 +191,14 @@ async fn a_page_that_links_its_feed_is_followed() {
         "application/atom+xml",
         common::read(&dir, "feeds/atom_example_6.xml"),
     );
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(&feed_projects(&upstream, &[("feed-rs", "/feed-rs/")]));
-    let (app, _) = sandbox
-        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+    let projects = world
+        .sandbox
+        .projects(&feed_projects(upstream, &[("feed-rs", "/feed-rs/")]));
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
         .await;
     let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");
@@ -217,19 +225,22 @@ async fn a_page_that_links_its_feed_is_followed() {
 
 #[tokio::test]
 async fn a_page_without_a_feed_yields_its_release_posts() {
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     upstream.put(
         "/p/news/",
         "text/html; charset=utf-8",
         std::fs::read("tests/fixtures/news_page.html").expect("page"),
     );
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(&format!(
+    let projects = world.sandbox.projects(&format!(
         "[[project]]\nname = \"pretalx\"\nfeed = \"{}/p/news/\"\n",
         upstream.url()
     ));
-    let (app, _) = sandbox
-        .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+    let (app, _) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
         .await;
     let summary = run_check(&app).await;
     assert_eq!(summary.exit_code(), 0, "{summary:#?}");

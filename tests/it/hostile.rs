@@ -4,22 +4,28 @@
 
 use crate::common;
 
-use common::{Sandbox, Upstream, at, run_check};
+use common::{World, run_check};
 use herald::check::{RunSummary, SourceStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// One check run on `world`'s sandbox against `upstream`.
 async fn run_with(
+    world: &World,
     upstream: &str,
     projects_toml: &str,
     extra: &[&str],
-) -> (RunSummary, herald::app::App, Sandbox) {
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(projects_toml);
-    let (app, _) = sandbox
-        .app_with(upstream, Some(&projects), at("2026-11-22T06:00:00Z"), extra)
+) -> (RunSummary, herald::app::App) {
+    let projects = world.sandbox.projects(projects_toml);
+    let (app, _) = world
+        .app()
+        .upstream(upstream)
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .flags(extra)
+        .build()
         .await;
     let summary = run_check(&app).await;
-    (summary, app, sandbox)
+    (summary, app)
 }
 
 fn error_of(summary: &RunSummary, project: &str) -> String {
@@ -34,7 +40,8 @@ fn error_of(summary: &RunSummary, project: &str) -> String {
 
 #[tokio::test]
 async fn entity_expansion_nesting_invalid_utf8_and_absurd_versions() {
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let upstream = &world.upstream;
     let laughs = r#"<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;"><!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
@@ -90,7 +97,7 @@ async fn entity_expansion_nesting_invalid_utf8_and_absurd_versions() {
          [[project]]\nname = \"badutf\"\npypi = \"badutf\"\n\n[[project]]\nname = \"long\"\npypi = \"long\"\n\n\
          [[project]]\nname = \"utf\"\nfeed = \"{base}/utf.xml\"\n\n[[project]]\nname = \"skipped\"\npypi = \"skipped\"\n"
     );
-    let (summary, app, _sandbox) = run_with(&base, &toml, &[]).await;
+    let (summary, app) = run_with(&world, &base, &toml, &[]).await;
     let nested = error_of(&summary, "nested");
     assert!(
         nested.contains("/simple/nested/") && nested.contains("malformed JSON"),
@@ -203,7 +210,9 @@ async fn endless_server(chunked: bool) -> String {
 async fn a_gigabyte_body_is_cut_off_at_the_cap() {
     for chunked in [false, true] {
         let server = endless_server(chunked).await;
-        let (summary, _, _) = run_with(
+        let world = World::new().await;
+        let (summary, _) = run_with(
+            &world,
             &server,
             "[[project]]\nname = \"huge\"\npypi = \"huge\"\n",
             &["--max-body-bytes", "1048576"],

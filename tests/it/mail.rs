@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::pretalx;
 use common::smtp::{SmtpSink, Stage};
-use common::{Sandbox, World, at, run_check, subscribe};
+use common::{World, at, run_check, subscribe};
 use herald::app::{App, ManualClock};
 use herald::check::{self, CheckOptions, CheckOutcome, RunSummary};
 use herald::model::{DigestMode, ReleaseClass, SubscriberStatus};
@@ -757,7 +757,8 @@ fn stderr(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_mail_settings_and_templates_are_refused_at_start() {
-    let sandbox = Sandbox::new();
+    let world = World::new().await;
+    let sandbox = &world.sandbox;
     let db = sandbox.db_url();
     for (url, needle) in [
         ("http://mail.example.org", "HERALD_SMTP_URL"),
@@ -837,8 +838,8 @@ async fn bad_mail_settings_and_templates_are_refused_at_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_commands_and_the_test_message() {
-    let sink = SmtpSink::start().await;
-    let sandbox = Sandbox::new();
+    let world = World::new().await;
+    let (sink, sandbox) = (&world.sink, &world.sandbox);
     let db = sandbox.db_url();
     let url = sink.url();
     let run = |args: &[&str]| {
@@ -928,7 +929,7 @@ async fn operator_commands_and_the_test_message() {
 async fn without_a_relay_mail_stays_queued_and_the_run_says_so() {
     let world = World::pretalx().await;
     let projects = projects(&world);
-    let mut base = world.sandbox.args(&world.upstream.url(), Some(&projects));
+    let mut base = world.args(&projects);
     base.extend(["--from".to_string(), "herald@example.org".to_string()]);
     let run = |extra: &[&str]| {
         let mut all: Vec<&str> = extra.to_vec();

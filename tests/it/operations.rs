@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::smtp::Stage;
-use common::{Fault, Sandbox, World, run_check};
+use common::{Fault, World, run_check};
 use herald::app::{App, ManualClock};
 use herald::notify::{self, DispatchOptions};
 use serde_json::Value;
@@ -214,7 +214,8 @@ async fn json_logs_are_one_object_per_line_with_run_project_and_source() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_errors_are_json_in_the_json_format() {
-    let sandbox = Sandbox::new();
+    let world = World::new().await;
+    let sandbox = &world.sandbox;
     let out = sandbox
         .command(&["check", "--no-such-flag"])
         .env("HERALD_LOG_FORMAT", "json")
@@ -471,9 +472,10 @@ async fn status_reports_runs_failing_sources_dead_letters_and_the_next_run() {
     );
 }
 
-#[test]
-fn completions_and_the_man_page_come_from_the_command_line_definition() {
-    let sandbox = Sandbox::new();
+#[tokio::test]
+async fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    let world = World::new().await;
+    let sandbox = &world.sandbox;
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let out = sandbox.herald(&["completions", shell]);
         assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));

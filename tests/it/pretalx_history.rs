@@ -4,8 +4,8 @@
 
 use crate::common;
 
+use common::World;
 use common::pretalx::{self, FEATURES};
-use common::{Sandbox, Upstream};
 use serde_json::Value;
 
 fn json_of(out: &std::process::Output) -> Value {
@@ -20,14 +20,12 @@ fn json_of(out: &std::process::Output) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_real_history_is_recorded_with_the_right_classes() {
-    let fixtures = common::fixtures();
-    let rows = pretalx::rows(&fixtures);
+    let world = World::new().await;
+    let (rows, upstream, sandbox) = (&world.rows, &world.upstream, &world.sandbox);
     assert_eq!(rows.len(), 48);
-    let upstream = Upstream::start().await;
-    pretalx::serve_history(&upstream, &rows, &[]);
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects(&pretalx::projects_toml(&upstream));
-    let base = sandbox.args(&upstream.url(), Some(&projects));
+    world.release_2026_2_1();
+    let projects = world.pretalx_projects("");
+    let base = world.args(&projects);
     let with = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         v.extend(base.iter().cloned());
@@ -52,7 +50,7 @@ async fn the_real_history_is_recorded_with_the_right_classes() {
     let listed = json_of(&run(&["releases", "--json"]));
     let listed = listed.as_array().expect("array");
     assert_eq!(listed.len(), 48, "exactly the 48 releases");
-    for row in &rows {
+    for row in rows {
         let found: Vec<&Value> = listed
             .iter()
             .filter(|r| r["version"] == row.version.as_str())
@@ -175,8 +173,8 @@ async fn the_real_history_is_recorded_with_the_right_classes() {
 
     // A development release is served: announced as a prerelease.
     pretalx::serve_history(
-        &upstream,
-        &rows,
+        upstream,
+        rows,
         &[("2026.3.0.dev0", "2026-11-20T10:00:00.000000Z")],
     );
     let third = run(&["check"]);

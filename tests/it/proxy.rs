@@ -5,9 +5,8 @@
 
 use crate::common;
 
-use common::smtp::SmtpSink;
+use common::World;
 use common::web::WebListener;
-use common::{Sandbox, at};
 use herald::notify::{self, DispatchOptions};
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
@@ -19,28 +18,26 @@ const ATTEMPTS: usize = 10;
 struct Service {
     base: String,
     client: reqwest::Client,
-    sink: SmtpSink,
     app: herald::app::App,
     _stop: tokio::sync::oneshot::Sender<()>,
-    _sandbox: Sandbox,
+    /// The sandbox and the sink the app mails.
+    world: World,
 }
 
 async fn service(extra: &[&str]) -> Service {
-    let sandbox = Sandbox::new();
-    let sink = SmtpSink::start().await;
+    let world = World::new().await;
     let listener = WebListener::bind().await;
     let base = listener.base.clone();
-    let smtp = sink.url();
+    let smtp = world.sink.url();
     let mut args = vec!["--base-url", &base, "--smtp-url", &smtp];
     args.extend_from_slice(extra);
     // No check runs here: the upstream is never asked.
-    let (app, _clock) = sandbox
-        .app_with(
-            "http://127.0.0.1:9",
-            None,
-            at("2026-11-22T06:00:00Z"),
-            &args,
-        )
+    let (app, _clock) = world
+        .app()
+        .upstream("http://127.0.0.1:9")
+        .at("2026-11-22T06:00:00Z")
+        .flags(&args)
+        .build()
         .await;
     let tx = listener.serve(&app);
     Service {
@@ -49,10 +46,9 @@ async fn service(extra: &[&str]) -> Service {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
-        sink,
         app,
         _stop: tx,
-        _sandbox: sandbox,
+        world,
     }
 }
 
@@ -227,7 +223,7 @@ async fn links_come_from_the_base_url_not_the_request() {
     notify::dispatch(&service.app, &DispatchOptions::default())
         .await
         .expect("dispatch");
-    let messages = service.sink.messages();
+    let messages = service.world.sink.messages();
     assert_eq!(messages.len(), 1);
     let text = MessageParser::default()
         .parse(&messages[0].data)
@@ -252,9 +248,10 @@ async fn links_come_from_the_base_url_not_the_request() {
     assert!(page.contains("action=\"/confirm/"), "{page}");
 }
 
-#[test]
-fn a_bad_trusted_proxies_entry_stops_herald_naming_it() {
-    let sandbox = Sandbox::new();
+#[tokio::test]
+async fn a_bad_trusted_proxies_entry_stops_herald_naming_it() {
+    let world = World::new().await;
+    let sandbox = &world.sandbox;
     let out = sandbox
         .command(&["migrate"])
         .env("HERALD_DATABASE_URL", sandbox.db_url())

@@ -10,7 +10,7 @@ use crate::common;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use common::{Sandbox, at};
+use common::{World, at};
 use futures::future::BoxFuture;
 use herald::app::{App, Clock, ManualClock};
 use herald::schedule::Schedule;
@@ -32,10 +32,16 @@ impl Waiter for Stepper {
     }
 }
 
-async fn app(sandbox: &Sandbox, start: &str) -> (App, Arc<ManualClock>) {
-    let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
-    sandbox
-        .app("http://127.0.0.1:9", Some(&projects), at(start))
+async fn app(world: &World, start: &str) -> (App, Arc<ManualClock>) {
+    let projects = world
+        .sandbox
+        .projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
+    world
+        .app()
+        .upstream("http://127.0.0.1:9")
+        .projects(&projects)
+        .at(start)
+        .build()
         .await
 }
 
@@ -85,8 +91,8 @@ async fn drive(app: &App, clock: &ManualClock, schedule: &str, steps: usize) -> 
 
 #[tokio::test]
 async fn runs_happen_at_the_cron_times() {
-    let sandbox = Sandbox::new();
-    let (app, clock) = app(&sandbox, "2026-11-22T05:59:30Z").await;
+    let world = World::new().await;
+    let (app, clock) = app(&world, "2026-11-22T05:59:30Z").await;
     // The 05:00 run happened: nothing is owed at start.
     app.store
         .start_run("check", at("2026-11-22T05:00:00Z"))
@@ -115,8 +121,8 @@ async fn runs_happen_at_the_cron_times() {
 
 #[tokio::test]
 async fn a_check_held_by_another_process_is_not_overlapped() {
-    let sandbox = Sandbox::new();
-    let (app, clock) = app(&sandbox, "2026-11-22T05:59:30Z").await;
+    let world = World::new().await;
+    let (app, clock) = app(&world, "2026-11-22T05:59:30Z").await;
     app.store
         .start_run("check", at("2026-11-22T05:00:00Z"))
         .await
@@ -143,8 +149,8 @@ async fn a_check_held_by_another_process_is_not_overlapped() {
 
 #[tokio::test]
 async fn a_missed_run_is_caught_up_once() {
-    let sandbox = Sandbox::new();
-    let (app, clock) = app(&sandbox, "2026-11-22T09:30:00Z").await;
+    let world = World::new().await;
+    let (app, clock) = app(&world, "2026-11-22T09:30:00Z").await;
     // The service was down at 06:00: the last run is from yesterday.
     app.store
         .start_run("serve", at("2026-11-21T06:00:00Z"))

@@ -4,24 +4,22 @@
 
 use crate::common;
 
-use common::smtp::SmtpSink;
-use common::{Fault, Sandbox, Upstream};
+use common::{Fault, World};
 
 const TOKEN: &str = "ghp_S3cretTokenValue1234567890";
 const PASSWORD: &str = "hunter2-smtp-Passw0rd";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_smtp_password_and_github_token_never_reach_logs_or_errors() {
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let (upstream, sink, sandbox) = (&world.upstream, &world.sink, &world.sandbox);
     upstream.fault("/repos/", Fault::Status(500));
     upstream.fault("/simple/", Fault::RateLimited(60));
-    let sink = SmtpSink::start().await;
     sink.require_auth("herald", "another-password");
-    let sandbox = Sandbox::new();
     let projects =
         sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\ngithub = \"o/demo\"\n");
     let smtp = format!("smtp://herald:{PASSWORD}@127.0.0.1:{}", sink.port());
-    let mut base = sandbox.args(&upstream.url(), Some(&projects));
+    let mut base = world.args(&projects);
     base.extend([
         "--github-token".into(),
         TOKEN.into(),
@@ -81,7 +79,8 @@ async fn the_smtp_password_and_github_token_never_reach_logs_or_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn addresses_with_line_breaks_cannot_inject_headers() {
-    let sandbox = Sandbox::new();
+    let world = World::new().await;
+    let sandbox = &world.sandbox;
     for address in [
         "ops@example.org\r\nBcc: all@example.org",
         "ops@example.org\nSubject: hi",

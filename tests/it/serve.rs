@@ -7,23 +7,28 @@ use crate::common;
 use std::time::Duration;
 
 use common::web::{serve_command, wait_healthy};
-use common::{Sandbox, Upstream, World, at, subscribe};
+use common::{World, subscribe};
 use herald::model::{DigestMode, EmailAddress, ReleaseClass, SubscriberStatus};
 use herald::notify::{self, DispatchOptions};
 use herald::store::NewMessage;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
-    let upstream = Upstream::start().await;
-    upstream.put_json(
+    let world = World::new().await;
+    world.upstream.put_json(
         "/simple/demo/",
         "application/vnd.pypi.simple.v1+json",
         &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "demo", "versions": [], "files": []}),
     );
-    let sandbox = Sandbox::new();
-    let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
-    let (mut command, port) =
-        serve_command(&sandbox, &upstream.url(), &projects, Some("0 6 * * *"));
+    let projects = world
+        .sandbox
+        .projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
+    let (mut command, port) = serve_command(
+        &world.sandbox,
+        &world.upstream.url(),
+        &projects,
+        Some("0 6 * * *"),
+    );
     let mut child = command.spawn().expect("spawn herald serve");
     assert!(
         wait_healthy(port, Duration::from_secs(10)).await,
@@ -32,8 +37,11 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
     // The missed 06:00 run happened at start (no run was ever recorded).
     let mut ran = false;
     for _ in 0..100 {
-        let (app, _) = sandbox
-            .app(&upstream.url(), Some(&projects), at("2026-11-22T06:00:00Z"))
+        let (app, _) = world
+            .app()
+            .projects(&projects)
+            .at("2026-11-22T06:00:00Z")
+            .build()
             .await;
         if app
             .store
@@ -65,7 +73,9 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
         ("--schedule", "every morning", "HERALD_SCHEDULE"),
         ("--timezone", "Mars/Olympus", "HERALD_TIMEZONE"),
     ] {
-        let out = sandbox.herald(&["serve", flag, value, "--listen", "127.0.0.1:0"]);
+        let out = world
+            .sandbox
+            .herald(&["serve", flag, value, "--listen", "127.0.0.1:0"]);
         assert_eq!(out.status.code(), Some(1), "{flag}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(name),
@@ -74,12 +84,12 @@ async fn serve_starts_answers_and_stops_cleanly_on_sigterm() {
         );
     }
     // The lease was released: a check can run right away.
-    let out = sandbox.herald(&[
+    let out = world.sandbox.herald(&[
         "check",
         "--projects",
         projects.to_str().expect("utf-8"),
         "--pypi-url",
-        &format!("{}/", upstream.url()),
+        &format!("{}/", world.upstream.url()),
     ]);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("already running"),

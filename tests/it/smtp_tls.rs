@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::smtp::{SmtpSink, Stage};
-use common::{Sandbox, Upstream, at};
+use common::smtp::Stage;
+use common::{Sandbox, World};
 use herald::app::App;
 use herald::notify::{self, DispatchOptions, DispatchReport};
 use herald::store::NewMessage;
@@ -86,26 +86,26 @@ impl Drop for Relay {
     }
 }
 
+/// An app on `sandbox` (the world's or a second one) mailing from `herald@example.org`.
 async fn app_with_clock(
+    world: &World,
     sandbox: &Sandbox,
-    upstream: &Upstream,
     extra: &[&str],
 ) -> (App, std::sync::Arc<herald::app::ManualClock>) {
     let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
-    let mut flags = vec!["--from", "herald@example.org"];
-    flags.extend_from_slice(extra);
-    sandbox
-        .app_with(
-            &upstream.url(),
-            Some(&projects),
-            at("2026-11-30T06:00:00Z"),
-            &flags,
-        )
+    world
+        .app()
+        .sandbox(sandbox)
+        .projects(&projects)
+        .at("2026-11-30T06:00:00Z")
+        .flags(&["--from", "herald@example.org"])
+        .flags(extra)
+        .build()
         .await
 }
 
-async fn app(sandbox: &Sandbox, upstream: &Upstream, extra: &[&str]) -> App {
-    app_with_clock(sandbox, upstream, extra).await.0
+async fn app(world: &World, extra: &[&str]) -> App {
+    app_with_clock(world, &world.sandbox, extra).await.0
 }
 
 /// Queues `n` test messages, each for its own recipient.
@@ -139,15 +139,10 @@ async fn dispatch(app: &App) -> DispatchReport {
 #[tokio::test(flavor = "multi_thread")]
 async fn implicit_tls_with_auth_plain_and_a_private_ca() {
     let relay = Relay::start("implicit", Some("PLAIN"));
-    let (sandbox, upstream) = (Sandbox::new(), Upstream::start().await);
+    let world = World::new().await;
     let url = format!("smtps://herald:s3cret-relay-pass@localhost:{}", relay.port);
     let ca = fixture("ca.pem").display().to_string();
-    let app = app(
-        &sandbox,
-        &upstream,
-        &["--smtp-url", &url, "--smtp-ca-file", &ca],
-    )
-    .await;
+    let app = app(&world, &["--smtp-url", &url, "--smtp-ca-file", &ca]).await;
     queue(&app, 5).await;
     let report = dispatch(&app).await;
     assert_eq!(
@@ -167,18 +162,13 @@ async fn implicit_tls_with_auth_plain_and_a_private_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn starttls_with_auth_login_and_a_private_ca() {
     let relay = Relay::start("starttls", Some("LOGIN"));
-    let (sandbox, upstream) = (Sandbox::new(), Upstream::start().await);
+    let world = World::new().await;
     let url = format!(
         "smtp://herald:s3cret-relay-pass@localhost:{}?tls=required",
         relay.port
     );
     let ca = fixture("ca.pem").display().to_string();
-    let app = app(
-        &sandbox,
-        &upstream,
-        &["--smtp-url", &url, "--smtp-ca-file", &ca],
-    )
-    .await;
+    let app = app(&world, &["--smtp-url", &url, "--smtp-ca-file", &ca]).await;
     queue(&app, 3).await;
     let report = dispatch(&app).await;
     assert_eq!((report.sent, report.dead), (3, 0), "{report:?}");
@@ -194,11 +184,11 @@ async fn starttls_with_auth_login_and_a_private_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untrusted_certificate_or_a_wrong_password_sends_nothing() {
     let relay = Relay::start("implicit", None);
-    let (sandbox, upstream) = (Sandbox::new(), Upstream::start().await);
+    let world = World::new().await;
     // Without the CA file the relay's certificate is not trusted: nothing goes out, the
     // message waits for a retry (an operator can fix the trust and lose nothing).
     let url = format!("smtps://herald:s3cret-relay-pass@localhost:{}", relay.port);
-    let app1 = app(&sandbox, &upstream, &["--smtp-url", &url]).await;
+    let app1 = app(&world, &["--smtp-url", &url]).await;
     queue(&app1, 1).await;
     let report = dispatch(&app1).await;
     assert_eq!((report.sent, report.retrying), (0, 1), "{report:?}");
@@ -210,12 +200,9 @@ async fn an_untrusted_certificate_or_a_wrong_password_sends_nothing() {
     let other = Sandbox::new();
     let bad = format!("smtps://herald:wrong@localhost:{}", relay.port);
     let ca = fixture("ca.pem").display().to_string();
-    let app2 = app(
-        &other,
-        &upstream,
-        &["--smtp-url", &bad, "--smtp-ca-file", &ca],
-    )
-    .await;
+    let app2 = app_with_clock(&world, &other, &["--smtp-url", &bad, "--smtp-ca-file", &ca])
+        .await
+        .0;
     queue(&app2, 1).await;
     let report = dispatch(&app2).await;
     assert_eq!((report.sent, report.dead), (0, 1), "{report:?}");
@@ -226,16 +213,11 @@ async fn an_untrusted_certificate_or_a_wrong_password_sends_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn relays_that_close_after_n_messages_lose_nothing_and_send_nothing_twice() {
     for say_421 in [true, false] {
-        let sink = SmtpSink::start().await;
+        let world = World::new().await;
+        let sink = &world.sink;
         sink.limit_per_connection(3, say_421);
-        let (sandbox, upstream) = (Sandbox::new(), Upstream::start().await);
         let url = sink.url();
-        let app = app(
-            &sandbox,
-            &upstream,
-            &["--smtp-url", &url, "--smtp-connections", "2"],
-        )
-        .await;
+        let app = app(&world, &["--smtp-url", &url, "--smtp-connections", "2"]).await;
         queue(&app, 20).await;
         let report = dispatch(&app).await;
         assert_eq!(
@@ -252,18 +234,18 @@ async fn relays_that_close_after_n_messages_lose_nothing_and_send_nothing_twice(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_421_on_connect_is_retried_later_and_then_delivered() {
-    let sink = SmtpSink::start().await;
+    let world = World::new().await;
+    let sink = &world.sink;
     sink.fail_next(
         Stage::Greeting,
         421,
         "4.3.2 Service not available, try later",
         1,
     );
-    let (sandbox, upstream) = (Sandbox::new(), Upstream::start().await);
     let url = sink.url();
     let (app, clock) = app_with_clock(
-        &sandbox,
-        &upstream,
+        &world,
+        &world.sandbox,
         &["--smtp-url", &url, "--smtp-connections", "1"],
     )
     .await;

@@ -3,13 +3,15 @@
 use crate::common;
 
 use chrono::Duration;
-use common::{Sandbox, at};
+use common::{World, at};
 use herald::store::{LeaseOutcome, NewMessage, Store, host_name};
 
 #[tokio::test]
 async fn migrations_apply_once_and_the_database_answers() {
-    let sandbox = Sandbox::new();
-    let store = Store::connect(&sandbox.db_url()).await.expect("connect");
+    let world = World::new().await;
+    let store = Store::connect(&world.sandbox.db_url())
+        .await
+        .expect("connect");
     let applied = store.migrate().await.expect("migrate");
     assert_eq!(applied, Store::known_migrations());
     assert!(
@@ -17,18 +19,20 @@ async fn migrations_apply_once_and_the_database_answers() {
         "nothing left to apply"
     );
     store.ping().await.expect("ping");
-    let reopened = Store::open(&sandbox.db_url()).await.expect("open existing");
+    let reopened = Store::open(&world.sandbox.db_url())
+        .await
+        .expect("open existing");
     assert_eq!(reopened.counts().await.expect("counts"), (0, 0));
     assert!(
-        sandbox.path("herald.db-wal").exists(),
+        world.sandbox.path("herald.db-wal").exists(),
         "the database runs in WAL mode"
     );
 }
 
 #[tokio::test]
 async fn the_lease_admits_one_holder_at_a_time() {
-    let sandbox = Sandbox::new();
-    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let world = World::new().await;
+    let store = Store::open(&world.sandbox.db_url()).await.expect("open");
     let t0 = at("2026-11-22T06:00:00Z");
     let ttl = Duration::seconds(120);
     // Holders on another host: only expiry frees their lease.
@@ -106,8 +110,8 @@ async fn the_lease_admits_one_holder_at_a_time() {
 
 #[tokio::test]
 async fn a_dead_holder_on_this_host_loses_the_lease_at_once() {
-    let sandbox = Sandbox::new();
-    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let world = World::new().await;
+    let store = Store::open(&world.sandbox.db_url()).await.expect("open");
     let t0 = at("2026-11-22T06:00:00Z");
     let ttl = Duration::seconds(120);
     // A process that has exited: its pid is free.
@@ -151,8 +155,8 @@ async fn a_dead_holder_on_this_host_loses_the_lease_at_once() {
 
 #[tokio::test]
 async fn runs_are_recorded_with_their_summary() {
-    let sandbox = Sandbox::new();
-    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let world = World::new().await;
+    let store = Store::open(&world.sandbox.db_url()).await.expect("open");
     let id = store
         .start_run("check", at("2026-11-22T06:00:00Z"))
         .await
@@ -187,8 +191,8 @@ async fn bad_database_urls_are_refused_clearly() {
 
 #[tokio::test]
 async fn claims_of_a_dead_dispatcher_on_this_host_are_taken_over_at_once() {
-    let sandbox = Sandbox::new();
-    let store = Store::open(&sandbox.db_url()).await.expect("open");
+    let world = World::new().await;
+    let store = Store::open(&world.sandbox.db_url()).await.expect("open");
     let t0 = at("2026-11-22T06:00:00Z");
     let window = Duration::seconds(600);
     for i in 0..6 {

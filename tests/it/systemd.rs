@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Sandbox, Upstream};
+use common::World;
 
 const INSTALLED: &str = "/usr/local/bin/herald";
 const UNITS: [&str; 3] = [
@@ -257,18 +257,17 @@ async fn datagram(socket: &tokio::net::UnixDatagram, what: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_notifies_ready_once_it_answers_and_stopping_on_sigterm() {
-    let upstream = Upstream::start().await;
+    let world = World::new().await;
+    let (upstream, sandbox) = (&world.upstream, &world.sandbox);
     upstream.put_json(
         "/simple/demo/",
         "application/vnd.pypi.simple.v1+json",
         &serde_json::json!({"meta": {"api-version": "1.1"}, "name": "demo", "versions": [], "files": []}),
     );
-    let sandbox = Sandbox::new();
     let projects = sandbox.projects("[[project]]\nname = \"demo\"\npypi = \"demo\"\n");
     let socket_path = sandbox.path("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
-    let (mut command, port) =
-        common::web::serve_command(&sandbox, &upstream.url(), &projects, None);
+    let (mut command, port) = common::web::serve_command(sandbox, &upstream.url(), &projects, None);
     let listen = format!("127.0.0.1:{port}");
     command.env("NOTIFY_SOCKET", &socket_path);
     let mut child = command.spawn().expect("spawn herald serve");
