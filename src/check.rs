@@ -681,21 +681,26 @@ impl Recorder<'_> {
                 Outcome::Failed(err) => {
                     let until = err.deferred_until();
                     let message = err.to_string();
+                    // The one report of the failure: `herald check` prints no second one.
+                    let name = &project.name;
                     if let Some(until) = until {
-                        tracing::warn!(project = %project.name, source = %kind, run_id, %until, "deferred: {message}");
+                        tracing::warn!(project = %name, source = %kind, state = "deferred", run_id, %until, "{name}: {kind} deferred: {message}");
                     } else {
-                        tracing::warn!(project = %project.name, source = %kind, run_id, "source failed: {message}");
+                        tracing::warn!(project = %name, source = %kind, state = "failed", run_id, "{name}: {kind} failed: {message}");
                     }
                     store::source_failed(tx, &project.name, kind, &message, until, now).await?;
                     found
                         .reports
                         .push(SourceReport::failed(kind, message, until));
                 }
-                Outcome::StillDeferred(until) => found.reports.push(SourceReport::failed(
-                    kind,
-                    format!("rate limited earlier; not asked again before {until}"),
-                    Some(until),
-                )),
+                Outcome::StillDeferred(until) => {
+                    let message = format!("rate limited earlier; not asked again before {until}");
+                    let name = &project.name;
+                    tracing::warn!(project = %name, source = %kind, state = "deferred", run_id, %until, "{name}: {kind} deferred: {message}");
+                    found
+                        .reports
+                        .push(SourceReport::failed(kind, message, Some(until)));
+                }
             }
         }
         store::put_validators(tx, &validators, now).await?;

@@ -6,8 +6,8 @@
 //! - `json`: one JSON object per line (`timestamp`, `level`, `message`, the event's fields and
 //!   the enclosing span's fields under `span`, e.g. the run id), for journald, Loki and friends.
 //!
-//! The command line's own messages on stderr (the end-of-run failure summary, errors) go
-//! through [`say`], so that in JSON mode every stderr line is JSON.
+//! The command line's own messages on stderr (errors, a refused command line) go through
+//! [`say`], so that in JSON mode every stderr line is JSON.
 //!
 //! Owns: the subscriber and the stderr message format. Does not own: what is logged, nor
 //! masking what must not be (see [`crate::model::mask_email`]).

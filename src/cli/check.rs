@@ -70,7 +70,6 @@ pub(super) async fn run(app: App, args: CheckArgs) -> anyhow::Result<u8> {
             } else {
                 print_report(&summary, alerts.as_ref(), mail.as_ref());
             }
-            warn_failed_sources(&summary);
             Ok(summary.exit_code())
         }
     }
@@ -96,32 +95,6 @@ fn print_report(
             summary.queued(),
             if summary.queued() == 1 { "" } else { "s" }
         ),
-    }
-}
-
-/// One warning per source that failed or is deferred, for the operator reading stderr.
-fn warn_failed_sources(summary: &RunSummary) {
-    let run_id = summary.run_id.map(|id| id.to_string()).unwrap_or_default();
-    for (project, source) in summary.failed_sources() {
-        let state = if source.status == SourceStatus::Deferred {
-            "deferred"
-        } else {
-            "failed"
-        };
-        logging::say(
-            Level::Warn,
-            &format!(
-                "{project}: {} {state}: {}",
-                source.source,
-                source.error.as_deref().unwrap_or("unknown error")
-            ),
-            &[
-                ("project", project),
-                ("source", source.source.as_str()),
-                ("state", state),
-                ("run_id", &run_id),
-            ],
-        );
     }
 }
 

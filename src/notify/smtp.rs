@@ -402,7 +402,11 @@ pub fn classify(err: lettre::transport::smtp::Error) -> SendError {
         let mut text = err.to_string();
         let mut source = std::error::Error::source(&err);
         while let Some(inner) = source {
-            text.push_str(&format!(": {inner}"));
+            // lettre's message already quotes the relay's answer, which is also its source.
+            let inner_text = inner.to_string();
+            if !text.contains(&inner_text) {
+                text.push_str(&format!(": {inner_text}"));
+            }
             source = inner.source();
         }
         SendError::Transient(text)

@@ -144,7 +144,21 @@ async fn json_logs_are_one_object_per_line_with_run_project_and_source() {
                 .unwrap_or_else(|err| panic!("not JSON ({err}): {line:?}\nall:\n{stderr}"))
         })
         .collect();
-    assert!(lines.len() >= 4, "{stderr}");
+    // The failure (once), the new release, the greylisted retry.
+    assert!(lines.len() >= 3, "{stderr}");
+    let retry = lines
+        .iter()
+        .find_map(|l| {
+            l["message"]
+                .as_str()
+                .filter(|m| m.starts_with("will retry"))
+        })
+        .unwrap_or_else(|| panic!("no retry line: {stderr}"));
+    assert_eq!(
+        retry.matches("greylisted").count(),
+        1,
+        "the relay's answer quoted once: {retry}"
+    );
     for line in &lines {
         assert!(line.is_object(), "{line}");
         for field in ["timestamp", "level", "message"] {
@@ -175,13 +189,25 @@ async fn json_logs_are_one_object_per_line_with_run_project_and_source() {
         })
         .unwrap_or_else(|| panic!("no failure event for pretalx/github: {stderr}"));
     let id = run_id(event).expect("the event carries the run id");
-    // The end-of-run failure summary is JSON too, with the same run id.
+    // It says what failed and carries the state and the run id as fields.
     let summary = lines
         .iter()
         .find(|l| l.get("state").is_some() && l["project"] == "pretalx" && l["source"] == "github")
-        .unwrap_or_else(|| panic!("no end-of-run summary line: {stderr}"));
+        .unwrap_or_else(|| panic!("no failure line with a state: {stderr}"));
     assert_eq!(summary["state"], "failed");
     assert_eq!(run_id(summary), Some(id));
+    // And it is the only report of the failure on stderr: logged once, where it is handled.
+    let reports = lines
+        .iter()
+        .filter(|l| l["project"] == "pretalx" && l["source"] == "github" && l["level"] == "WARN")
+        .count();
+    assert_eq!(reports, 1, "the failure reported more than once: {stderr}");
+    assert!(
+        event["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("pretalx: github failed: ")),
+        "{event}"
+    );
     // The new release was logged inside the run.
     assert!(
         lines
