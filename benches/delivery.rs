@@ -147,11 +147,13 @@ async fn herald(count: usize, connections: &str, sink: &PostfixSink) -> (Duratio
     let summary = run(&app).await;
     let queue_time = t.elapsed();
     assert_eq!(summary.queued(), count, "one message per subscriber queued");
+    let profile = Profile::start(connections);
     let t = Instant::now();
     let report = notify::dispatch(&app, &DispatchOptions::default())
         .await
         .expect("dispatch");
     let dispatch_time = t.elapsed();
+    drop(profile);
     assert_eq!(report.sent, count, "{report:?}");
     assert_eq!(
         sink.count() - before,
@@ -159,6 +161,38 @@ async fn herald(count: usize, connections: &str, sink: &PostfixSink) -> (Duratio
         "every message reached smtp-sink"
     );
     (queue_time, dispatch_time)
+}
+
+/// With `P4_PERF=DIR`, `perf record` of this process while one dispatch runs, into
+/// `DIR/p4-<connections>.data` (for profiling; the figures then include perf's cost).
+struct Profile(Option<std::process::Child>);
+
+impl Profile {
+    fn start(connections: &str) -> Profile {
+        let Ok(dir) = std::env::var("P4_PERF") else {
+            return Profile(None);
+        };
+        let out = format!("{dir}/p4-{connections}.data");
+        let pid = std::process::id().to_string();
+        let child = Command::new("perf")
+            .args(["record", "-F", "1999", "-g", "-o", &out, "-p", &pid])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run perf");
+        std::thread::sleep(Duration::from_millis(300));
+        Profile(Some(child))
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The peer: Python's smtplib sending pre-built messages over one connection, nothing

@@ -14,6 +14,9 @@
 //! - A free function joins the caller's transaction: its first argument is
 //!   `conn: &mut SqliteConnection` (pass `&mut tx`), it never begins or commits, and this
 //!   module re-exports it (`store::write_releases(&mut tx, ..)`).
+//! - One exception, for many small transactions in a row: [`AnswerBook`] keeps one pooled
+//!   connection (so its page cache stays valid) and its methods each run one transaction on
+//!   it; the dispatcher records every relay answer through it.
 //! - A name means one thing. When an operation is needed in both forms, the free function's
 //!   name ends in `_in` (`enqueue_in`, `enqueue_channel_in`) and the method without the suffix
 //!   runs it in a transaction of its own.
@@ -34,8 +37,8 @@ pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, 
 pub use changes::Change;
 pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel_in};
 pub use outbox::{
-    Answer, Claim, DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item, enqueue_in,
-    mark_digest_queued,
+    Answer, AnswerBook, Claim, DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item,
+    enqueue_in, mark_digest_queued,
 };
 pub use releases::{
     EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite,

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Row, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError, parse_ts, parse_ts_opt, ts};
 
@@ -238,6 +239,45 @@ async fn claim_in(
     channels: &[String],
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxRow>, StoreError> {
+    free_dead_holders_in(tx, now).await?;
+    claim_only_in(tx, medium, claim, channels, now).await
+}
+
+/// Claims of dispatchers that died on this host end now, not when they expire.
+async fn free_dead_holders_in(
+    tx: &mut SqliteConnection,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
+             WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
+    const FREE: &str =
+        "UPDATE outbox SET claimed_until = ?2 WHERE status = 'sending' AND claimed_by = ?1";
+    let this_host = super::host_name();
+    let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await?;
+    for holder in holders
+        .iter()
+        .filter(|h| super::runs::holder_is_dead(h, &this_host))
+    {
+        sqlx::query(FREE)
+            .bind(holder)
+            .bind(ts(now - chrono::Duration::microseconds(1)))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The claim itself, without looking for dead holders first.
+async fn claim_only_in(
+    tx: &mut SqliteConnection,
+    medium: Medium,
+    claim: &Claim<'_>,
+    channels: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxRow>, StoreError> {
     let Claim {
         claimer,
         limit,
@@ -255,26 +295,6 @@ async fn claim_in(
                 ORDER BY next_attempt_at, id LIMIT ?3) \
              RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at, channel";
-    const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
-             WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
-    const FREE: &str =
-        "UPDATE outbox SET claimed_until = ?2 WHERE status = 'sending' AND claimed_by = ?1";
-    // A dispatcher that died on this host gives its claims up now, not when they expire.
-    let this_host = super::host_name();
-    let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
-        .bind(ts(now))
-        .fetch_all(&mut *tx)
-        .await?;
-    for holder in holders
-        .iter()
-        .filter(|h| super::runs::holder_is_dead(h, &this_host))
-    {
-        sqlx::query(FREE)
-            .bind(holder)
-            .bind(ts(now - chrono::Duration::microseconds(1)))
-            .execute(&mut *tx)
-            .await?;
-    }
     // Only what this statement claimed: a message this claimer sent and whose answer is
     // still being recorded is not handed out again.
     let rows = sqlx::query(CLAIM)
@@ -423,70 +443,12 @@ impl Store {
         Ok(())
     }
 
-    /// Records several answers and claims more mail, in one transaction: every acceptance in
-    /// one statement, the (rare) failures one by one, then the claim (as
-    /// [`Store::claim_due`]). The answers are durable when this returns.
-    pub async fn record_answers(
-        &self,
-        answers: &[Answer],
-        claim: Option<&Claim<'_>>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        const SENT: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?1, \
-             updated_at = ?1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
-             payload = CASE WHEN a.scrub THEN '{}' ELSE outbox.payload END \
-             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS response, \
-                          json_extract(value, '$[2]') AS scrub FROM json_each(?2)) AS a \
-             WHERE outbox.id = a.id";
-        let mut sent = Vec::new();
-        for answer in answers {
-            if let Answer::Sent {
-                id,
-                response,
-                scrub,
-            } = answer
-            {
-                sent.push(serde_json::json!([id, response, scrub]));
-            }
-        }
-        let mut tx = self.begin().await?;
-        if !sent.is_empty() {
-            sqlx::query(SENT)
-                .bind(ts(now))
-                .bind(serde_json::Value::Array(sent).to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for answer in answers {
-            match answer {
-                Answer::Sent { .. } => {}
-                Answer::Retry { id, response, next } => {
-                    sqlx::query(RETRY)
-                        .bind(id)
-                        .bind(ts(*next))
-                        .bind(ts(now))
-                        .bind(response)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Answer::Dead { id, response } => {
-                    sqlx::query(DEAD)
-                        .bind(id)
-                        .bind(ts(now))
-                        .bind(response)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        let claimed = match claim {
-            Some(claim) if claim.limit > 0 => {
-                claim_in(&mut tx, Medium::Mail, claim, &[], now).await?
-            }
-            _ => Vec::new(),
-        };
-        tx.commit().await?;
-        Ok(claimed)
+    /// A connection kept for recording a dispatch's answers (see [`AnswerBook`]).
+    pub async fn answer_book(&self) -> Result<AnswerBook, StoreError> {
+        Ok(AnswerBook {
+            conn: self.pool.acquire().await?,
+            holders_checked: None,
+        })
     }
 
     /// Forgets what a sent message carried (a confirmation link must not outlive its mail).
@@ -591,5 +553,97 @@ impl Store {
             out.insert(row.try_get("status")?, row.try_get("n")?);
         }
         Ok(out)
+    }
+}
+
+/// How often an [`AnswerBook`] looks for claims of dispatchers that died on this host.
+const HOLDERS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One connection a dispatch keeps for recording the relay's answers and claiming the next
+/// mail, many small transactions in a row. Its page cache stays valid from one transaction
+/// to the next (a pooled connection taken per transaction re-read every page another
+/// connection had written since it last ran), and the claims of dispatchers that died on
+/// this host are looked for at the first claim and then once a second, not in every
+/// transaction.
+pub struct AnswerBook {
+    conn: PoolConnection<Sqlite>,
+    holders_checked: Option<std::time::Instant>,
+}
+
+impl AnswerBook {
+    /// Records several answers and claims more mail, in one transaction: every acceptance in
+    /// one statement, the (rare) failures one by one, then the claim (as
+    /// [`Store::claim_due`]). The answers are durable when this returns.
+    pub async fn record(
+        &mut self,
+        answers: &[Answer],
+        claim: Option<&Claim<'_>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        const SENT: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?1, \
+             updated_at = ?1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
+             payload = CASE WHEN a.scrub THEN '{}' ELSE outbox.payload END \
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS response, \
+                          json_extract(value, '$[2]') AS scrub FROM json_each(?2)) AS a \
+             WHERE outbox.id = a.id";
+        let mut sent = Vec::new();
+        for answer in answers {
+            if let Answer::Sent {
+                id,
+                response,
+                scrub,
+            } = answer
+            {
+                sent.push(serde_json::json!([id, response, scrub]));
+            }
+        }
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        if !sent.is_empty() {
+            sqlx::query(SENT)
+                .bind(ts(now))
+                .bind(serde_json::Value::Array(sent).to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for answer in answers {
+            match answer {
+                Answer::Sent { .. } => {}
+                Answer::Retry { id, response, next } => {
+                    sqlx::query(RETRY)
+                        .bind(id)
+                        .bind(ts(*next))
+                        .bind(ts(now))
+                        .bind(response)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Answer::Dead { id, response } => {
+                    sqlx::query(DEAD)
+                        .bind(id)
+                        .bind(ts(now))
+                        .bind(response)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        let claimed = match claim {
+            Some(claim) if claim.limit > 0 => {
+                let due = self
+                    .holders_checked
+                    .is_none_or(|at| at.elapsed() >= HOLDERS_EVERY);
+                if due {
+                    free_dead_holders_in(&mut tx, now).await?;
+                }
+                let rows = claim_only_in(&mut tx, Medium::Mail, claim, &[], now).await?;
+                if due {
+                    self.holders_checked = Some(std::time::Instant::now());
+                }
+                rows
+            }
+            _ => Vec::new(),
+        };
+        tx.commit().await?;
+        Ok(claimed)
     }
 }
