@@ -26,8 +26,8 @@ impl Store {
         items: &InventoryMap,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        const CLEAR: &str = "DELETE FROM inventory WHERE subscriber_id = ?";
-        const ADD: &str = "INSERT INTO inventory (subscriber_id, project, version, updated_at) VALUES (?, ?, ?, ?)";
+        const CLEAR: &str = "DELETE FROM inventory WHERE subscriber_id = $1";
+        const ADD: &str = "INSERT INTO inventory (subscriber_id, project, version, updated_at) VALUES ($1, $2, $3, $4)";
         let mut tx = self.begin().await?;
         sqlx::query(CLEAR)
             .bind(subscriber_id)
@@ -66,7 +66,7 @@ impl Store {
         version_key: &str,
     ) -> Result<Option<ReleaseMetadata>, StoreError> {
         const SQL: &str = "SELECT requires_dist, requires_python, vulnerabilities FROM release_metadata \
-             WHERE project = ? AND version_key = ?";
+             WHERE project = $1 AND version_key = $2";
         let Some(row) = sqlx::query(SQL)
             .bind(project)
             .bind(version_key)
@@ -147,7 +147,7 @@ pub async fn put_release_doc(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO release_metadata (project, version_key, requires_dist, requires_python, \
-            vulnerabilities, fetched_at) VALUES (?, ?, ?, ?, ?, ?) \
+            vulnerabilities, fetched_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (project, version_key) DO UPDATE SET requires_dist = excluded.requires_dist, \
             requires_python = excluded.requires_python, vulnerabilities = excluded.vulnerabilities, \
             fetched_at = excluded.fetched_at";
@@ -179,9 +179,9 @@ pub async fn put_compat_state(
     verdicts: &BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    const SUBSCRIBER: &str = "INSERT INTO compat_state (subscriber_id, core_release_id, verdicts, updated_at) VALUES (?, ?, ?, ?) \
+    const SUBSCRIBER: &str = "INSERT INTO compat_state (subscriber_id, core_release_id, verdicts, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (subscriber_id, core_release_id) DO UPDATE SET verdicts = excluded.verdicts, updated_at = excluded.updated_at";
-    const CHANNEL: &str = "INSERT INTO channel_compat_state (channel, core_release_id, verdicts, updated_at) VALUES (?, ?, ?, ?) \
+    const CHANNEL: &str = "INSERT INTO channel_compat_state (channel, core_release_id, verdicts, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (channel, core_release_id) DO UPDATE SET verdicts = excluded.verdicts, updated_at = excluded.updated_at";
     let text = serde_json::to_string(verdicts).map_err(|e| corrupt("compat_state.verdicts", e))?;
     let query = match operator {
@@ -203,7 +203,7 @@ pub async fn mark_alerts_done(
     release_id: i64,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "UPDATE releases SET alerts_done_at = ? WHERE id = ?";
+    const SQL: &str = "UPDATE releases SET alerts_done_at = $1 WHERE id = $2";
     sqlx::query(SQL)
         .bind(ts(now))
         .bind(release_id)
@@ -225,7 +225,7 @@ mod tests {
         let store = Store::open(&url).await.expect("open");
         const OLD_ROW: &str = "INSERT INTO release_metadata (project, version_key, requires_dist, \
              requires_python, vulnerabilities, fetched_at) VALUES ('pretalx', '2.3.1', \
-             '[\"Django>=4.2\"]', '>=3.9', ?, '2026-07-08T12:00:00.000000Z')";
+             '[\"Django>=4.2\"]', '>=3.9', $1, '2026-07-08T12:00:00.000000Z')";
         let vulns = r#"[{"id":"PYSEC-2023-41","aliases":["CVE-2023-28458"],"summary":null,"fixed_in":["2.3.2"],"link":"https://osv.dev/vulnerability/PYSEC-2023-41","withdrawn":null},{"id":"GHSA-wh3w-jcc7-mhmf"}]"#;
         sqlx::query(OLD_ROW)
             .bind(vulns)

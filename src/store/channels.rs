@@ -42,7 +42,7 @@ pub async fn enqueue_channel_in(
 ) -> Result<Option<i64>, StoreError> {
     const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, channel, kind, subject_key, payload, \
             message_id, next_attempt_at, created_at, updated_at) \
-         VALUES (NULL, ?1, ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) \
+         VALUES (NULL, $1, $1, $2, $3, $4, $5, $6, $6, $6) \
          ON CONFLICT (recipient, subject_key) DO NOTHING RETURNING id";
     Ok(sqlx::query_scalar(SQL)
         .bind(d.channel)
@@ -76,7 +76,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO channel_state (name, disabled_at, disabled_reason, updated_at) \
-             VALUES (?1, ?2, ?3, ?2) ON CONFLICT (name) DO UPDATE SET \
+             VALUES ($1, $2, $3, $2) ON CONFLICT (name) DO UPDATE SET \
              disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason, \
              updated_at = excluded.updated_at";
         sqlx::query(SQL)
@@ -91,7 +91,7 @@ impl Store {
     /// Enables a channel again (a test notification went through).
     pub async fn enable_channel(&self, name: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE channel_state SET disabled_at = NULL, disabled_reason = NULL, \
-             updated_at = ?2 WHERE name = ?1";
+             updated_at = $2 WHERE name = $1";
         sqlx::query(SQL)
             .bind(name)
             .bind(ts(now))

@@ -22,6 +22,8 @@
 //!   runs it in a transaction of its own.
 //! - SQL lives only in this module tree, as a `&'static str` beside the code that binds it;
 //!   no other module sees a statement, a row or the backend.
+//! - Statements number their placeholders `$1`, `$2`, ... (SQLite maps `$N` like `?N`), the
+//!   form the PostgreSQL dialect to come shares; a test (`sql_style`) finds any `?` left.
 
 mod alerts;
 mod changes;
@@ -30,6 +32,8 @@ mod outbox;
 mod releases;
 mod runs;
 mod sources;
+#[cfg(test)]
+mod sql_style;
 mod status;
 mod subscribers;
 
@@ -273,7 +277,7 @@ impl Store {
     /// Writes a consistent copy of the database to `target` while others keep writing
     /// (`VACUUM INTO`: one read transaction, so the copy is one moment of the database).
     pub async fn backup(&self, target: &Path) -> Result<(), StoreError> {
-        const SQL: &str = "VACUUM INTO ?";
+        const SQL: &str = "VACUUM INTO $1";
         if target.exists() {
             return Err(StoreError::Url {
                 url: target.display().to_string(),

@@ -85,11 +85,11 @@ fn outbox_row(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
 }
 
 /// Records a transient failure and when to try again.
-const RETRY: &str = "UPDATE outbox SET status = 'retrying', attempts = attempts + 1, next_attempt_at = ?2, \
-     updated_at = ?3, last_response = ?4, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
+const RETRY: &str = "UPDATE outbox SET status = 'retrying', attempts = attempts + 1, next_attempt_at = $2, \
+     updated_at = $3, last_response = $4, claimed_until = NULL, claimed_by = NULL WHERE id = $1";
 /// Dead-letters a message with the server's answer.
-const DEAD: &str = "UPDATE outbox SET status = 'dead', attempts = attempts + 1, updated_at = ?2, \
-     last_response = ?3, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
+const DEAD: &str = "UPDATE outbox SET status = 'dead', attempts = attempts + 1, updated_at = $2, \
+     last_response = $3, claimed_until = NULL, claimed_by = NULL WHERE id = $1";
 
 /// Queues a message in the caller's transaction unless one with the same recipient and
 /// subject key exists; its row id when queued.
@@ -99,7 +99,7 @@ pub async fn enqueue_in(
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, kind, subject_key, payload, message_id, \
-            next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7) \
+            next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) \
          ON CONFLICT (recipient, subject_key) DO NOTHING RETURNING id";
     Ok(sqlx::query_scalar(SQL)
         .bind(m.subscriber_id)
@@ -120,8 +120,8 @@ pub async fn mark_digest_queued(
     digest: &DueDigest,
     subject_key: &str,
 ) -> Result<(), StoreError> {
-    const FIND: &str = "SELECT id FROM outbox WHERE recipient = ? AND subject_key = ?";
-    const MARK: &str = "UPDATE digest_items SET outbox_id = ? WHERE subscriber_id = ? AND period = ? AND outbox_id IS NULL";
+    const FIND: &str = "SELECT id FROM outbox WHERE recipient = $1 AND subject_key = $2";
+    const MARK: &str = "UPDATE digest_items SET outbox_id = $1 WHERE subscriber_id = $2 AND period = $3 AND outbox_id IS NULL";
     let id: i64 = sqlx::query_scalar(FIND)
         .bind(&digest.recipient)
         .bind(subject_key)
@@ -146,7 +146,7 @@ pub async fn add_digest_item(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     const SQL: &str = "INSERT INTO digest_items (subscriber_id, release_id, period, due_at, created_at) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
     let done = sqlx::query(SQL)
         .bind(subscriber_id)
         .bind(release_id)
@@ -249,9 +249,9 @@ async fn free_dead_holders_in(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
-             WHERE status = 'sending' AND claimed_until >= ?1 AND claimed_by IS NOT NULL";
+             WHERE status = 'sending' AND claimed_until >= $1 AND claimed_by IS NOT NULL";
     const FREE: &str =
-        "UPDATE outbox SET claimed_until = ?2 WHERE status = 'sending' AND claimed_by = ?1";
+        "UPDATE outbox SET claimed_until = $2 WHERE status = 'sending' AND claimed_by = $1";
     let this_host = super::host_name();
     let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
         .bind(ts(now))
@@ -284,15 +284,15 @@ async fn claim_only_in(
         until: claim_until,
         only,
     } = *claim;
-    const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = ?2, claimed_by = ?5, updated_at = ?1 \
+    const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = $2, claimed_by = $5, updated_at = $1 \
              WHERE id IN (SELECT id FROM outbox \
                 WHERE status IN ('queued', 'retrying', 'sending') \
-                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= ?1) \
-                    OR (status = 'sending' AND claimed_until < ?1)) \
-                  AND (?4 IS NULL OR id = ?4) \
-                  AND ((?6 = 'mail' AND channel IS NULL) \
-                    OR (?6 = 'channels' AND channel IN (SELECT value FROM json_each(?7)))) \
-                ORDER BY next_attempt_at, id LIMIT ?3) \
+                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= $1) \
+                    OR (status = 'sending' AND claimed_until < $1)) \
+                  AND ($4 IS NULL OR id = $4) \
+                  AND (($6 = 'mail' AND channel IS NULL) \
+                    OR ($6 = 'channels' AND channel IN (SELECT value FROM json_each($7)))) \
+                ORDER BY next_attempt_at, id LIMIT $3) \
              RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at, channel";
     // Only what this statement claimed: a message this claimer sent and whose answer is
@@ -320,7 +320,7 @@ impl Store {
     pub async fn due_digests(&self, now: DateTime<Utc>) -> Result<Vec<DueDigest>, StoreError> {
         const SQL: &str = "SELECT d.subscriber_id, s.email, d.period, d.release_id FROM digest_items d \
              JOIN subscribers s ON s.id = d.subscriber_id \
-             WHERE d.outbox_id IS NULL AND d.due_at <= ? AND s.status = 'confirmed' \
+             WHERE d.outbox_id IS NULL AND d.due_at <= $1 AND s.status = 'confirmed' \
              ORDER BY d.subscriber_id, d.period, d.release_id";
         let mut out: Vec<DueDigest> = Vec::new();
         for row in sqlx::query(SQL)
@@ -417,7 +417,7 @@ impl Store {
     /// One message.
     pub async fn outbox_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
         const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
-             attempts, next_attempt_at, last_response, created_at, sent_at, channel FROM outbox WHERE id = ?";
+             attempts, next_attempt_at, last_response, created_at, sent_at, channel FROM outbox WHERE id = $1";
         let row = sqlx::query(SQL)
             .bind(id)
             .fetch_optional(self.pool())
@@ -432,8 +432,8 @@ impl Store {
         response: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2, \
-             updated_at = ?2, last_response = ?3, claimed_until = NULL, claimed_by = NULL WHERE id = ?1";
+        const SQL: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $2, \
+             updated_at = $2, last_response = $3, claimed_until = NULL, claimed_by = NULL WHERE id = $1";
         sqlx::query(SQL)
             .bind(id)
             .bind(ts(now))
@@ -453,7 +453,7 @@ impl Store {
 
     /// Forgets what a sent message carried (a confirmation link must not outlive its mail).
     pub async fn scrub_payload(&self, id: i64) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET payload = '{}' WHERE id = ? AND status = 'sent'";
+        const SQL: &str = "UPDATE outbox SET payload = '{}' WHERE id = $1 AND status = 'sent'";
         sqlx::query(SQL).bind(id).execute(self.pool()).await?;
         Ok(())
     }
@@ -495,7 +495,7 @@ impl Store {
     /// Gives a claimed message back without counting an attempt (no relay configured).
     pub async fn unclaim(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
-             claimed_until = NULL, claimed_by = NULL, updated_at = ? WHERE id = ? AND status = 'sending'";
+             claimed_until = NULL, claimed_by = NULL, updated_at = $1 WHERE id = $2 AND status = 'sending'";
         sqlx::query(SQL)
             .bind(ts(now))
             .bind(id)
@@ -513,8 +513,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
-             next_attempt_at = ?3, claimed_until = NULL, claimed_by = NULL, updated_at = ?2 \
-             WHERE id = ?1 AND status = 'sending'";
+             next_attempt_at = $3, claimed_until = NULL, claimed_by = NULL, updated_at = $2 \
+             WHERE id = $1 AND status = 'sending'";
         sqlx::query(SQL)
             .bind(id)
             .bind(ts(now))
@@ -580,11 +580,11 @@ impl AnswerBook {
         claim: Option<&Claim<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        const SENT: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?1, \
-             updated_at = ?1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
+        const SENT: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $1, \
+             updated_at = $1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
              payload = CASE WHEN a.scrub THEN '{}' ELSE outbox.payload END \
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS response, \
-                          json_extract(value, '$[2]') AS scrub FROM json_each(?2)) AS a \
+                          json_extract(value, '$[2]') AS scrub FROM json_each($2)) AS a \
              WHERE outbox.id = a.id";
         let mut sent = Vec::new();
         for answer in answers {

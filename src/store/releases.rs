@@ -167,10 +167,10 @@ pub async fn known_releases(
 ) -> Result<Vec<KnownRelease>, StoreError> {
     const RELEASES: &str = "SELECT json_group_array(json_array(id, version, version_key, class, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
-            withdrawn_at, withdrawn_reason)) FROM releases WHERE project = ?";
+            withdrawn_at, withdrawn_reason)) FROM releases WHERE project = $1";
     const EVIDENCE: &str = "SELECT json_group_array(json_array(e.release_id, e.source, \
             e.inherited, e.url, e.fingerprint)) \
-         FROM evidence e JOIN releases r ON r.id = e.release_id WHERE r.project = ?";
+         FROM evidence e JOIN releases r ON r.id = e.release_id WHERE r.project = $1";
     let rows: Vec<KnownRow> = json_rows(conn, RELEASES, project, "releases").await?;
     let mut evidence: HashMap<i64, Vec<(SourceKind, bool, Option<String>)>> = HashMap::new();
     let mut fingerprints: HashMap<i64, Vec<(SourceKind, i64)>> = HashMap::new();
@@ -459,10 +459,10 @@ async fn upsert_releases(
     const SQL: &str = "INSERT INTO releases (project, version, version_key, class, line, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
             withdrawn_at, withdrawn_reason, first_seen_at) \
-         SELECT ?1, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
+         SELECT $1, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
             r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, \
-            r.value ->> 10, r.value ->> 11, ?2 \
-         FROM jsonb_each(?3) r WHERE true \
+            r.value ->> 10, r.value ->> 11, $2 \
+         FROM jsonb_each($3) r WHERE true \
          ON CONFLICT (project, version_key) DO UPDATE SET \
             class = excluded.class, published_at = excluded.published_at, \
             available_at = excluded.available_at, yanked = excluded.yanked, \
@@ -485,7 +485,7 @@ async fn new_ids(
     keys: &[&str],
 ) -> Result<HashMap<String, i64>, StoreError> {
     const SQL: &str = "SELECT json_group_object(version_key, id) FROM releases \
-         WHERE project = ?1 AND version_key IN (SELECT value FROM jsonb_each(?2))";
+         WHERE project = $1 AND version_key IN (SELECT value FROM jsonb_each($2))";
     let text: String = sqlx::query_scalar(SQL)
         .bind(project)
         .bind(to_json(keys)?)
@@ -509,8 +509,8 @@ async fn upsert_evidence(
             first_seen_at, last_seen_at) \
          SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, \
             e.value ->> 5, e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
-            e.value ->> 10, e.value ->> 11, ?1, ?1 \
-         FROM jsonb_each(?2) e WHERE true \
+            e.value ->> 10, e.value ->> 11, $1, $1 \
+         FROM jsonb_each($2) e WHERE true \
          ON CONFLICT (release_id, source) DO UPDATE SET \
             raw = excluded.raw, url = COALESCE(excluded.url, evidence.url), \
             published_at = COALESCE(excluded.published_at, evidence.published_at), \
@@ -548,15 +548,15 @@ pub async fn withdraw_rejected(
     rejected: &[(String, String)],
     now: DateTime<Utc>,
 ) -> Result<Vec<Withdrawal>, StoreError> {
-    const SQL: &str = "UPDATE releases SET withdrawn_at = ?3, withdrawn_reason = ( \
+    const SQL: &str = "UPDATE releases SET withdrawn_at = $3, withdrawn_reason = ( \
             SELECT json_extract(j.value, '$[1]') FROM evidence e \
-            JOIN json_each(?4) j ON e.raw = json_extract(j.value, '$[0]') \
-            WHERE e.release_id = releases.id AND e.source = ?2 AND e.inherited = 0) \
-         WHERE project = ?1 AND withdrawn_at IS NULL \
-         AND EXISTS (SELECT 1 FROM evidence e JOIN json_each(?4) j ON e.raw = json_extract(j.value, '$[0]') \
-            WHERE e.release_id = releases.id AND e.source = ?2 AND e.inherited = 0) \
+            JOIN json_each($4) j ON e.raw = json_extract(j.value, '$[0]') \
+            WHERE e.release_id = releases.id AND e.source = $2 AND e.inherited = 0) \
+         WHERE project = $1 AND withdrawn_at IS NULL \
+         AND EXISTS (SELECT 1 FROM evidence e JOIN json_each($4) j ON e.raw = json_extract(j.value, '$[0]') \
+            WHERE e.release_id = releases.id AND e.source = $2 AND e.inherited = 0) \
          AND NOT EXISTS (SELECT 1 FROM evidence o \
-            WHERE o.release_id = releases.id AND o.inherited = 0 AND o.source <> ?2) \
+            WHERE o.release_id = releases.id AND o.inherited = 0 AND o.source <> $2) \
          RETURNING version, withdrawn_reason";
     if rejected.is_empty() {
         return Ok(Vec::new());
@@ -647,9 +647,9 @@ impl Store {
     pub async fn release(&self, id: i64) -> Result<Option<ReleaseRow>, StoreError> {
         const RELEASE: &str = "SELECT id, project, version, class, line, published_at, first_seen_at, \
                 available_at, yanked, yanked_reason, baseline, new_in_run, withdrawn_at, \
-                withdrawn_reason FROM releases WHERE id = ?";
+                withdrawn_reason FROM releases WHERE id = $1";
         const EVIDENCE: &str = "SELECT release_id, source, url, raw, published_at, notes, prerelease_flag, \
-                inherited FROM evidence WHERE release_id = ? ORDER BY source";
+                inherited FROM evidence WHERE release_id = $1 ORDER BY source";
         let Some(row) = sqlx::query(RELEASE)
             .bind(id)
             .fetch_optional(self.pool())

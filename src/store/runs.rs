@@ -70,10 +70,10 @@ impl Store {
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<LeaseOutcome, StoreError> {
-        const TAKE: &str = "INSERT INTO run_lease (id, holder, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3) \
+        const TAKE: &str = "INSERT INTO run_lease (id, holder, acquired_at, expires_at) VALUES (1, $1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at, \
                 expires_at = excluded.expires_at, run_id = NULL \
-             WHERE run_lease.expires_at < ?2 OR run_lease.holder = ?4";
+             WHERE run_lease.expires_at < $2 OR run_lease.holder = $4";
         const CURRENT: &str = "SELECT holder, acquired_at, expires_at FROM run_lease WHERE id = 1";
         for _ in 0..2 {
             let mut tx = self.begin().await?;
@@ -124,7 +124,7 @@ impl Store {
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE run_lease SET expires_at = ? WHERE id = 1 AND holder = ?";
+        const SQL: &str = "UPDATE run_lease SET expires_at = $1 WHERE id = 1 AND holder = $2";
         let done = sqlx::query(SQL)
             .bind(ts(now + ttl))
             .bind(holder)
@@ -135,14 +135,14 @@ impl Store {
 
     /// Gives the lease up.
     pub async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
-        const SQL: &str = "DELETE FROM run_lease WHERE id = 1 AND holder = ?";
+        const SQL: &str = "DELETE FROM run_lease WHERE id = 1 AND holder = $1";
         sqlx::query(SQL).bind(holder).execute(self.pool()).await?;
         Ok(())
     }
 
     /// Records the start of a run.
     pub async fn start_run(&self, trigger: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
-        const SQL: &str = "INSERT INTO runs (started_at, trigger) VALUES (?, ?) RETURNING id";
+        const SQL: &str = "INSERT INTO runs (started_at, trigger) VALUES ($1, $2) RETURNING id";
         Ok(sqlx::query_scalar(SQL)
             .bind(ts(now))
             .bind(trigger)
@@ -158,7 +158,8 @@ impl Store {
         summary: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?";
+        const SQL: &str =
+            "UPDATE runs SET finished_at = $1, status = $2, summary = $3 WHERE id = $4";
         sqlx::query(SQL)
             .bind(ts(now))
             .bind(status)
@@ -171,7 +172,7 @@ impl Store {
 
     /// The most recent runs, newest first.
     pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
-        const SQL: &str = "SELECT id, started_at, finished_at, trigger, status, summary FROM runs ORDER BY id DESC LIMIT ?";
+        const SQL: &str = "SELECT id, started_at, finished_at, trigger, status, summary FROM runs ORDER BY id DESC LIMIT $1";
         let mut out = Vec::new();
         for row in sqlx::query(SQL).bind(limit).fetch_all(self.pool()).await? {
             let started: String = row.try_get("started_at")?;
@@ -208,7 +209,7 @@ impl Store {
     pub async fn metrics(&self, now: DateTime<Utc>) -> Result<Metrics, StoreError> {
         const RUNS: &str = "SELECT status, COUNT(*) AS n FROM runs GROUP BY status ORDER BY status";
         const SOURCES: &str = "SELECT project, source, consecutive_failures, \
-             deferred_until IS NOT NULL AND deferred_until > ? AS deferred FROM source_state ORDER BY project, source";
+             deferred_until IS NOT NULL AND deferred_until > $1 AS deferred FROM source_state ORDER BY project, source";
         const RELEASES: &str = "SELECT COUNT(*) FROM releases";
         let mut m = Metrics::default();
         for row in sqlx::query(RUNS).fetch_all(self.pool()).await? {

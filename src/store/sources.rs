@@ -42,10 +42,10 @@ impl Store {
         sources: &[(String, SourceKind)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE source_state SET last_success_at = ?1, last_attempt_at = ?1, \
+        const SQL: &str = "UPDATE source_state SET last_success_at = $1, last_attempt_at = $1, \
                 consecutive_failures = 0, last_error = NULL, deferred_until = NULL, \
                 failing_since = NULL \
-             WHERE (project, source) IN (SELECT s.value ->> 0, s.value ->> 1 FROM jsonb_each(?2) s)";
+             WHERE (project, source) IN (SELECT s.value ->> 0, s.value ->> 1 FROM jsonb_each($2) s)";
         for chunk in sources.chunks(1000) {
             let rows: Vec<serde_json::Value> = chunk
                 .iter()
@@ -130,8 +130,8 @@ pub async fn put_validators(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO http_validators (url, etag, last_modified, digest, updated_at) \
-         SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, ?1 \
-         FROM jsonb_each(?2) v WHERE true \
+         SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, $1 \
+         FROM jsonb_each($2) v WHERE true \
          ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified, \
             digest = excluded.digest, updated_at = excluded.updated_at";
     if validators.is_empty() {
@@ -162,13 +162,13 @@ pub async fn source_succeeded(
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO source_state (project, source, baseline_at, last_success_at, last_attempt_at, \
             consecutive_failures, last_error, deferred_until, resolved_url, attribution_rule) \
-         VALUES (?1, ?2, ?3, ?3, ?3, 0, NULL, NULL, ?4, COALESCE(?5, 0)) \
+         VALUES ($1, $2, $3, $3, $3, 0, NULL, NULL, $4, COALESCE($5, 0)) \
          ON CONFLICT (project, source) DO UPDATE SET \
             baseline_at = COALESCE(source_state.baseline_at, excluded.baseline_at), \
             last_success_at = excluded.last_success_at, last_attempt_at = excluded.last_attempt_at, \
             consecutive_failures = 0, last_error = NULL, deferred_until = NULL, failing_since = NULL, \
             resolved_url = COALESCE(excluded.resolved_url, source_state.resolved_url), \
-            attribution_rule = COALESCE(?5, source_state.attribution_rule)";
+            attribution_rule = COALESCE($5, source_state.attribution_rule)";
     sqlx::query(SQL)
         .bind(project)
         .bind(source.as_str())
@@ -190,7 +190,7 @@ pub async fn first_reports(
     now: DateTime<Utc>,
 ) -> Result<HashSet<String>, StoreError> {
     const SQL: &str = "INSERT INTO skipped_entries (project, source, entry, first_seen_at) \
-         SELECT ?1, ?2, value, ?3 FROM json_each(?4) WHERE true \
+         SELECT $1, $2, value, $3 FROM json_each($4) WHERE true \
          ON CONFLICT (project, source, entry) DO NOTHING RETURNING entry";
     if entries.is_empty() {
         return Ok(HashSet::new());
@@ -221,7 +221,7 @@ pub async fn source_failed(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO source_state (project, source, last_attempt_at, consecutive_failures, \
-            last_error, deferred_until, failing_since) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?3) \
+            last_error, deferred_until, failing_since) VALUES ($1, $2, $3, 1, $4, $5, $3) \
          ON CONFLICT (project, source) DO UPDATE SET last_attempt_at = excluded.last_attempt_at, \
             failing_since = COALESCE(source_state.failing_since, excluded.failing_since), \
             consecutive_failures = source_state.consecutive_failures + 1, \

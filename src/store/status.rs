@@ -24,7 +24,7 @@ impl Store {
         const OLDEST: &str = "SELECT MIN(created_at) FROM outbox \
              WHERE status IN ('queued', 'sending', 'retrying')";
         const DEAD: &str = "SELECT COUNT(*) FROM outbox WHERE status = 'dead' \
-             AND (?1 IS NULL OR updated_at > ?1)";
+             AND ($1 IS NULL OR updated_at > $1)";
         let look: Option<String> = sqlx::query(LOOK)
             .fetch_optional(self.pool())
             .await?
@@ -44,7 +44,7 @@ impl Store {
 
     /// Records that the outbox was looked at `now`.
     pub async fn record_status_look(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO status_look (id, looked_at) VALUES (1, ?1) \
+        const SQL: &str = "INSERT INTO status_look (id, looked_at) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET looked_at = excluded.looked_at";
         sqlx::query(SQL).bind(ts(now)).execute(self.pool()).await?;
         Ok(())

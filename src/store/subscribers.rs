@@ -77,7 +77,7 @@ pub async fn subscribers_following(
 ) -> Result<Vec<Subscriber>, StoreError> {
     const SQL: &str = "SELECT s.id, s.email, s.status, s.digest, s.classes, s.created_at, s.confirmed_at \
          FROM subscribers s JOIN subscriber_projects p ON p.subscriber_id = s.id \
-         WHERE p.project = ? AND s.status = 'confirmed' ORDER BY s.id";
+         WHERE p.project = $1 AND s.status = 'confirmed' ORDER BY s.id";
     let rows = sqlx::query(SQL).bind(project).fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|row| subscriber_row(row, vec![project.to_string()]))
@@ -93,16 +93,16 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(i64, bool), StoreError> {
         const UPSERT: &str = "INSERT INTO subscribers (email, status, token_hash, token_expires_at, digest, classes, \
-                created_at, confirmed_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7) \
+                created_at, confirmed_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
              ON CONFLICT (email) DO UPDATE SET \
                 status = CASE WHEN subscribers.status = 'confirmed' THEN 'confirmed' ELSE excluded.status END, \
                 token_hash = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_hash END, \
                 token_expires_at = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_expires_at END, \
                 confirmed_at = COALESCE(subscribers.confirmed_at, excluded.confirmed_at), \
                 digest = excluded.digest, classes = excluded.classes, updated_at = excluded.updated_at \
-             RETURNING id, created_at = ?7 AS created";
-        const CLEAR: &str = "DELETE FROM subscriber_projects WHERE subscriber_id = ?";
-        const ADD: &str = "INSERT INTO subscriber_projects (subscriber_id, project) VALUES (?, ?) ON CONFLICT DO NOTHING";
+             RETURNING id, created_at = $7 AS created";
+        const CLEAR: &str = "DELETE FROM subscriber_projects WHERE subscriber_id = $1";
+        const ADD: &str = "INSERT INTO subscriber_projects (subscriber_id, project) VALUES ($1, $2) ON CONFLICT DO NOTHING";
         let confirmed = w.status == SubscriberStatus::Confirmed;
         let mut tx = self.begin().await?;
         let row = sqlx::query(UPSERT)
@@ -133,8 +133,8 @@ impl Store {
     /// Removes a subscriber and everything queued for them; false when unknown.
     pub async fn remove_subscriber(&self, email: &EmailAddress) -> Result<bool, StoreError> {
         const DROP_QUEUED: &str = "DELETE FROM outbox WHERE status IN ('queued', 'retrying') \
-             AND subscriber_id = (SELECT id FROM subscribers WHERE email = ?)";
-        const SQL: &str = "DELETE FROM subscribers WHERE email = ?";
+             AND subscriber_id = (SELECT id FROM subscribers WHERE email = $1)";
+        const SQL: &str = "DELETE FROM subscribers WHERE email = $1";
         let mut tx = self.begin().await?;
         sqlx::query(DROP_QUEUED)
             .bind(email.as_str())
@@ -173,7 +173,7 @@ impl Store {
     /// subscriber that no longer exists is left out.
     pub async fn projects_of(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, StoreError> {
         const SQL: &str = "SELECT subscriber_id, project FROM subscriber_projects \
-             WHERE subscriber_id IN (SELECT value FROM json_each(?)) ORDER BY subscriber_id, project";
+             WHERE subscriber_id IN (SELECT value FROM json_each($1)) ORDER BY subscriber_id, project";
         let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
         let mut out: HashMap<i64, Vec<String>> = HashMap::new();
         for row in sqlx::query(SQL).bind(ids).fetch_all(self.pool()).await? {
@@ -186,9 +186,9 @@ impl Store {
 
     /// One subscriber by id.
     pub async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
-        const SQL: &str = "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers WHERE id = ?";
+        const SQL: &str = "SELECT id, email, status, digest, classes, created_at, confirmed_at FROM subscribers WHERE id = $1";
         const PROJECTS: &str =
-            "SELECT project FROM subscriber_projects WHERE subscriber_id = ? ORDER BY project";
+            "SELECT project FROM subscriber_projects WHERE subscriber_id = $1 ORDER BY project";
         let Some(row) = sqlx::query(SQL)
             .bind(id)
             .fetch_optional(self.pool())
@@ -221,7 +221,7 @@ impl Store {
         w: &SubscriberWrite<'_>,
         now: DateTime<Utc>,
     ) -> Result<PendingOutcome, StoreError> {
-        const FIND: &str = "SELECT id, status FROM subscribers WHERE email = ?";
+        const FIND: &str = "SELECT id, status FROM subscribers WHERE email = $1";
         if let Some(row) = sqlx::query(FIND)
             .bind(w.email.as_str())
             .fetch_optional(self.pool())
@@ -242,9 +242,9 @@ impl Store {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        const SQL: &str = "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?1, updated_at = ?1, \
+        const SQL: &str = "UPDATE subscribers SET status = 'confirmed', confirmed_at = $1, updated_at = $1, \
                 token_hash = NULL, token_expires_at = NULL \
-             WHERE token_hash = ?2 AND status = 'pending' AND token_expires_at > ?1 RETURNING id";
+             WHERE token_hash = $2 AND status = 'pending' AND token_expires_at > $1 RETURNING id";
         Ok(sqlx::query_scalar(SQL)
             .bind(ts(now))
             .bind(token_hash)
@@ -258,7 +258,7 @@ impl Store {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "SELECT COUNT(*) FROM subscribers WHERE token_hash = ? AND status = 'pending' AND token_expires_at > ?";
+        const SQL: &str = "SELECT COUNT(*) FROM subscribers WHERE token_hash = $1 AND status = 'pending' AND token_expires_at > $2";
         let n: i64 = sqlx::query_scalar(SQL)
             .bind(token_hash)
             .bind(ts(now))
@@ -277,9 +277,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         const UPDATE: &str =
-            "UPDATE subscribers SET classes = ?, digest = ?, updated_at = ? WHERE id = ?";
-        const CLEAR: &str = "DELETE FROM subscriber_projects WHERE subscriber_id = ?";
-        const ADD: &str = "INSERT INTO subscriber_projects (subscriber_id, project) VALUES (?, ?) ON CONFLICT DO NOTHING";
+            "UPDATE subscribers SET classes = $1, digest = $2, updated_at = $3 WHERE id = $4";
+        const CLEAR: &str = "DELETE FROM subscriber_projects WHERE subscriber_id = $1";
+        const ADD: &str = "INSERT INTO subscriber_projects (subscriber_id, project) VALUES ($1, $2) ON CONFLICT DO NOTHING";
         let mut tx = self.begin().await?;
         let done = sqlx::query(UPDATE)
             .bind(classes_text(classes))
@@ -306,8 +306,8 @@ impl Store {
     /// Removes a subscriber by id (and their queued mail); false when unknown.
     pub async fn remove_subscriber_id(&self, id: i64) -> Result<bool, StoreError> {
         const DROP_QUEUED: &str =
-            "DELETE FROM outbox WHERE status IN ('queued', 'retrying') AND subscriber_id = ?";
-        const SQL: &str = "DELETE FROM subscribers WHERE id = ?";
+            "DELETE FROM outbox WHERE status IN ('queued', 'retrying') AND subscriber_id = $1";
+        const SQL: &str = "DELETE FROM subscribers WHERE id = $1";
         let mut tx = self.begin().await?;
         sqlx::query(DROP_QUEUED).bind(id).execute(&mut *tx).await?;
         let done = sqlx::query(SQL).bind(id).execute(&mut *tx).await?;
