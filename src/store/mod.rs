@@ -2,7 +2,9 @@
 //! with binds, executed through runtime `query`/`query_as` against the embedded migrations.
 //!
 //! Owns: opening the database (SQLite in WAL mode, created if missing), applying migrations
-//! (serialised across processes by a lock file), timestamps as UTC text, and one typed error.
+//! (`migrations/sqlite/`, embedded; serialised across processes by a lock file; a shipped
+//! migration is never edited, which a test checks against the recorded checksums), timestamps
+//! as UTC text, and one typed error.
 //! Does not own: deciding what to write (`check`, `merge`) or any network access; no
 //! transaction here ever waits on the network. Nor what an outbox payload means: the store
 //! keeps a message's kind and payload as text and JSON, `notify::outbox` types them.
@@ -64,7 +66,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 /// The migrations embedded at compile time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// A failure of the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -360,6 +362,73 @@ impl FileLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every migration a released Herald has applied, with the SHA-384 of its file (what
+    /// sqlx records in `_sqlx_migrations.checksum` and compares on every start). Editing a
+    /// shipped migration makes every existing database refuse to open; change the schema with
+    /// a new migration instead, and add its line here.
+    const SHIPPED: &[(i64, &str)] = &[
+        (
+            20261122000000,
+            "64bb0101b170a0c126d2c878771bc7ce544f2711f197a7201e6a426fcb9c4b29b5fa750115d3ccf3656245200fb10221",
+        ),
+        (
+            20261122010000,
+            "2f4157202898bc398f158c4ddc3738582a60d266ae204f2e74680b5c32ba03b84e7f63e5a4769b9afd988b8d0d2939a2",
+        ),
+        (
+            20261122020000,
+            "65fbb1c14e29a6beeb7f40d5efb33d9bfb04c5135737f45020c47b17b33104e341b411ae19834b73619c64ea2a2b3838",
+        ),
+        (
+            20261130000000,
+            "b3b58d54595a514634f1d28d58343d069bb2d91a764aa7a43e398e8428f2cecb9b38b4d15738c8f6a14b822bc7ffcfae",
+        ),
+        (
+            20261130020000,
+            "34fe462636dbdec97f96bd32c63567a26e19e3f5bd35ae252bf4881f61495cc74ced5a604fb4615c09bfe1c923ae1d00",
+        ),
+        (
+            20261130040000,
+            "e70b79e61f831cfb7eac1507432f745099122a020756ef25fdcbb27506da1ee2a022977fcb597348c4f2e2b183dd1f2d",
+        ),
+        (
+            20261130100000,
+            "4b43d0a310ff6bd7dc30c3b7ac01f8f40abed7d9b177f2f2eb1c24bced06856c74203819868cf6d4c39f6fe1a92022ea",
+        ),
+        (
+            20261201000000,
+            "65a19767c2a4124ef68c1f09ce99c3aca8fc59067d42778f51d9134d89780309f6259d27e3c851a06e1a6e3a191f59cf",
+        ),
+        (
+            20261201010000,
+            "0cc0a5c8618d9842b22b14139c6f84b20ae3fd6f10e301c746b22b975702c924889e66e7e7ae03059e52a091f5d53d23",
+        ),
+    ];
+
+    #[test]
+    fn shipped_migrations_are_never_edited() {
+        let embedded: Vec<(i64, String)> = MIGRATOR
+            .iter()
+            .map(|m| {
+                let hex: String = m.checksum.iter().map(|b| format!("{b:02x}")).collect();
+                (m.version, hex)
+            })
+            .collect();
+        for (version, checksum) in SHIPPED {
+            let found = embedded.iter().find(|(v, _)| v == version);
+            assert_eq!(
+                found.map(|(_, c)| c.as_str()),
+                Some(*checksum),
+                "migration {version} was changed or removed after it shipped"
+            );
+        }
+        assert_eq!(
+            embedded.len(),
+            SHIPPED.len(),
+            "a new migration: add its version and `sha384sum` to SHIPPED"
+        );
+    }
 
     #[test]
     fn urls() {
