@@ -231,6 +231,41 @@ impl Medium {
     }
 }
 
+/// Marks the acceptances in a JSON array (`[[id, response, scrub], ...]`, bound at `$json`)
+/// as sent at `$1`.
+macro_rules! sent_sql {
+    ($json:literal) => {
+        concat!(
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $1, \
+         updated_at = $1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
+         payload = CASE WHEN a.scrub THEN '{}' ELSE outbox.payload END \
+         FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS response, \
+                      json_extract(value, '$[2]') AS scrub FROM json_each(",
+            $json,
+            ")) AS a \
+         WHERE outbox.id = a.id"
+        )
+    };
+}
+
+/// Claims due messages (`$1` now, `$2` until, `$3` limit, `$4` only this id, `$5` claimer,
+/// `$6` medium, `$7` channels as a JSON array) and returns them.
+macro_rules! claim_sql {
+    () => {
+        "UPDATE outbox SET status = 'sending', claimed_until = $2, claimed_by = $5, updated_at = $1 \
+             WHERE id IN (SELECT id FROM outbox \
+                WHERE status IN ('queued', 'retrying', 'sending') \
+                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= $1) \
+                    OR (status = 'sending' AND claimed_until < $1)) \
+                  AND ($4 IS NULL OR id = $4) \
+                  AND (($6 = 'mail' AND channel IS NULL) \
+                    OR ($6 = 'channels' AND channel IN (SELECT value FROM json_each($7)))) \
+                ORDER BY next_attempt_at, id LIMIT $3) \
+             RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
+             attempts, next_attempt_at, last_response, created_at, sent_at, channel"
+    };
+}
+
 /// Claims up to `limit` due messages in the caller's transaction (see [`Store::claim_due`]).
 async fn claim_in(
     tx: &mut SqliteConnection,
@@ -284,17 +319,7 @@ async fn claim_only_in(
         until: claim_until,
         only,
     } = *claim;
-    const CLAIM: &str = "UPDATE outbox SET status = 'sending', claimed_until = $2, claimed_by = $5, updated_at = $1 \
-             WHERE id IN (SELECT id FROM outbox \
-                WHERE status IN ('queued', 'retrying', 'sending') \
-                  AND ((status IN ('queued', 'retrying') AND next_attempt_at <= $1) \
-                    OR (status = 'sending' AND claimed_until < $1)) \
-                  AND ($4 IS NULL OR id = $4) \
-                  AND (($6 = 'mail' AND channel IS NULL) \
-                    OR ($6 = 'channels' AND channel IN (SELECT value FROM json_each($7)))) \
-                ORDER BY next_attempt_at, id LIMIT $3) \
-             RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
-             attempts, next_attempt_at, last_response, created_at, sent_at, channel";
+    const CLAIM: &str = claim_sql!();
     // Only what this statement claimed: a message this claimer sent and whose answer is
     // still being recorded is not handed out again.
     let rows = sqlx::query(CLAIM)
@@ -446,7 +471,8 @@ impl Store {
     /// A connection kept for recording a dispatch's answers (see [`AnswerBook`]).
     pub async fn answer_book(&self) -> Result<AnswerBook, StoreError> {
         Ok(AnswerBook {
-            conn: self.pool.acquire().await?,
+            store: self.clone(),
+            conn: Some(self.pool.acquire().await?),
             holders_checked: None,
         })
     }
@@ -562,88 +588,158 @@ const HOLDERS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// One connection a dispatch keeps for recording the relay's answers and claiming the next
 /// mail, many small transactions in a row. Its page cache stays valid from one transaction
 /// to the next (a pooled connection taken per transaction re-read every page another
-/// connection had written since it last ran), and the claims of dispatchers that died on
-/// this host are looked for at the first claim and then once a second, not in every
-/// transaction.
+/// connection had written since it last ran); the usual transaction (acceptances and a
+/// claim) is one multi-statement command to SQLite's thread instead of four; and the claims
+/// of dispatchers that died on this host are looked for at the first claim and then once a
+/// second, not in every transaction. After an error the connection is rolled back and
+/// closed, and the next transaction takes a fresh one.
 pub struct AnswerBook {
-    conn: PoolConnection<Sqlite>,
+    store: Store,
+    conn: Option<PoolConnection<Sqlite>>,
     holders_checked: Option<std::time::Instant>,
 }
 
 impl AnswerBook {
-    /// Records several answers and claims more mail, in one transaction: every acceptance in
-    /// one statement, the (rare) failures one by one, then the claim (as
-    /// [`Store::claim_due`]). The answers are durable when this returns.
+    /// Records several answers and claims more mail (up to `claim.limit`, as
+    /// [`Store::claim_due`]), in one transaction. The answers are durable when this returns.
     pub async fn record(
         &mut self,
         answers: &[Answer],
         claim: Option<&Claim<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        const SENT: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $1, \
-             updated_at = $1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
-             payload = CASE WHEN a.scrub THEN '{}' ELSE outbox.payload END \
-             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS response, \
-                          json_extract(value, '$[2]') AS scrub FROM json_each($2)) AS a \
-             WHERE outbox.id = a.id";
-        let mut sent = Vec::new();
-        for answer in answers {
-            if let Answer::Sent {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.store.pool.acquire().await?,
+        };
+        let holders_due = claim.is_some_and(|c| c.limit > 0)
+            && self
+                .holders_checked
+                .is_none_or(|at| at.elapsed() >= HOLDERS_EVERY);
+        let only_sent = answers.iter().all(|a| matches!(a, Answer::Sent { .. }));
+        let outcome = if only_sent && !holders_due {
+            record_at_once(&mut conn, answers, claim, now).await
+        } else {
+            record_in_steps(&mut conn, answers, claim, holders_due, now).await
+        };
+        match outcome {
+            Ok(rows) => {
+                if holders_due {
+                    self.holders_checked = Some(std::time::Instant::now());
+                }
+                self.conn = Some(conn);
+                Ok(rows)
+            }
+            Err(err) => {
+                // Whatever state the transaction was left in, this connection is not reused.
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                drop(conn.detach());
+                Err(err)
+            }
+        }
+    }
+}
+
+/// The acceptances as the JSON array the statements read (`[[id, response, scrub], ...]`).
+fn sent_json(answers: &[Answer]) -> String {
+    let sent: Vec<serde_json::Value> = answers
+        .iter()
+        .filter_map(|answer| match answer {
+            Answer::Sent {
                 id,
                 response,
                 scrub,
-            } = answer
-            {
-                sent.push(serde_json::json!([id, response, scrub]));
-            }
-        }
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        if !sent.is_empty() {
-            sqlx::query(SENT)
-                .bind(ts(now))
-                .bind(serde_json::Value::Array(sent).to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for answer in answers {
-            match answer {
-                Answer::Sent { .. } => {}
-                Answer::Retry { id, response, next } => {
-                    sqlx::query(RETRY)
-                        .bind(id)
-                        .bind(ts(*next))
-                        .bind(ts(now))
-                        .bind(response)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Answer::Dead { id, response } => {
-                    sqlx::query(DEAD)
-                        .bind(id)
-                        .bind(ts(now))
-                        .bind(response)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        let claimed = match claim {
-            Some(claim) if claim.limit > 0 => {
-                let due = self
-                    .holders_checked
-                    .is_none_or(|at| at.elapsed() >= HOLDERS_EVERY);
-                if due {
-                    free_dead_holders_in(&mut tx, now).await?;
-                }
-                let rows = claim_only_in(&mut tx, Medium::Mail, claim, &[], now).await?;
-                if due {
-                    self.holders_checked = Some(std::time::Instant::now());
-                }
-                rows
-            }
-            _ => Vec::new(),
-        };
-        tx.commit().await?;
-        Ok(claimed)
+            } => Some(serde_json::json!([id, response, scrub])),
+            _ => None,
+        })
+        .collect();
+    serde_json::Value::Array(sent).to_string()
+}
+
+/// Acceptances and a claim of mail in one command: `BEGIN IMMEDIATE`, the acceptances, the
+/// claim (`LIMIT 0` when none is asked), `COMMIT`.
+async fn record_at_once(
+    conn: &mut SqliteConnection,
+    answers: &[Answer],
+    claim: Option<&Claim<'_>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    const AT_ONCE: &str = concat!(
+        "BEGIN IMMEDIATE; ",
+        sent_sql!("$8"),
+        "; ",
+        claim_sql!(),
+        "; COMMIT"
+    );
+    let (until, limit, only, claimer) = match claim {
+        Some(c) => (c.until, c.limit, c.only, c.claimer),
+        None => (now, 0, None, ""),
+    };
+    let rows = sqlx::query(AT_ONCE)
+        .bind(ts(now))
+        .bind(ts(until))
+        .bind(limit)
+        .bind(only)
+        .bind(claimer)
+        .bind(Medium::Mail.as_str())
+        .bind("[]")
+        .bind(sent_json(answers))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut rows = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by_key(|row| (row.next_attempt_at, row.id));
+    Ok(rows)
+}
+
+/// The general case, statement by statement: acceptances, each failure, the dead holders'
+/// claims when due, the claim.
+async fn record_in_steps(
+    conn: &mut SqliteConnection,
+    answers: &[Answer],
+    claim: Option<&Claim<'_>>,
+    holders_due: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    const SENT: &str = sent_sql!("$2");
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    if answers.iter().any(|a| matches!(a, Answer::Sent { .. })) {
+        sqlx::query(SENT)
+            .bind(ts(now))
+            .bind(sent_json(answers))
+            .execute(&mut *tx)
+            .await?;
     }
+    for answer in answers {
+        match answer {
+            Answer::Sent { .. } => {}
+            Answer::Retry { id, response, next } => {
+                sqlx::query(RETRY)
+                    .bind(id)
+                    .bind(ts(*next))
+                    .bind(ts(now))
+                    .bind(response)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Answer::Dead { id, response } => {
+                sqlx::query(DEAD)
+                    .bind(id)
+                    .bind(ts(now))
+                    .bind(response)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    let claimed = match claim {
+        Some(claim) if claim.limit > 0 => {
+            if holders_due {
+                free_dead_holders_in(&mut tx, now).await?;
+            }
+            claim_only_in(&mut tx, Medium::Mail, claim, &[], now).await?
+        }
+        _ => Vec::new(),
+    };
+    tx.commit().await?;
+    Ok(claimed)
 }
