@@ -25,7 +25,7 @@ use crate::attribution;
 use crate::decide::{self, Delivery};
 use crate::merge::{self, SourceBatch};
 use crate::model::{Project, ReleaseClass, SourceKind, Subscriber};
-use crate::notify::outbox::{Letter, queue_mail};
+use crate::notify::outbox::{Letter, queue_mails};
 use crate::sources::http::Validators;
 use crate::sources::{FetchContext, Fetched, Skipped, SourceError};
 use crate::store::{self, EvidenceWrite, LeaseOutcome, ReleaseWrite, SourceState};
@@ -933,17 +933,14 @@ async fn queue_release_mail(
     let subscribers = store::subscribers_following(tx, project).await?;
     let by_id: HashMap<i64, &Subscriber> = subscribers.iter().map(|s| (s.id, s)).collect();
     let deliveries = decide::decide(announced, &subscribers, now);
-    for message in decide::instant_messages(announced, &deliveries) {
-        let Some(sub) = by_id.get(&message.subscriber_id) else {
-            continue;
-        };
-        let letter = Letter::releases(sub.email.as_str(), &message);
-        queued += usize::from(
-            queue_mail(tx, &app.notifier.from, &letter, now)
-                .await?
-                .is_some(),
-        );
-    }
+    let letters: Vec<Letter> = decide::instant_messages(announced, &deliveries)
+        .iter()
+        .filter_map(|message| {
+            let sub = by_id.get(&message.subscriber_id)?;
+            Some(Letter::releases(sub.email.as_str(), message))
+        })
+        .collect();
+    queued += queue_mails(tx, &app.notifier.from, &letters, now).await?;
     for delivery in deliveries {
         if let Delivery::Digest {
             subscriber_id,

@@ -375,6 +375,40 @@ pub async fn queue_mail(
     .await
 }
 
+/// Queues several letters in the caller's transaction, in order (one statement per thousand
+/// instead of one per letter); returns how many were queued (a letter already queued for its
+/// recipient and subject key is skipped).
+pub async fn queue_mails(
+    conn: &mut SqliteConnection,
+    from: &Mailbox,
+    letters: &[Letter],
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut payloads = Vec::with_capacity(letters.len());
+    for letter in letters {
+        payloads.push(letter.mail.payload()?);
+    }
+    let ids: Vec<String> = letters
+        .iter()
+        .map(|l| super::mail::message_id(&l.to, &l.subject_key, from))
+        .collect();
+    let messages: Vec<NewMessage<'_>> = letters
+        .iter()
+        .zip(&payloads)
+        .zip(&ids)
+        .map(|((letter, payload), message_id)| NewMessage {
+            subscriber_id: letter.subscriber_id,
+            recipient: &letter.to,
+            kind: letter.mail.kind(),
+            subject_key: &letter.subject_key,
+            payload,
+            message_id,
+        })
+        .collect();
+    let queued = store::enqueue_all_in(conn, &messages, now).await?;
+    Ok(usize::try_from(queued).unwrap_or(usize::MAX))
+}
+
 /// A channel notification, with what it says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {

@@ -44,7 +44,7 @@ pub use changes::Change;
 pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel_in};
 pub use outbox::{
     Answer, AnswerBook, Claim, DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item,
-    enqueue_in, mark_digest_queued,
+    enqueue_all_in, enqueue_in, mark_digest_queued,
 };
 pub use releases::{
     EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite,
@@ -404,7 +404,10 @@ mod tests {
             20261201010000,
             "0cc0a5c8618d9842b22b14139c6f84b20ae3fd6f10e301c746b22b975702c924889e66e7e7ae03059e52a091f5d53d23",
         ),
-        (20261201020000, "40008ba0c2493e53a94528ec10d6331aee9b1cac32d840c2af42e70c84f45daf9c86a0558abb6d4523b539f586bba964"),
+        (
+            20261201020000,
+            "40008ba0c2493e53a94528ec10d6331aee9b1cac32d840c2af42e70c84f45daf9c86a0558abb6d4523b539f586bba964",
+        ),
     ];
 
     #[test]

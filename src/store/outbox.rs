@@ -113,6 +113,45 @@ pub async fn enqueue_in(
         .await?)
 }
 
+/// Queues several messages in the caller's transaction, in order, one statement per
+/// thousand; a message whose recipient and subject key are already queued is skipped, as
+/// with [`enqueue_in`]. Returns how many were queued.
+pub async fn enqueue_all_in(
+    conn: &mut SqliteConnection,
+    messages: &[NewMessage<'_>],
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the SELECT.
+    const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, kind, subject_key, payload, message_id, \
+            next_attempt_at, created_at, updated_at) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, $2, $2, $2 \
+         FROM json_each($1) WHERE true ORDER BY key \
+         ON CONFLICT (recipient, subject_key) DO NOTHING";
+    let mut queued = 0;
+    for chunk in messages.chunks(1000) {
+        let rows: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|m| {
+                serde_json::json!([
+                    m.subscriber_id,
+                    m.recipient,
+                    m.kind,
+                    m.subject_key,
+                    m.payload.to_string(),
+                    m.message_id
+                ])
+            })
+            .collect();
+        queued += sqlx::query(SQL)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(ts(now))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(queued)
+}
+
 /// Ties the items of a due digest to its message (queued now or before, in the caller's
 /// transaction), so they are not queued again.
 pub async fn mark_digest_queued(

@@ -273,3 +273,56 @@ async fn claims_of_a_dead_dispatcher_on_this_host_are_taken_over_at_once() {
         "after the window the remote and the live claims are free"
     );
 }
+
+/// Many messages queued in one statement: in order, each stored exactly as one queued alone
+/// (payload text, Message-ID, times), a message already queued for its recipient and subject
+/// key skipped, and the count of those queued returned.
+#[tokio::test]
+async fn messages_queued_together_are_stored_as_one_by_one() {
+    let world = World::new().await;
+    let (app, _) = world.app().build().await;
+    let store = &app.store;
+    let t0 = at("2026-11-22T06:00:00Z");
+    let recipients = ["a@example.org", "b@example.org", "c@example.org"];
+    let mut ids = Vec::new();
+    for email in recipients {
+        ids.push(common::subscribe_instant(&app, email, "pretalx").await);
+    }
+    let payload = serde_json::json!({"release_ids": [9, 8], "note": "é \"quoted\""});
+    let message = |i: usize| NewMessage {
+        subscriber_id: Some(ids[i]),
+        recipient: recipients[i],
+        kind: "new_releases",
+        subject_key: "releases:pretalx:2026.2.1",
+        payload: &payload,
+        message_id: ["<a@x>", "<b@x>", "<c@x>"][i % 3],
+    };
+    store.enqueue(&message(1), t0).await.expect("one alone");
+    let mut tx = store.begin().await.expect("begin");
+    let batch = [message(0), message(1), message(2)];
+    let queued = herald::store::enqueue_all_in(&mut tx, &batch, t0)
+        .await
+        .expect("together");
+    tx.commit().await.expect("commit");
+    assert_eq!(queued, 2, "b@example.org was already queued");
+    let rows = store.outbox(&[], i64::MAX).await.expect("outbox");
+    let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+    assert_eq!(rows.len(), 3, "{recipients:?}");
+    let mut by_id = rows.clone();
+    by_id.sort_by_key(|r| r.id);
+    let order: Vec<&str> = by_id.iter().map(|r| r.recipient.as_str()).collect();
+    assert_eq!(order, ["b@example.org", "a@example.org", "c@example.org"]);
+    for row in &rows {
+        assert_eq!(row.payload.to_string(), payload.to_string(), "{row:?}");
+        assert_eq!(row.kind, "new_releases");
+        assert_eq!(row.status, "queued");
+        assert_eq!(row.next_attempt_at, t0);
+        assert_eq!(row.created_at, t0);
+    }
+    let c = by_id
+        .iter()
+        .find(|r| r.recipient == "c@example.org")
+        .expect("c");
+    assert_eq!(c.message_id, "<c@x>");
+    assert_eq!(c.subscriber_id, Some(ids[2]));
+}
