@@ -317,6 +317,13 @@ async fn claim_in(
     claim_only_in(tx, medium, claim, channels, now).await
 }
 
+/// The rows a claim returned, in the order they were due.
+fn claimed_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut rows = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by_key(|row| (row.next_attempt_at, row.id));
+    Ok(rows)
+}
+
 /// Claims of dispatchers that died on this host end now, not when they expire.
 async fn free_dead_holders_in(
     tx: &mut SqliteConnection,
@@ -371,9 +378,7 @@ async fn claim_only_in(
         .bind(serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
         .fetch_all(&mut *tx)
         .await?;
-    let mut rows = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
-    rows.sort_by_key(|row| (row.next_attempt_at, row.id));
-    Ok(rows)
+    claimed_rows(&rows)
 }
 
 /// Outbox states and how many messages are in each.
@@ -725,9 +730,7 @@ async fn record_at_once(
         .bind(sent_json(answers))
         .fetch_all(&mut *conn)
         .await?;
-    let mut rows = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
-    rows.sort_by_key(|row| (row.next_attempt_at, row.id));
-    Ok(rows)
+    claimed_rows(&rows)
 }
 
 /// The general case, statement by statement: acceptances, each failure, the dead holders'
