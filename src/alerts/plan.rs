@@ -522,8 +522,9 @@ mod tests {
         plan(tracked, input, &Docs::default()).expect("plan")
     }
 
-    #[test]
-    fn a_new_feature_release_gets_its_operators_one_report_with_the_verdicts_recorded() {
+    /// pretalx 2026.2.0 (a feature release, id 3) found, for an operator on pretalx 2026.1.0
+    /// with pretalx-pages 1.0.0.
+    fn feature_release_input() -> Input {
         let feature = row(
             3,
             "pretalx",
@@ -531,11 +532,16 @@ mod tests {
             ReleaseClass::Feature,
             "2026-07-01",
         );
-        let input = input(
+        input(
             vec![feature],
             &[("pretalx", "2026.1.0"), ("pretalx-pages", "1.0.0")],
             CompatStates::new(),
-        );
+        )
+    }
+
+    #[test]
+    fn a_new_feature_release_gets_its_operators_one_report_with_the_verdicts_recorded() {
+        let input = feature_release_input();
         let plan = planned(&input);
         assert_eq!(plan.queue.len(), 1);
         let q = &plan.queue[0];
@@ -607,18 +613,7 @@ mod tests {
 
     #[test]
     fn the_documents_read_are_named_before_planning() {
-        let feature = row(
-            3,
-            "pretalx",
-            "2026.2.0",
-            ReleaseClass::Feature,
-            "2026-07-01",
-        );
-        let input = input(
-            vec![feature],
-            &[("pretalx", "2026.1.0"), ("pretalx-pages", "1.0.0")],
-            CompatStates::new(),
-        );
+        let input = feature_release_input();
         let projects = preset().expect("preset");
         let tracked = Tracked {
             projects: &projects,

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::model::{mask_email, mask_emails_in};
-use crate::store::{Answer, AnswerBook, DueDigest, OutboxRow, ReleaseRow, Store};
+use crate::store::{Answer, DueDigest, OutboxRow, ReleaseRow, Store};
 use crate::tokens::Signer;
 use compose::compose;
 use mail::{Mailer, SendError};
@@ -353,8 +353,8 @@ async fn record_answers(
     let mut answers = Vec::new();
     let mut recorded = Vec::new();
     let mut claims = Vec::new();
-    // Taken when the first request arrives: a dispatch with no mail to send holds none.
-    let mut book: Option<AnswerBook> = None;
+    // Its connection is taken at the first request: a dispatch with no mail to send holds none.
+    let mut book = room.store.answer_book();
     while let Some(first) = requests.recv().await {
         let mut next = Some(first);
         let mut served = 0;
@@ -379,22 +379,10 @@ async fn record_answers(
             until: now + Duration::seconds(room.notifier.claim_secs),
             only: opts.only,
         };
-        let outcome = match &mut book {
-            Some(book) => Ok(book),
-            None => room.store.answer_book().await.map(|b| book.insert(b)),
-        };
-        let outcome = match outcome {
-            Ok(book) => {
-                book.record(&answers, (limit > 0).then_some(&claim), now)
-                    .await
-            }
-            Err(err) => Err(err),
-        }
-        .map_err(|err| err.to_string());
-        if outcome.is_err() {
-            // A fresh connection for the next transaction.
-            book = None;
-        }
+        let outcome = book
+            .record(&answers, (limit > 0).then_some(&claim), now)
+            .await
+            .map_err(|err| err.to_string());
         answers.clear();
         // A worker that stopped (a simulated crash) no longer listens.
         for done in recorded.drain(..) {

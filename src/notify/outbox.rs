@@ -350,6 +350,28 @@ impl Letter {
     }
 }
 
+/// What a letter stores besides itself: its payload and its `Message-ID`, which stays the
+/// same for its recipient and subject key.
+fn stored_parts(letter: &Letter, from: &Mailbox) -> Result<(Value, String), StoreError> {
+    let message_id = super::mail::message_id(&letter.to, &letter.subject_key, from);
+    Ok((letter.mail.payload()?, message_id))
+}
+
+/// The outbox row of a letter, from its [`stored_parts`].
+fn new_message<'a>(
+    letter: &'a Letter,
+    (payload, message_id): &'a (Value, String),
+) -> NewMessage<'a> {
+    NewMessage {
+        subscriber_id: letter.subscriber_id,
+        recipient: &letter.to,
+        kind: letter.mail.kind(),
+        subject_key: &letter.subject_key,
+        payload,
+        message_id,
+    }
+}
+
 /// Queues a mail in the caller's transaction, with a `Message-ID` that stays the same for its
 /// recipient and subject key; its row id, or `None` when that message was queued before.
 pub async fn queue_mail(
@@ -358,21 +380,8 @@ pub async fn queue_mail(
     letter: &Letter,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
-    let payload = letter.mail.payload()?;
-    let message_id = super::mail::message_id(&letter.to, &letter.subject_key, from);
-    store::enqueue_in(
-        conn,
-        &NewMessage {
-            subscriber_id: letter.subscriber_id,
-            recipient: &letter.to,
-            kind: letter.mail.kind(),
-            subject_key: &letter.subject_key,
-            payload: &payload,
-            message_id: &message_id,
-        },
-        now,
-    )
-    .await
+    let parts = stored_parts(letter, from)?;
+    store::enqueue_in(conn, &new_message(letter, &parts), now).await
 }
 
 /// Queues several letters in the caller's transaction, in order (one statement per thousand
@@ -384,26 +393,14 @@ pub async fn queue_mails(
     letters: &[Letter],
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let mut payloads = Vec::with_capacity(letters.len());
-    for letter in letters {
-        payloads.push(letter.mail.payload()?);
-    }
-    let ids: Vec<String> = letters
+    let parts = letters
         .iter()
-        .map(|l| super::mail::message_id(&l.to, &l.subject_key, from))
-        .collect();
+        .map(|letter| stored_parts(letter, from))
+        .collect::<Result<Vec<_>, _>>()?;
     let messages: Vec<NewMessage<'_>> = letters
         .iter()
-        .zip(&payloads)
-        .zip(&ids)
-        .map(|((letter, payload), message_id)| NewMessage {
-            subscriber_id: letter.subscriber_id,
-            recipient: &letter.to,
-            kind: letter.mail.kind(),
-            subject_key: &letter.subject_key,
-            payload,
-            message_id,
-        })
+        .zip(&parts)
+        .map(|(letter, parts)| new_message(letter, parts))
         .collect();
     let queued = store::enqueue_all_in(conn, &messages, now).await?;
     Ok(usize::try_from(queued).unwrap_or(usize::MAX))

@@ -512,13 +512,14 @@ impl Store {
         Ok(())
     }
 
-    /// A connection kept for recording a dispatch's answers (see [`AnswerBook`]).
-    pub async fn answer_book(&self) -> Result<AnswerBook, StoreError> {
-        Ok(AnswerBook {
+    /// A book for recording a dispatch's answers (see [`AnswerBook`]); it takes its
+    /// connection at the first transaction.
+    pub fn answer_book(&self) -> AnswerBook {
+        AnswerBook {
             store: self.clone(),
-            conn: Some(self.pool.acquire().await?),
+            conn: None,
             holders_checked: None,
-        })
+        }
     }
 
     /// Forgets what a sent message carried (a confirmation link must not outlive its mail).

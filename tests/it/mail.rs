@@ -55,44 +55,60 @@ async fn check_and_send(app: &App) -> (RunSummary, DispatchReport) {
 
 use ReleaseClass::{Bugfix, Feature, Prerelease};
 
+/// Adds a confirmed subscriber to `project` for these classes, instant or in a digest;
+/// returns the subscriber's id.
+async fn confirmed(
+    app: &App,
+    email: &str,
+    project: &str,
+    classes: &[ReleaseClass],
+    digest: DigestMode,
+) -> i64 {
+    subscribe(
+        app,
+        email,
+        &[project],
+        classes,
+        digest,
+        SubscriberStatus::Confirmed,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn one_message_per_matching_subscriber_and_never_twice() {
     let world = World::pretalx().await;
     let (app, clock) = mail_app(&world, "2").await;
-    subscribe(
+    confirmed(
         &app,
         "alice@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature, Bugfix],
         DigestMode::Instant,
-        SubscriberStatus::Confirmed,
     )
     .await;
-    subscribe(
+    confirmed(
         &app,
         "bob@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature],
         DigestMode::Instant,
-        SubscriberStatus::Confirmed,
     )
     .await;
-    subscribe(
+    confirmed(
         &app,
         "carol@example.org",
-        &["other"],
+        "other",
         &[Feature, Bugfix],
         DigestMode::Instant,
-        SubscriberStatus::Confirmed,
     )
     .await;
-    subscribe(
+    confirmed(
         &app,
         "dave@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature, Bugfix, Prerelease],
         DigestMode::Instant,
-        SubscriberStatus::Confirmed,
     )
     .await;
     subscribe(
@@ -149,13 +165,12 @@ fn header<'a>(parsed: &'a mail_parser::Message<'a>, name: &'a str) -> &'a str {
 async fn a_release_mail_is_well_formed_with_working_links() {
     let world = World::pretalx().await;
     let (app, clock) = mail_app(&world, "2").await;
-    let id = subscribe(
+    let id = confirmed(
         &app,
         "alice@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature, Bugfix],
         DigestMode::Instant,
-        SubscriberStatus::Confirmed,
     )
     .await;
     check_and_send(&app).await;
@@ -271,31 +286,28 @@ async fn three_releases_in_one_run_make_one_message_per_subscriber() {
     let (app, clock) = mail_app(&world, "2").await;
     let (baseline, _) = check_and_send(&app).await;
     assert!(baseline.new_releases().next().is_none());
-    subscribe(
+    confirmed(
         &app,
         "alice@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature, Bugfix],
         DigestMode::Instant,
-        SubscriberStatus::Confirmed,
     )
     .await;
-    subscribe(
+    confirmed(
         &app,
         "bob@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature],
         DigestMode::Instant,
-        SubscriberStatus::Confirmed,
     )
     .await;
-    subscribe(
+    confirmed(
         &app,
         "dave@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature, Bugfix],
         DigestMode::Daily,
-        SubscriberStatus::Confirmed,
     )
     .await;
 
@@ -435,22 +447,20 @@ async fn three_releases_in_one_run_make_one_message_per_subscriber() {
 async fn digests_list_their_period_and_empty_periods_send_nothing() {
     let world = World::pretalx().await;
     let (app, clock) = mail_app(&world, "2").await;
-    subscribe(
+    confirmed(
         &app,
         "daily@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature, Bugfix, Prerelease],
         DigestMode::Daily,
-        SubscriberStatus::Confirmed,
     )
     .await;
-    subscribe(
+    confirmed(
         &app,
         "weekly@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature, Bugfix, Prerelease],
         DigestMode::Weekly,
-        SubscriberStatus::Confirmed,
     )
     .await;
     check_and_send(&app).await;
@@ -995,13 +1005,12 @@ fn queued_report(extra: serde_json::Value) -> serde_json::Value {
 async fn mail_queued_before_the_typed_outbox_is_still_sent() {
     let world = World::pretalx().await;
     let (app, _clock) = mail_app(&world, "1").await;
-    let id = subscribe(
+    let id = confirmed(
         &app,
         "alice@example.org",
-        &["pretalx"],
+        "pretalx",
         &[Feature, Bugfix],
         DigestMode::Instant,
-        SubscriberStatus::Confirmed,
     )
     .await;
     check_and_send(&app).await;
