@@ -809,7 +809,7 @@ pub struct AlertsReport {
 /// of the newest feature release, else advice for the newest bugfix release), or, when the
 /// pass found no core release for them, the follow-ups of plugin releases that changed a
 /// verdict. Loads once, fetches the documents the plan reads (never inside a transaction),
-/// plans ([`plan::plan`], pure), then queues everything in one transaction.
+/// plans (`plan::plan`, pure), then queues everything in one transaction.
 pub async fn process(app: &App) -> anyhow::Result<AlertsReport> {
     let now = app.clock.now();
     let input = match load_pass(app).await? {

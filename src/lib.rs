@@ -36,7 +36,7 @@
 //!   deliveries beside the mail ([`notify::channels`]: signed webhooks, Matrix, Slack,
 //!   Discord, ntfy; the channels file is [`config::channels`]).
 //! - [`tokens`]: the signing key, signed and random tokens.
-//! - [`store`]: all SQL; SQLite through sqlx with embedded migrations.
+//! - [`store`]: all SQL; SQLite (the default) or PostgreSQL through sqlx, with embedded migrations.
 //! - [`schedule`] (pure): cron times in a time zone, jitter, catch-up.
 //! - [`serve`]: the daemon: scheduler, dispatcher and web service until a signal.
 //! - [`http`]: the axum web service (pages, project histories, the compatibility board, the

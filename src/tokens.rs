@@ -27,6 +27,12 @@ pub enum TokenError {
         /// What went wrong.
         detail: String,
     },
+    /// No key is configured and there is no database file to keep one beside.
+    #[error(
+        "HERALD_SECRET is required with a PostgreSQL database: every instance must sign links \
+         with the same key (generate one with `openssl rand -hex 32`)"
+    )]
+    Required,
 }
 
 /// Signs and verifies tokens with the instance's key.
@@ -85,12 +91,19 @@ impl Signer {
         Signer { key }
     }
 
-    /// The configured key, or the one in `.secret` beside the database, generating it (mode
-    /// 0600) on first use.
-    pub fn load(configured: Option<&SecretString>, database: &Path) -> Result<Signer, TokenError> {
+    /// The configured key, or the one in `.secret` beside the database file, generating it
+    /// (mode 0600) on first use. A database that is not a file (PostgreSQL) needs the key
+    /// configured.
+    pub fn load(
+        configured: Option<&SecretString>,
+        database: Option<&Path>,
+    ) -> Result<Signer, TokenError> {
         if let Some(key) = configured {
             return Ok(Signer::new(key.clone()));
         }
+        let Some(database) = database else {
+            return Err(TokenError::Required);
+        };
         let path = secret_path(database);
         let fail = |detail: String| TokenError::KeyFile {
             path: path.display().to_string(),
@@ -115,7 +128,7 @@ impl Signer {
             Ok(()) => Ok(Signer::new(SecretString::from(key))),
             // Another process created it first: use theirs.
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                Signer::load(None, database)
+                Signer::load(None, Some(database))
             }
             Err(err) => Err(fail(format!("cannot create it: {err}"))),
         }
@@ -183,8 +196,8 @@ mod tests {
     fn the_key_is_generated_once_and_kept_private() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("herald.db");
-        let a = Signer::load(None, &db).expect("generated");
-        let b = Signer::load(None, &db).expect("read back");
+        let a = Signer::load(None, Some(&db)).expect("generated");
+        let b = Signer::load(None, Some(&db)).expect("read back");
         assert_eq!(b.verify("x", &a.sign("x", 1)), Some(1));
         #[cfg(unix)]
         {
@@ -205,8 +218,19 @@ mod tests {
         let elsewhere = dir.path().join("restored");
         std::fs::create_dir(&elsewhere).expect("dir");
         std::fs::copy(&saved, secret_path(&elsewhere.join("herald.db"))).expect("restore");
-        let c = Signer::load(None, &elsewhere.join("herald.db")).expect("restored key");
+        let c = Signer::load(None, Some(&elsewhere.join("herald.db"))).expect("restored key");
         assert_eq!(c.verify("x", &a.sign("x", 7)), Some(7));
         assert_ne!(random_token(), random_token());
+    }
+
+    #[test]
+    fn a_database_without_a_file_needs_the_key_configured() {
+        let err = Signer::load(None, None).expect_err("no file to keep a key beside");
+        assert!(
+            err.to_string().contains("HERALD_SECRET is required"),
+            "{err}"
+        );
+        let key = SecretString::from("k".repeat(40));
+        assert!(Signer::load(Some(&key), None).is_ok());
     }
 }

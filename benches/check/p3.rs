@@ -8,7 +8,10 @@
 //!   document, with every document one release longer, and without validators (the server
 //!   stops sending `ETag`/`Last-Modified`; the bodies are unchanged);
 //! - nvchecker (installed by `scripts/install-bench-tools` into `target/bench-tools/`), its
-//!   generic `jq` source on `/pypi/NAME/json`, as many at once.
+//!   generic `jq` source on `/pypi/NAME/json`, as many at once;
+//! - with `HERALD_TEST_POSTGRES_URL` set (`scripts/with-postgres cargo bench --bench check --
+//!   P3` starts a throw-away cluster for it), `herald check` cold, warm and with one changed
+//!   document again on a fresh PostgreSQL database, beside SQLite's figures.
 //!
 //! Wall time, CPU time and peak memory of each child process come from GNU time.
 
@@ -423,7 +426,7 @@ async fn one_size(history: &History, count: usize) -> Size {
     }
     let releases = history.releases.len() * count;
     let urls: Vec<String> = (0..count).map(|i| format!("{base}/simple/p{i}/")).collect();
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::sqlite();
     let mut toml = String::new();
     for i in 0..count {
         toml.push_str(&format!(
@@ -551,7 +554,83 @@ async fn one_size(history: &History, count: usize) -> Size {
         ),
     );
     row("nvchecker, jq on /pypi/NAME/json", nvchecker, String::new());
+    let sqlite = [cold, warm, one];
+    on_postgres(history, &server, &base, &toml, count, sqlite).await;
     Size { count, cold }
+}
+
+/// The cold, warm and one-changed runs again on a fresh PostgreSQL database of the server
+/// `HERALD_TEST_POSTGRES_URL` names, each beside SQLite's figure. The documents are first put
+/// back as the cold run read them.
+async fn on_postgres(
+    history: &History,
+    server: &Server,
+    base: &str,
+    toml: &str,
+    count: usize,
+    sqlite: [Cost; 3],
+) {
+    if crate::common::postgres_server().is_none() {
+        println!(
+            "  PostgreSQL: not measured (run under scripts/with-postgres, which sets HERALD_TEST_POSTGRES_URL)"
+        );
+        return;
+    }
+    for i in 0..count {
+        let name = format!("p{i}");
+        server.put(
+            format!("/simple/{name}/"),
+            "application/vnd.pypi.simple.v1+json",
+            history.simple(&name, &[]),
+        );
+    }
+    let sandbox = Sandbox::new();
+    assert!(sandbox.on_postgres());
+    let projects = sandbox.projects(toml);
+    let cold = measure(
+        herald_check(&sandbox, base, &projects),
+        "herald cold, PostgreSQL",
+    )
+    .await;
+    let warm = measure(
+        herald_check(&sandbox, base, &projects),
+        "herald warm, PostgreSQL",
+    )
+    .await;
+    server.put(
+        "/simple/p0/".into(),
+        "application/vnd.pypi.simple.v1+json",
+        history.simple("p0", &["3.7.0"]),
+    );
+    let one = measure(
+        herald_check(&sandbox, base, &projects),
+        "herald one changed, PostgreSQL",
+    )
+    .await;
+    let releases = history.releases.len() * count;
+    for (name, cost, on_sqlite) in [
+        ("herald cold, PostgreSQL", cold, sqlite[0]),
+        ("herald warm, PostgreSQL", warm, sqlite[1]),
+        ("herald one changed, PostgreSQL", one, sqlite[2]),
+    ] {
+        row(
+            name,
+            cost,
+            format!(
+                "{:.2}x SQLite's time, {:.2}x its CPU (Herald's process only; the server's CPU is not counted){}",
+                cost.wall / on_sqlite.wall,
+                cost.cpu / on_sqlite.cpu,
+                if name.contains("cold") {
+                    format!(
+                        ", {:.1} us CPU per release",
+                        cold.cpu / releases as f64 * 1e6
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
 }
 
 /// P3 at 500 and 5,000 projects, with the growth between them. `P3_SIZES=500` (a

@@ -36,10 +36,14 @@ pub(super) async fn run(config: &Config, args: BackupArgs) -> anyhow::Result<u8>
         }
     }
     let store = Store::open(&config.database_url).await?;
-    let database = store.path().to_path_buf();
+    let Some(database) = store.path().map(Path::to_path_buf) else {
+        let hint = store.pg_dump_hint(&copy);
+        store.close().await;
+        anyhow::bail!("{}: {hint}", store.describe());
+    };
     // The key the instance signs with (generated now if it has none yet, as it would be at
     // its first start), so the copy and the key always belong together.
-    let signer = Signer::load(config.secret.as_ref(), &database)?;
+    let signer = Signer::load(config.secret.as_ref(), Some(&database))?;
     store.backup(&copy).await?;
     store.close().await;
     println!("Backed up {} to {}.", database.display(), copy.display());

@@ -7,10 +7,10 @@ pub(super) async fn run(config: &Config) -> anyhow::Result<u8> {
     let store = Store::connect(&config.database_url).await?;
     let applied = store.migrate().await?;
     if applied.is_empty() {
-        println!("{}: schema is up to date", store.path().display());
+        println!("{}: schema is up to date", store.describe());
     } else {
         for version in applied {
-            println!("{}: applied migration {version}", store.path().display());
+            println!("{}: applied migration {version}", store.describe());
         }
     }
     store.close().await;

@@ -5,6 +5,7 @@ mod advise;
 mod backup;
 mod channels;
 mod check;
+mod copy_db;
 mod migrate;
 mod outbox;
 mod releases;
@@ -85,8 +86,18 @@ pub enum Command {
     ///
     /// When the signing key lives in .secret beside the database (no HERALD_SECRET), it is
     /// saved beside the copy as FILE.secret (mode 0600), so links already mailed keep
-    /// working after a restore.
+    /// working after a restore. On PostgreSQL it refuses and prints the pg_dump command to use.
     Backup(backup::BackupArgs),
+    /// Copy everything from the configured SQLite database into an empty PostgreSQL database.
+    ///
+    /// Releases, evidence, validators, source states, runs, subscribers, the outbox, digests,
+    /// inventories and alert state are read at one moment of the SQLite file and written in
+    /// one transaction; every table's count is compared before it commits, and a non-empty
+    /// target is refused. Stop Herald's processes first (mail queued after the copy's moment
+    /// would stay behind), then point HERALD_DATABASE_URL at the new database.
+    ///
+    /// Example:  herald copy-db --to 'postgres://herald@db.example.org/herald?sslmode=verify-full'
+    CopyDb(copy_db::CopyDbArgs),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Is Herald healthy, and what did the last runs do?
@@ -204,6 +215,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::run(App::build(config).await?, args).await,
         Command::Migrate => migrate::run(&config).await,
         Command::Backup(args) => backup::run(&config, args).await,
+        Command::CopyDb(args) => copy_db::run(&config, args).await,
         Command::Check(args) => check::run(App::build(config).await?, args).await,
         Command::Releases(args) => releases::run(App::build(config).await?, args).await,
         Command::Serve => serve::run(App::build(config).await?).await,

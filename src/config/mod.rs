@@ -23,7 +23,7 @@ use crate::model::Project;
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Configuration (flags override HERALD_* variables and .env)")]
 pub struct Settings {
-    /// Database URL (SQLite file, created if missing).
+    /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
     #[arg(
         long,
         env = "HERALD_DATABASE_URL",
@@ -90,7 +90,7 @@ pub struct Settings {
     )]
     pub base_url: String,
 
-    /// Key for signed tokens [default: generated once into a .secret file beside the database].
+    /// Key for signed tokens [default: generated once into a .secret file beside the SQLite database; required with PostgreSQL].
     #[arg(long, env = "HERALD_SECRET", hide_env_values = true, global = true)]
     pub secret: Option<String>,
 

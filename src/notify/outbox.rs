@@ -15,13 +15,12 @@ use lettre::message::Mailbox;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::SqliteConnection;
 
 use super::content::ConfirmMail;
 use crate::advice::Advice;
 use crate::config::channels::ChannelMessage;
 use crate::decide::{ChannelNotice, InstantMessage};
-use crate::store::{self, ChannelDelivery, DueDigest, NewMessage, OutboxRow, StoreError};
+use crate::store::{self, ChannelDelivery, DueDigest, NewMessage, OutboxRow, StoreError, Tx};
 
 /// One release found by a run (`new_release`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,7 +374,7 @@ fn new_message<'a>(
 /// Queues a mail in the caller's transaction, with a `Message-ID` that stays the same for its
 /// recipient and subject key; its row id, or `None` when that message was queued before.
 pub async fn queue_mail(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     from: &Mailbox,
     letter: &Letter,
     now: DateTime<Utc>,
@@ -388,7 +387,7 @@ pub async fn queue_mail(
 /// instead of one per letter); returns how many were queued (a letter already queued for its
 /// recipient and subject key is skipped).
 pub async fn queue_mails(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     from: &Mailbox,
     letters: &[Letter],
     now: DateTime<Utc>,
@@ -499,7 +498,7 @@ impl Post {
 /// Queues a channel delivery in the caller's transaction, with a delivery id that stays the
 /// same for its channel and subject key; its row id, or `None` when it was queued before.
 pub async fn queue_notice(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     post: &Post,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {

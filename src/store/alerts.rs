@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
 
-use super::{Store, StoreError, ts};
+use super::db::{Db, Ts, no_nul, on_db};
+use super::{Store, StoreError, Tx};
 use crate::model::{ReleaseMetadata, Vulnerability};
 
 /// One operator's inventory: project -> installed version.
@@ -26,22 +26,33 @@ impl Store {
         items: &InventoryMap,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        // PostgreSQL: the subscriber's row is locked first, so two processes replacing the
+        // same inventory take turns instead of interleaving their deletes and inserts.
+        const LOCK_PG: &str = "SELECT id FROM subscribers WHERE id = $1 FOR NO KEY UPDATE";
         const CLEAR: &str = "DELETE FROM inventory WHERE subscriber_id = $1";
         const ADD: &str = "INSERT INTO inventory (subscriber_id, project, version, updated_at) VALUES ($1, $2, $3, $4)";
         let mut tx = self.begin().await?;
-        sqlx::query(CLEAR)
-            .bind(subscriber_id)
-            .execute(&mut *tx)
-            .await?;
-        for (project, version) in items {
-            sqlx::query(ADD)
+        if let Db::Postgres(c) = tx.conn() {
+            sqlx::query(LOCK_PG)
                 .bind(subscriber_id)
-                .bind(project)
-                .bind(version)
-                .bind(ts(now))
-                .execute(&mut *tx)
+                .fetch_optional(&mut *c)
                 .await?;
         }
+        on_db!(tx.conn(), |c| {
+            sqlx::query(CLEAR)
+                .bind(subscriber_id)
+                .execute(&mut *c)
+                .await?;
+            for (project, version) in items {
+                sqlx::query(ADD)
+                    .bind(subscriber_id)
+                    .bind(project)
+                    .bind(version)
+                    .bind(Ts(now))
+                    .execute(&mut *c)
+                    .await?;
+            }
+        });
         tx.commit().await?;
         Ok(())
     }
@@ -50,11 +61,11 @@ impl Store {
     pub async fn inventories(&self) -> Result<BTreeMap<i64, InventoryMap>, StoreError> {
         const SQL: &str = "SELECT i.subscriber_id, i.project, i.version FROM inventory i \
              JOIN subscribers s ON s.id = i.subscriber_id WHERE s.status = 'confirmed' ORDER BY i.subscriber_id";
+        let rows: Vec<(i64, String, String)> =
+            on_db!(self.pool(), |c| sqlx::query_as(SQL).fetch_all(c).await?);
         let mut out: BTreeMap<i64, InventoryMap> = BTreeMap::new();
-        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
-            out.entry(row.try_get("subscriber_id")?)
-                .or_default()
-                .insert(row.try_get("project")?, row.try_get("version")?);
+        for (id, project, version) in rows {
+            out.entry(id).or_default().insert(project, version);
         }
         Ok(out)
     }
@@ -67,22 +78,21 @@ impl Store {
     ) -> Result<Option<ReleaseMetadata>, StoreError> {
         const SQL: &str = "SELECT requires_dist, requires_python, vulnerabilities FROM release_metadata \
              WHERE project = $1 AND version_key = $2";
-        let Some(row) = sqlx::query(SQL)
-            .bind(project)
-            .bind(version_key)
-            .fetch_optional(self.pool())
-            .await?
-        else {
+        let row: Option<(Option<String>, Option<String>, String)> =
+            on_db!(self.pool(), |c| sqlx::query_as(SQL)
+                .bind(project)
+                .bind(version_key)
+                .fetch_optional(c)
+                .await?);
+        let Some((dist, requires_python, vulns)) = row else {
             return Ok(None);
         };
-        let dist: Option<String> = row.try_get("requires_dist")?;
-        let vulns: String = row.try_get("vulnerabilities")?;
         Ok(Some(ReleaseMetadata {
             requires_dist: dist
                 .map(|d| serde_json::from_str(&d))
                 .transpose()
                 .map_err(|e| corrupt("release_metadata.requires_dist", e))?,
-            requires_python: row.try_get("requires_python")?,
+            requires_python,
             vulnerabilities: serde_json::from_str::<Vec<Vulnerability>>(&vulns)
                 .map_err(|e| corrupt("release_metadata.vulnerabilities", e))?,
         }))
@@ -92,7 +102,9 @@ impl Store {
     pub async fn releases_pending_alerts(&self) -> Result<Vec<i64>, StoreError> {
         const SQL: &str = "SELECT id FROM releases WHERE new_in_run IS NOT NULL AND alerts_done_at IS NULL \
              AND withdrawn_at IS NULL ORDER BY id";
-        Ok(sqlx::query_scalar(SQL).fetch_all(self.pool()).await?)
+        Ok(on_db!(self.pool(), |c| sqlx::query_scalar(SQL)
+            .fetch_all(c)
+            .await?))
     }
 
     /// The verdicts each operator was last sent, by (subscriber, core release).
@@ -103,24 +115,22 @@ impl Store {
             "SELECT subscriber_id, core_release_id, verdicts FROM compat_state";
         const CHANNELS: &str =
             "SELECT channel, core_release_id, verdicts FROM channel_compat_state";
+        // (subscriber or channel, core release, verdicts as JSON).
+        type Rows<K> = Vec<(K, i64, String)>;
+        let (subscribers, channels): (Rows<i64>, Rows<String>) = on_db!(self.pool(), |c| (
+            sqlx::query_as(SUBSCRIBERS).fetch_all(c).await?,
+            sqlx::query_as(CHANNELS).fetch_all(c).await?,
+        ));
         let mut out = BTreeMap::new();
-        for row in sqlx::query(SUBSCRIBERS).fetch_all(self.pool()).await? {
-            let text: String = row.try_get("verdicts")?;
+        for (id, core, text) in subscribers {
             out.insert(
-                (
-                    OperatorKey::Subscriber(row.try_get("subscriber_id")?),
-                    row.try_get("core_release_id")?,
-                ),
+                (OperatorKey::Subscriber(id), core),
                 serde_json::from_str(&text).map_err(|e| corrupt("compat_state.verdicts", e))?,
             );
         }
-        for row in sqlx::query(CHANNELS).fetch_all(self.pool()).await? {
-            let text: String = row.try_get("verdicts")?;
+        for (channel, core, text) in channels {
             out.insert(
-                (
-                    OperatorKey::Channel(row.try_get("channel")?),
-                    row.try_get("core_release_id")?,
-                ),
+                (OperatorKey::Channel(channel), core),
                 serde_json::from_str(&text)
                     .map_err(|e| corrupt("channel_compat_state.verdicts", e))?,
             );
@@ -138,9 +148,9 @@ pub enum OperatorKey {
     Channel(String),
 }
 
-/// Stores per-version metadata, inside a transaction.
+/// Stores per-version metadata, inside a transaction (one upsert: safe beside another writer).
 pub async fn put_release_doc(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     project: &str,
     version_key: &str,
     doc: &ReleaseMetadata,
@@ -159,21 +169,22 @@ pub async fn put_release_doc(
         .map_err(|e| corrupt("release_metadata.requires_dist", e))?;
     let vulns = serde_json::to_string(&doc.vulnerabilities)
         .map_err(|e| corrupt("release_metadata.vulnerabilities", e))?;
-    sqlx::query(SQL)
+    on_db!(conn.conn(), |c| sqlx::query(SQL)
         .bind(project)
         .bind(version_key)
         .bind(dist)
-        .bind(&doc.requires_python)
+        .bind(doc.requires_python.as_deref().map(no_nul))
         .bind(vulns)
-        .bind(ts(now))
-        .execute(&mut *conn)
-        .await?;
+        .bind(Ts(now))
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
-/// Records the verdicts sent to an operator for a core release.
+/// Records the verdicts sent to an operator for a core release (one upsert).
 pub async fn put_compat_state(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     operator: &OperatorKey,
     core_release_id: i64,
     verdicts: &BTreeMap<String, String>,
@@ -184,31 +195,35 @@ pub async fn put_compat_state(
     const CHANNEL: &str = "INSERT INTO channel_compat_state (channel, core_release_id, verdicts, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (channel, core_release_id) DO UPDATE SET verdicts = excluded.verdicts, updated_at = excluded.updated_at";
     let text = serde_json::to_string(verdicts).map_err(|e| corrupt("compat_state.verdicts", e))?;
-    let query = match operator {
-        OperatorKey::Subscriber(id) => sqlx::query(SUBSCRIBER).bind(*id),
-        OperatorKey::Channel(name) => sqlx::query(CHANNEL).bind(name.clone()),
-    };
-    query
-        .bind(core_release_id)
-        .bind(text)
-        .bind(ts(now))
-        .execute(&mut *conn)
-        .await?;
+    on_db!(conn.conn(), |c| {
+        let query = match operator {
+            OperatorKey::Subscriber(id) => sqlx::query(SUBSCRIBER).bind(*id),
+            OperatorKey::Channel(name) => sqlx::query(CHANNEL).bind(name.clone()),
+        };
+        query
+            .bind(core_release_id)
+            .bind(text)
+            .bind(Ts(now))
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
     Ok(())
 }
 
 /// Marks a release's alerts as decided.
 pub async fn mark_alerts_done(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     release_id: i64,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     const SQL: &str = "UPDATE releases SET alerts_done_at = $1 WHERE id = $2";
-    sqlx::query(SQL)
-        .bind(ts(now))
+    on_db!(conn.conn(), |c| sqlx::query(SQL)
+        .bind(Ts(now))
         .bind(release_id)
-        .execute(&mut *conn)
-        .await?;
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
@@ -227,11 +242,12 @@ mod tests {
              requires_python, vulnerabilities, fetched_at) VALUES ('pretalx', '2.3.1', \
              '[\"Django>=4.2\"]', '>=3.9', $1, '2026-07-08T12:00:00.000000Z')";
         let vulns = r#"[{"id":"PYSEC-2023-41","aliases":["CVE-2023-28458"],"summary":null,"fixed_in":["2.3.2"],"link":"https://osv.dev/vulnerability/PYSEC-2023-41","withdrawn":null},{"id":"GHSA-wh3w-jcc7-mhmf"}]"#;
-        sqlx::query(OLD_ROW)
+        on_db!(store.pool(), |c| sqlx::query(OLD_ROW)
             .bind(vulns)
-            .execute(store.pool())
+            .execute(c)
             .await
-            .expect("old row");
+            .expect("old row")
+            .rows_affected());
         let read = store
             .release_doc("pretalx", "2.3.1")
             .await

@@ -3,8 +3,8 @@
 //! time of the last one. Owns reading it; does not own what a change means to a page (`http`).
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
+use super::db::on_db;
 use super::{Store, StoreError};
 
 /// The last recorded change.
@@ -20,8 +20,8 @@ impl Store {
     /// The last recorded change to what the pages and feeds show.
     pub async fn last_change(&self) -> Result<Change, StoreError> {
         const SQL: &str = "SELECT serial, changed_at FROM change_marker WHERE id = 1";
-        let row = sqlx::query(SQL).fetch_one(self.pool()).await?;
-        let seconds: f64 = row.try_get("changed_at")?;
+        let (serial, seconds): (i64, f64) =
+            on_db!(self.pool(), |c| sqlx::query_as(SQL).fetch_one(c).await?);
         let at =
             DateTime::from_timestamp_micros((seconds * 1e6).round() as i64).ok_or_else(|| {
                 StoreError::Corrupt {
@@ -29,9 +29,6 @@ impl Store {
                     detail: format!("{seconds} is not a time"),
                 }
             })?;
-        Ok(Change {
-            serial: row.try_get("serial")?,
-            at,
-        })
+        Ok(Change { serial, at })
     }
 }

@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::db::{Ts, no_nul, on_db};
+use super::{Store, StoreError, Tx};
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
-
-use super::{Store, StoreError, parse_ts, ts};
 
 /// A channel delivery to queue.
 #[derive(Debug, Clone)]
@@ -36,7 +35,7 @@ pub struct DisabledChannel {
 /// Queues a channel delivery in the caller's transaction unless one for the same channel and
 /// subject key exists; its row id when queued.
 pub async fn enqueue_channel_in(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     d: &ChannelDelivery<'_>,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
@@ -44,15 +43,15 @@ pub async fn enqueue_channel_in(
             message_id, next_attempt_at, created_at, updated_at) \
          VALUES (NULL, $1, $1, $2, $3, $4, $5, $6, $6, $6) \
          ON CONFLICT (recipient, subject_key) DO NOTHING RETURNING id";
-    Ok(sqlx::query_scalar(SQL)
+    Ok(on_db!(conn.conn(), |c| sqlx::query_scalar(SQL)
         .bind(d.channel)
         .bind(d.kind)
         .bind(d.subject_key)
         .bind(d.payload.to_string())
         .bind(d.delivery_id)
-        .bind(ts(now))
-        .fetch_optional(&mut *conn)
-        .await?)
+        .bind(Ts(now))
+        .fetch_optional(&mut *c)
+        .await?))
 }
 
 impl Store {
@@ -79,12 +78,13 @@ impl Store {
              VALUES ($1, $2, $3, $2) ON CONFLICT (name) DO UPDATE SET \
              disabled_at = excluded.disabled_at, disabled_reason = excluded.disabled_reason, \
              updated_at = excluded.updated_at";
-        sqlx::query(SQL)
+        on_db!(self.pool(), |c| sqlx::query(SQL)
             .bind(name)
-            .bind(ts(now))
-            .bind(reason)
-            .execute(self.pool())
-            .await?;
+            .bind(Ts(now))
+            .bind(no_nul(reason))
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -92,11 +92,12 @@ impl Store {
     pub async fn enable_channel(&self, name: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE channel_state SET disabled_at = NULL, disabled_reason = NULL, \
              updated_at = $2 WHERE name = $1";
-        sqlx::query(SQL)
+        on_db!(self.pool(), |c| sqlx::query(SQL)
             .bind(name)
-            .bind(ts(now))
-            .execute(self.pool())
-            .await?;
+            .bind(Ts(now))
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -104,19 +105,16 @@ impl Store {
     pub async fn disabled_channels(&self) -> Result<BTreeMap<String, DisabledChannel>, StoreError> {
         const SQL: &str = "SELECT name, disabled_at, disabled_reason FROM channel_state \
              WHERE disabled_at IS NOT NULL ORDER BY name";
-        let mut out = BTreeMap::new();
-        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
-            let since: String = row.try_get("disabled_at")?;
-            let reason: Option<String> = row.try_get("disabled_reason")?;
-            out.insert(
-                row.try_get("name")?,
-                DisabledChannel {
-                    since: parse_ts("channel_state.disabled_at", &since)?,
-                    reason: reason.unwrap_or_default(),
-                },
-            );
-        }
-        Ok(out)
+        let rows: Vec<(String, Ts, Option<String>)> =
+            on_db!(self.pool(), |c| sqlx::query_as(SQL).fetch_all(c).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(name, since, reason)| {
+                let since = since.into();
+                let reason = reason.unwrap_or_default();
+                (name, DisabledChannel { since, reason })
+            })
+            .collect())
     }
 
     /// Outbox rows per channel (`mail` for mail) and state.
@@ -125,13 +123,11 @@ impl Store {
     ) -> Result<BTreeMap<(String, String), i64>, StoreError> {
         const SQL: &str = "SELECT COALESCE(channel, '') AS channel, status, COUNT(*) AS n \
              FROM outbox GROUP BY channel, status";
-        let mut out = BTreeMap::new();
-        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
-            out.insert(
-                (row.try_get("channel")?, row.try_get("status")?),
-                row.try_get("n")?,
-            );
-        }
-        Ok(out)
+        let rows: Vec<(String, String, i64)> =
+            on_db!(self.pool(), |c| sqlx::query_as(SQL).fetch_all(c).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(channel, status, n)| ((channel, status), n))
+            .collect())
     }
 }

@@ -1,10 +1,14 @@
 //! Persistence: every SQL statement Herald runs lives in this module tree, as `&'static str`
 //! with binds, executed through runtime `query`/`query_as` against the embedded migrations.
 //!
-//! Owns: opening the database (SQLite in WAL mode, created if missing), applying migrations
-//! (`migrations/sqlite/`, embedded; serialised across processes by a lock file; a shipped
-//! migration is never edited, which a test checks against the recorded checksums), timestamps
-//! as UTC text, and one typed error.
+//! Owns: opening the database, on one of two backends (see `store/db.rs`): a SQLite file (WAL mode,
+//! created if missing; the default) or a PostgreSQL database (`postgres://...`, for several
+//! instances on one database); applying migrations (`migrations/sqlite/` and their twins in
+//! `migrations/postgres/`, with the same versions, both embedded; serialised across processes
+//! by a lock file on SQLite and by sqlx's advisory lock on PostgreSQL; a shipped migration is
+//! never edited, which a test checks against the recorded checksums), timestamps ([`Ts`]:
+//! sortable UTC text on SQLite, `TIMESTAMPTZ` on PostgreSQL), `herald copy-db`, and one typed
+//! error.
 //! Does not own: deciding what to write (`check`, `merge`) or any network access; no
 //! transaction here ever waits on the network. Nor what an outbox payload means: the store
 //! keeps a message's kind and payload as text and JSON, `notify::outbox` types them.
@@ -13,9 +17,9 @@
 //!
 //! - A method on [`Store`] runs on the pool: one statement, or a transaction it begins and
 //!   commits itself (`store.releases(..)`, `store.claim_due(..)`).
-//! - A free function joins the caller's transaction: its first argument is
-//!   `conn: &mut SqliteConnection` (pass `&mut tx`), it never begins or commits, and this
-//!   module re-exports it (`store::write_releases(&mut tx, ..)`).
+//! - A free function joins the caller's transaction: its first argument is `conn: &mut Tx`
+//!   (pass `&mut tx`), it never begins or commits, and this module re-exports it
+//!   (`store::write_releases(&mut tx, ..)`).
 //! - One exception, for many small transactions in a row: [`AnswerBook`] keeps one pooled
 //!   connection (so its page cache stays valid) and its methods each run one transaction on
 //!   it; the dispatcher records every relay answer through it.
@@ -24,12 +28,21 @@
 //!   runs it in a transaction of its own.
 //! - SQL lives only in this module tree, as a `&'static str` beside the code that binds it;
 //!   no other module sees a statement, a row or the backend.
-//! - Statements number their placeholders `$1`, `$2`, ... (SQLite maps `$N` like `?N`), the
-//!   form the PostgreSQL dialect to come shares; a test (`sql_style`) finds any `?` left.
+//! - A body that runs statements is written once inside `on_db!` and compiled for each
+//!   backend. A statement both dialects read alike is one constant; one they read differently
+//!   keeps its SQLite text as `NAME` and its PostgreSQL twin as `NAME_PG`, picked by the
+//!   dialect. Flags are written `TRUE`/`FALSE`, so both read them.
+//! - Statements number their placeholders `$1`, `$2`, ... (SQLite maps `$N` like `?N`, and it
+//!   is PostgreSQL's own form); a test (`sql_style`) finds any `?` left.
+//! - On PostgreSQL a transaction is `READ COMMITTED`, not SQLite's one writer at a time: a
+//!   statement that reads before it writes is one statement (an upsert, `UPDATE ... RETURNING`)
+//!   or locks what it read (`FOR UPDATE`, `SKIP LOCKED` for claims), and says which.
 
 mod alerts;
 mod changes;
 mod channels;
+mod copy;
+pub(crate) mod db;
 mod outbox;
 mod releases;
 mod runs;
@@ -42,6 +55,7 @@ mod subscribers;
 pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, put_release_doc};
 pub use changes::Change;
 pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel_in};
+pub use copy::CopyReport;
 pub use outbox::{
     Answer, AnswerBook, Claim, DueDigest, NewMessage, OutboxCounts, OutboxRow, add_digest_item,
     enqueue_all_in, enqueue_in, mark_digest_queued,
@@ -61,12 +75,23 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
 
-/// The migrations embedded at compile time.
+use db::{Db, Pool, Pools, on_db};
+pub use db::{Ts, Tx};
+
+/// SQLite's migrations, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// PostgreSQL's migrations: the same versions as SQLite's, in its dialect.
+pub static MIGRATOR_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections each Herald process opens to a PostgreSQL server at most (the server's
+/// `max_connections` must cover every instance's pool, plus one connection per instance for
+/// the run lease).
+pub const POSTGRES_POOL_SIZE: u32 = 10;
 
 /// A failure of the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -109,20 +134,37 @@ pub enum StoreError {
     },
 }
 
-/// A transaction on the store.
-pub type Tx = Transaction<'static, Sqlite>;
-
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: Pool,
+    location: Location,
+    /// The run lease's own connection on PostgreSQL, while this process holds the lease.
+    lease: runs::LeaseConn,
 }
 
-/// Formats a timestamp the way every column stores it: fixed width, so text order is time
-/// order.
+/// Where the database is, for messages.
+#[derive(Clone, Debug)]
+enum Location {
+    /// A SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database, its URL without the password.
+    Server(String),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Server(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Formats a timestamp the way SQLite's columns store it: fixed width, so text order is
+/// time order.
 pub fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+    db::format_ts(at)
 }
 
 /// Reads a stored timestamp.
@@ -143,13 +185,18 @@ pub fn parse_ts_opt(
     text.map(|t| parse_ts(column, t)).transpose()
 }
 
+/// Which backend a database URL names.
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .ok_or_else(|| StoreError::Url {
             url: url.to_string(),
-            reason: "only sqlite:// URLs are supported (e.g. sqlite://herald.db or sqlite:///var/lib/herald/herald.db)".into(),
+            reason: "use sqlite://PATH (e.g. sqlite://herald.db or sqlite:///var/lib/herald/herald.db) or postgres://USER@HOST/DB".into(),
         })?;
     let path = rest.split('?').next().unwrap_or(rest);
     if path.is_empty() || path == ":memory:" {
@@ -163,9 +210,28 @@ fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(path))
 }
 
+/// A PostgreSQL URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Only fails for URLs that cannot have a password, which this one has.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "postgres://(unreadable URL)".to_string(),
+    }
+}
+
 impl Store {
     /// Opens (creating if missing) the database at `url` and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if is_postgres(url) {
+            let store = Store::connect_postgres(url).await?;
+            store.migrate_unlocked().await?;
+            return Ok(store);
+        }
         let path = sqlite_path(url)?;
         ensure_folder(url, &path)?;
         let lock = FileLock::take(&path).await?;
@@ -177,12 +243,35 @@ impl Store {
 
     /// Opens the database without migrating it.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if is_postgres(url) {
+            return Store::connect_postgres(url).await;
+        }
         let path = sqlite_path(url)?;
         ensure_folder(url, &path)?;
         let lock = FileLock::take(&path).await?;
         let store = Store::connect_unlocked(path).await;
         drop(lock);
         store
+    }
+
+    async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        let shown = redacted(url);
+        let open_error = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(open_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POSTGRES_POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        Ok(Store {
+            pool: Db::Postgres(pool),
+            location: Location::Server(shown),
+            lease: runs::LeaseConn::default(),
+        })
     }
 
     // Creating the file and switching it to WAL need the write lock at once; processes that
@@ -212,14 +301,21 @@ impl Store {
                 path: display.clone(),
                 source,
             })?;
-        Ok(Store { pool, path })
+        Ok(Store {
+            pool: Db::Sqlite(pool),
+            location: Location::File(path),
+            lease: runs::LeaseConn::default(),
+        })
     }
 
-    /// Applies pending migrations; returns the versions applied. Processes sharing the file
-    /// take turns through a lock file beside it, so two commands started together never race
-    /// on the same migration.
+    /// Applies pending migrations; returns the versions applied. Processes sharing a SQLite
+    /// file take turns through a lock file beside it (PostgreSQL's migrator takes an advisory
+    /// lock), so two commands started together never race on the same migration.
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        let lock = FileLock::take(&self.path).await?;
+        let lock = match &self.location {
+            Location::File(path) => Some(FileLock::take(path).await?),
+            Location::Server(_) => None,
+        };
         let applied = self.migrate_unlocked().await;
         drop(lock);
         applied
@@ -228,31 +324,40 @@ impl Store {
     /// Applies migrations up to and including `version` only (for upgrade tests and
     /// step-by-step upgrades).
     pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
-        let lock = FileLock::take(&self.path).await?;
-        let done = MIGRATOR.run_to(version, &self.pool).await;
+        let lock = match &self.location {
+            Location::File(path) => Some(FileLock::take(path).await?),
+            Location::Server(_) => None,
+        };
+        let done = match &self.pool {
+            Db::Sqlite(pool) => MIGRATOR.run_to(version, pool).await,
+            Db::Postgres(pool) => MIGRATOR_POSTGRES.run_to(version, pool).await,
+        };
         drop(lock);
         done.map_err(|err| StoreError::Migrate {
-            path: self.path.display().to_string(),
+            path: self.location.to_string(),
             detail: err.to_string(),
         })
     }
 
     async fn migrate_unlocked(&self) -> Result<Vec<i64>, StoreError> {
         let before = self.applied_migrations().await.unwrap_or_default();
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|err| StoreError::Migrate {
-                path: self.path.display().to_string(),
-                detail: err.to_string(),
-            })?;
+        let done = match &self.pool {
+            Db::Sqlite(pool) => MIGRATOR.run(pool).await,
+            Db::Postgres(pool) => MIGRATOR_POSTGRES.run(pool).await,
+        };
+        done.map_err(|err| StoreError::Migrate {
+            path: self.location.to_string(),
+            detail: err.to_string(),
+        })?;
         let after = self.applied_migrations().await?;
         Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
     }
 
     async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
         const SQL: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
-        Ok(sqlx::query_scalar(SQL).fetch_all(&self.pool).await?)
+        Ok(on_db!(self.pool(), |c| sqlx::query_scalar(SQL)
+            .fetch_all(c)
+            .await?))
     }
 
     /// Versions of the migrations embedded in this binary.
@@ -260,26 +365,48 @@ impl Store {
         MIGRATOR.iter().map(|m| m.version).collect()
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The database file, on SQLite.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.location {
+            Location::File(path) => Some(path),
+            Location::Server(_) => None,
+        }
+    }
+
+    /// The database, for messages: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        self.location.to_string()
+    }
+
+    /// Whether the database is a PostgreSQL server.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.pool, Db::Postgres(_))
     }
 
     /// The connection pool, for the store's own modules.
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub(crate) fn pool(&self) -> Pools<'_> {
+        self.pool.get()
     }
 
-    /// Begins a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), so
-    /// concurrent writers queue on the busy timeout instead of failing mid-transaction.
+    /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so concurrent writers queue on the busy timeout instead of failing
+    /// mid-transaction; on PostgreSQL it is `READ COMMITTED` (see the module's style notes).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Tx::begin(&self.pool).await
     }
 
     /// Writes a consistent copy of the database to `target` while others keep writing
     /// (`VACUUM INTO`: one read transaction, so the copy is one moment of the database).
+    /// SQLite only: a PostgreSQL database is backed up with `pg_dump` (see
+    /// [`Store::pg_dump_hint`]).
     pub async fn backup(&self, target: &Path) -> Result<(), StoreError> {
         const SQL: &str = "VACUUM INTO $1";
+        let Db::Sqlite(pool) = &self.pool else {
+            return Err(StoreError::Url {
+                url: self.describe(),
+                reason: self.pg_dump_hint(target),
+            });
+        };
         if target.exists() {
             return Err(StoreError::Url {
                 url: target.display().to_string(),
@@ -288,7 +415,7 @@ impl Store {
         }
         sqlx::query(SQL)
             .bind(target.display().to_string())
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
         // The copy holds subscribers' addresses: readable by its owner only.
         #[cfg(unix)]
@@ -304,9 +431,22 @@ impl Store {
         Ok(())
     }
 
+    /// What to run instead of `herald backup` on PostgreSQL.
+    pub fn pg_dump_hint(&self, target: &Path) -> String {
+        format!(
+            "a PostgreSQL database is backed up by the server's own tools, not copied by Herald: \
+             run `pg_dump --format=custom --file={} \"$HERALD_DATABASE_URL\"` (restore with \
+             `pg_restore --dbname=URL`), and keep HERALD_SECRET with it",
+            target.display()
+        )
+    }
+
     /// Answers whether the database responds to a query.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on_db!(self.pool(), |c| sqlx::query("SELECT 1")
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -432,6 +572,29 @@ mod tests {
             SHIPPED.len(),
             "a new migration: add its version and `sha384sum` to SHIPPED"
         );
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migration_versions() {
+        let sqlite: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        let postgres: Vec<i64> = MIGRATOR_POSTGRES.iter().map(|m| m.version).collect();
+        assert_eq!(
+            sqlite, postgres,
+            "every migration in migrations/sqlite/ has its twin in migrations/postgres/"
+        );
+    }
+
+    #[test]
+    fn postgres_urls_are_shown_without_their_password() {
+        assert_eq!(
+            redacted("postgres://herald:hunter2@db.example.org/herald?sslmode=require"),
+            "postgres://herald:***@db.example.org/herald?sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgres://herald@localhost/herald?host=/run/postgresql"),
+            "postgres://herald@localhost/herald?host=/run/postgresql"
+        );
+        assert!(is_postgres("postgresql://h/db") && !is_postgres("sqlite://x.db"));
     }
 
     #[test]

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Row, Sqlite, SqliteConnection};
+use sqlx::{Connection, Postgres, Sqlite, SqliteConnection, Transaction};
 
-use super::{Store, StoreError, parse_ts, parse_ts_opt, ts};
+use super::db::{Conn, Db, Held, Ts, no_nul, on_db};
+use super::{Store, StoreError, Tx};
 
 /// A message to queue.
 #[derive(Debug, Clone)]
@@ -58,30 +58,49 @@ pub struct OutboxRow {
     pub channel: Option<String>,
 }
 
-fn outbox_row(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
-    let payload: String = row.try_get("payload")?;
-    let next: String = row.try_get("next_attempt_at")?;
-    let created: String = row.try_get("created_at")?;
-    let sent: Option<String> = row.try_get("sent_at")?;
-    Ok(OutboxRow {
-        id: row.try_get("id")?,
-        subscriber_id: row.try_get("subscriber_id")?,
-        recipient: row.try_get("recipient")?,
-        kind: row.try_get("kind")?,
-        subject_key: row.try_get("subject_key")?,
-        payload: serde_json::from_str(&payload).map_err(|err| StoreError::Corrupt {
-            column: "outbox.payload",
-            detail: err.to_string(),
-        })?,
-        message_id: row.try_get("message_id")?,
-        status: row.try_get("status")?,
-        attempts: row.try_get("attempts")?,
-        next_attempt_at: parse_ts("outbox.next_attempt_at", &next)?,
-        last_response: row.try_get("last_response")?,
-        created_at: parse_ts("outbox.created_at", &created)?,
-        sent_at: parse_ts_opt("outbox.sent_at", sent.as_deref())?,
-        channel: row.try_get("channel")?,
-    })
+/// An outbox row as both backends read it; [`OutboxRow`] once its payload is parsed.
+#[derive(sqlx::FromRow)]
+struct RawOutbox {
+    id: i64,
+    subscriber_id: Option<i64>,
+    recipient: String,
+    kind: String,
+    subject_key: String,
+    payload: String,
+    message_id: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: Ts,
+    last_response: Option<String>,
+    created_at: Ts,
+    sent_at: Option<Ts>,
+    channel: Option<String>,
+}
+
+impl TryFrom<RawOutbox> for OutboxRow {
+    type Error = StoreError;
+
+    fn try_from(row: RawOutbox) -> Result<OutboxRow, StoreError> {
+        Ok(OutboxRow {
+            id: row.id,
+            subscriber_id: row.subscriber_id,
+            recipient: row.recipient,
+            kind: row.kind,
+            subject_key: row.subject_key,
+            payload: serde_json::from_str(&row.payload).map_err(|err| StoreError::Corrupt {
+                column: "outbox.payload",
+                detail: err.to_string(),
+            })?,
+            message_id: row.message_id,
+            status: row.status,
+            attempts: row.attempts,
+            next_attempt_at: row.next_attempt_at.into(),
+            last_response: row.last_response,
+            created_at: row.created_at.into(),
+            sent_at: row.sent_at.map(Into::into),
+            channel: row.channel,
+        })
+    }
 }
 
 /// Records a transient failure and when to try again.
@@ -94,30 +113,30 @@ const DEAD: &str = "UPDATE outbox SET status = 'dead', attempts = attempts + 1, 
 /// Queues a message in the caller's transaction unless one with the same recipient and
 /// subject key exists; its row id when queued.
 pub async fn enqueue_in(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     m: &NewMessage<'_>,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     const SQL: &str = "INSERT INTO outbox (subscriber_id, recipient, kind, subject_key, payload, message_id, \
             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) \
          ON CONFLICT (recipient, subject_key) DO NOTHING RETURNING id";
-    Ok(sqlx::query_scalar(SQL)
+    Ok(on_db!(conn.conn(), |c| sqlx::query_scalar(SQL)
         .bind(m.subscriber_id)
         .bind(m.recipient)
         .bind(m.kind)
         .bind(m.subject_key)
         .bind(m.payload.to_string())
         .bind(m.message_id)
-        .bind(ts(now))
-        .fetch_optional(&mut *conn)
-        .await?)
+        .bind(Ts(now))
+        .fetch_optional(&mut *c)
+        .await?))
 }
 
 /// Queues several messages in the caller's transaction, in order, one statement per
 /// thousand; a message whose recipient and subject key are already queued is skipped, as
 /// with [`enqueue_in`]. Returns how many were queued.
 pub async fn enqueue_all_in(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     messages: &[NewMessage<'_>],
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
@@ -126,6 +145,12 @@ pub async fn enqueue_all_in(
             next_attempt_at, created_at, updated_at) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, $2, $2, $2 \
          FROM json_each($1) WHERE true ORDER BY key \
+         ON CONFLICT (recipient, subject_key) DO NOTHING";
+    const SQL_PG: &str = "INSERT INTO outbox (subscriber_id, recipient, kind, subject_key, payload, message_id, \
+            next_attempt_at, created_at, updated_at) \
+         SELECT (r.value ->> 0)::bigint, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
+                r.value ->> 5, $2, $2, $2 \
+         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(value, n) ORDER BY r.n \
          ON CONFLICT (recipient, subject_key) DO NOTHING";
     let mut queued = 0;
     for chunk in messages.chunks(1000) {
@@ -142,12 +167,13 @@ pub async fn enqueue_all_in(
                 ])
             })
             .collect();
-        queued += sqlx::query(SQL)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .bind(ts(now))
-            .execute(&mut *conn)
+        let rows = serde_json::Value::Array(rows).to_string();
+        queued += on_db!(conn.conn(), |c, d| sqlx::query(d.pick(SQL, SQL_PG))
+            .bind(&rows)
+            .bind(Ts(now))
+            .execute(&mut *c)
             .await?
-            .rows_affected();
+            .rows_affected());
     }
     Ok(queued)
 }
@@ -155,29 +181,34 @@ pub async fn enqueue_all_in(
 /// Ties the items of a due digest to its message (queued now or before, in the caller's
 /// transaction), so they are not queued again.
 pub async fn mark_digest_queued(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     digest: &DueDigest,
     subject_key: &str,
 ) -> Result<(), StoreError> {
     const FIND: &str = "SELECT id FROM outbox WHERE recipient = $1 AND subject_key = $2";
+    // One statement that re-checks `outbox_id IS NULL`: items another transaction tied
+    // meanwhile stay tied to their message.
     const MARK: &str = "UPDATE digest_items SET outbox_id = $1 WHERE subscriber_id = $2 AND period = $3 AND outbox_id IS NULL";
-    let id: i64 = sqlx::query_scalar(FIND)
-        .bind(&digest.recipient)
-        .bind(subject_key)
-        .fetch_one(&mut *conn)
-        .await?;
-    sqlx::query(MARK)
-        .bind(id)
-        .bind(digest.subscriber_id)
-        .bind(&digest.period)
-        .execute(&mut *conn)
-        .await?;
+    on_db!(conn.conn(), |c| {
+        let id: i64 = sqlx::query_scalar(FIND)
+            .bind(&digest.recipient)
+            .bind(subject_key)
+            .fetch_one(&mut *c)
+            .await?;
+        sqlx::query(MARK)
+            .bind(id)
+            .bind(digest.subscriber_id)
+            .bind(&digest.period)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
     Ok(())
 }
 
 /// Adds a release to a subscriber's digest period (once).
 pub async fn add_digest_item(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     subscriber_id: i64,
     release_id: i64,
     period: &str,
@@ -186,15 +217,16 @@ pub async fn add_digest_item(
 ) -> Result<bool, StoreError> {
     const SQL: &str = "INSERT INTO digest_items (subscriber_id, release_id, period, due_at, created_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
-    let done = sqlx::query(SQL)
+    let added = on_db!(conn.conn(), |c| sqlx::query(SQL)
         .bind(subscriber_id)
         .bind(release_id)
         .bind(period)
-        .bind(ts(due_at))
-        .bind(ts(now))
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+        .bind(Ts(due_at))
+        .bind(Ts(now))
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+    Ok(added == 1)
 }
 
 /// A digest whose period has ended.
@@ -241,7 +273,7 @@ pub enum Answer {
 }
 
 /// What a dispatcher claims: who, how many, until when (mail beside recorded answers in
-/// [`Store::record_answers`], or through [`Store::claim_due`] and [`Store::claim_due_channels`]).
+/// [`AnswerBook::record`], or through [`Store::claim_due`] and [`Store::claim_due_channels`]).
 #[derive(Debug, Clone)]
 pub struct Claim<'a> {
     /// `host:pid:nonce` of the dispatcher.
@@ -305,55 +337,88 @@ macro_rules! claim_sql {
     };
 }
 
+/// [`sent_sql!`] for PostgreSQL, the array bound at `$2`.
+const SENT_PG: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $1, \
+     updated_at = $1, last_response = a.response, claimed_until = NULL, claimed_by = NULL, \
+     payload = CASE WHEN a.scrub THEN '{}' ELSE outbox.payload END \
+     FROM (SELECT (r.value ->> 0)::bigint AS id, r.value ->> 1 AS response, \
+                  (r.value ->> 2)::boolean AS scrub FROM jsonb_array_elements($2::jsonb) AS r(value)) AS a \
+     WHERE outbox.id = a.id";
+
+/// [`claim_sql!`] for PostgreSQL, with the same binds. Several dispatchers share the
+/// database: the subquery locks the rows it picks and skips those another transaction holds
+/// (`FOR UPDATE SKIP LOCKED`), so two claims never take the same message and neither waits
+/// on the other; a row whose claim another transaction changed meanwhile is re-checked
+/// against the condition before it is locked.
+const CLAIM_PG: &str = "UPDATE outbox SET status = 'sending', claimed_until = $2, claimed_by = $5, updated_at = $1 \
+     WHERE id IN (SELECT id FROM outbox \
+        WHERE status IN ('queued', 'retrying', 'sending') \
+          AND ((status IN ('queued', 'retrying') AND next_attempt_at <= $1) \
+            OR (status = 'sending' AND claimed_until < $1)) \
+          AND ($4::bigint IS NULL OR id = $4) \
+          AND (($6 = 'mail' AND channel IS NULL) \
+            OR ($6 = 'channels' AND channel IN (SELECT jsonb_array_elements_text($7::jsonb)))) \
+        ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
+     attempts, next_attempt_at, last_response, created_at, sent_at, channel";
+
 /// Claims up to `limit` due messages in the caller's transaction (see [`Store::claim_due`]).
 async fn claim_in(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     medium: Medium,
     claim: &Claim<'_>,
     channels: &[String],
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    free_dead_holders_in(tx, now).await?;
-    claim_only_in(tx, medium, claim, channels, now).await
+    free_dead_holders_in(tx.conn(), now).await?;
+    claim_only_in(tx.conn(), medium, claim, channels, now).await
 }
 
 /// The rows a claim returned, in the order they were due.
-fn claimed_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut rows = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
+fn claimed_rows(rows: Vec<RawOutbox>) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut rows = rows
+        .into_iter()
+        .map(OutboxRow::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     rows.sort_by_key(|row| (row.next_attempt_at, row.id));
     Ok(rows)
 }
 
 /// Claims of dispatchers that died on this host end now, not when they expire.
-async fn free_dead_holders_in(
-    tx: &mut SqliteConnection,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+async fn free_dead_holders_in(conn: Conn<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
     const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
              WHERE status = 'sending' AND claimed_until >= $1 AND claimed_by IS NOT NULL";
     const FREE: &str =
         "UPDATE outbox SET claimed_until = $2 WHERE status = 'sending' AND claimed_by = $1";
+    // Another process may free the same holder at the same moment: the statement re-checks
+    // the holder in the row it changes, and skips the rows the other process has locked
+    // (it frees or claims them itself), so neither waits and no fresh claim is cut short.
+    const FREE_PG: &str = "UPDATE outbox SET claimed_until = $2 WHERE id IN (SELECT id FROM outbox \
+             WHERE status = 'sending' AND claimed_by = $1 FOR UPDATE SKIP LOCKED)";
     let this_host = super::host_name();
-    let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
-        .bind(ts(now))
-        .fetch_all(&mut *tx)
-        .await?;
-    for holder in holders
-        .iter()
-        .filter(|h| super::runs::holder_is_dead(h, &this_host))
-    {
-        sqlx::query(FREE)
-            .bind(holder)
-            .bind(ts(now - chrono::Duration::microseconds(1)))
-            .execute(&mut *tx)
+    let expired = Ts(now - chrono::Duration::microseconds(1));
+    on_db!(conn, |c, d| {
+        let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
+            .bind(Ts(now))
+            .fetch_all(&mut *c)
             .await?;
-    }
+        for holder in holders
+            .iter()
+            .filter(|h| super::runs::holder_is_dead(h, &this_host))
+        {
+            sqlx::query(d.pick(FREE, FREE_PG))
+                .bind(holder)
+                .bind(expired)
+                .execute(&mut *c)
+                .await?;
+        }
+    });
     Ok(())
 }
 
 /// The claim itself, without looking for dead holders first.
 async fn claim_only_in(
-    tx: &mut SqliteConnection,
+    conn: Conn<'_>,
     medium: Medium,
     claim: &Claim<'_>,
     channels: &[String],
@@ -366,19 +431,20 @@ async fn claim_only_in(
         only,
     } = *claim;
     const CLAIM: &str = claim_sql!();
+    let channels = serde_json::to_string(channels).unwrap_or_else(|_| "[]".into());
     // Only what this statement claimed: a message this claimer sent and whose answer is
     // still being recorded is not handed out again.
-    let rows = sqlx::query(CLAIM)
-        .bind(ts(now))
-        .bind(ts(claim_until))
+    let rows: Vec<RawOutbox> = on_db!(conn, |c, d| sqlx::query_as(d.pick(CLAIM, CLAIM_PG))
+        .bind(Ts(now))
+        .bind(Ts(claim_until))
         .bind(limit)
         .bind(only)
         .bind(claimer)
         .bind(medium.as_str())
-        .bind(serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
-        .fetch_all(&mut *tx)
-        .await?;
-    claimed_rows(&rows)
+        .bind(&channels)
+        .fetch_all(&mut *c)
+        .await?);
+    claimed_rows(rows)
 }
 
 /// Outbox states and how many messages are in each.
@@ -391,22 +457,19 @@ impl Store {
              JOIN subscribers s ON s.id = d.subscriber_id \
              WHERE d.outbox_id IS NULL AND d.due_at <= $1 AND s.status = 'confirmed' \
              ORDER BY d.subscriber_id, d.period, d.release_id";
+        let rows: Vec<(i64, String, String, i64)> = on_db!(self.pool(), |c| sqlx::query_as(SQL)
+            .bind(Ts(now))
+            .fetch_all(c)
+            .await?);
         let mut out: Vec<DueDigest> = Vec::new();
-        for row in sqlx::query(SQL)
-            .bind(ts(now))
-            .fetch_all(self.pool())
-            .await?
-        {
-            let subscriber_id: i64 = row.try_get("subscriber_id")?;
-            let period: String = row.try_get("period")?;
-            let release_id: i64 = row.try_get("release_id")?;
+        for (subscriber_id, email, period, release_id) in rows {
             match out.last_mut() {
                 Some(last) if last.subscriber_id == subscriber_id && last.period == period => {
                     last.release_ids.push(release_id)
                 }
                 _ => out.push(DueDigest {
                     subscriber_id,
-                    recipient: row.try_get("email")?,
+                    recipient: email,
                     period,
                     release_ids: vec![release_id],
                 }),
@@ -487,11 +550,11 @@ impl Store {
     pub async fn outbox_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
         const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at, channel FROM outbox WHERE id = $1";
-        let row = sqlx::query(SQL)
+        let row: Option<RawOutbox> = on_db!(self.pool(), |c| sqlx::query_as(SQL)
             .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(outbox_row).transpose()
+            .fetch_optional(c)
+            .await?);
+        row.map(OutboxRow::try_from).transpose()
     }
 
     /// Records the server's acceptance.
@@ -503,12 +566,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $2, \
              updated_at = $2, last_response = $3, claimed_until = NULL, claimed_by = NULL WHERE id = $1";
-        sqlx::query(SQL)
+        on_db!(self.pool(), |c| sqlx::query(SQL)
             .bind(id)
-            .bind(ts(now))
-            .bind(response)
-            .execute(self.pool())
-            .await?;
+            .bind(Ts(now))
+            .bind(no_nul(response))
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -525,7 +589,11 @@ impl Store {
     /// Forgets what a sent message carried (a confirmation link must not outlive its mail).
     pub async fn scrub_payload(&self, id: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET payload = '{}' WHERE id = $1 AND status = 'sent'";
-        sqlx::query(SQL).bind(id).execute(self.pool()).await?;
+        on_db!(self.pool(), |c| sqlx::query(SQL)
+            .bind(id)
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -537,13 +605,14 @@ impl Store {
         next: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(RETRY)
+        on_db!(self.pool(), |c| sqlx::query(RETRY)
             .bind(id)
-            .bind(ts(next))
-            .bind(ts(now))
-            .bind(response)
-            .execute(self.pool())
-            .await?;
+            .bind(Ts(next))
+            .bind(Ts(now))
+            .bind(no_nul(response))
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -554,12 +623,13 @@ impl Store {
         response: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(DEAD)
+        on_db!(self.pool(), |c| sqlx::query(DEAD)
             .bind(id)
-            .bind(ts(now))
-            .bind(response)
-            .execute(self.pool())
-            .await?;
+            .bind(Ts(now))
+            .bind(no_nul(response))
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -567,11 +637,12 @@ impl Store {
     pub async fn unclaim(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
              claimed_until = NULL, claimed_by = NULL, updated_at = $1 WHERE id = $2 AND status = 'sending'";
-        sqlx::query(SQL)
-            .bind(ts(now))
+        on_db!(self.pool(), |c| sqlx::query(SQL)
+            .bind(Ts(now))
             .bind(id)
-            .execute(self.pool())
-            .await?;
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -586,12 +657,13 @@ impl Store {
         const SQL: &str = "UPDATE outbox SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
              next_attempt_at = $3, claimed_until = NULL, claimed_by = NULL, updated_at = $2 \
              WHERE id = $1 AND status = 'sending'";
-        sqlx::query(SQL)
+        on_db!(self.pool(), |c| sqlx::query(SQL)
             .bind(id)
-            .bind(ts(now))
-            .bind(ts(next))
-            .execute(self.pool())
-            .await?;
+            .bind(Ts(now))
+            .bind(Ts(next))
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -603,11 +675,12 @@ impl Store {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         const SQL: &str = "SELECT id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at, channel FROM outbox ORDER BY id";
+        let rows: Vec<RawOutbox> =
+            on_db!(self.pool(), |c| sqlx::query_as(SQL).fetch_all(c).await?);
         let mut out = Vec::new();
-        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
-            let status: String = row.try_get("status")?;
-            if statuses.is_empty() || statuses.contains(&status.as_str()) {
-                out.push(outbox_row(&row)?);
+        for row in rows {
+            if statuses.is_empty() || statuses.contains(&row.status.as_str()) {
+                out.push(OutboxRow::try_from(row)?);
             }
             if out.len() as i64 >= limit {
                 break;
@@ -619,11 +692,9 @@ impl Store {
     /// How many messages are in each state.
     pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         const SQL: &str = "SELECT status, COUNT(*) AS n FROM outbox GROUP BY status";
-        let mut out = OutboxCounts::new();
-        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
-            out.insert(row.try_get("status")?, row.try_get("n")?);
-        }
-        Ok(out)
+        let rows: Vec<(String, i64)> =
+            on_db!(self.pool(), |c| sqlx::query_as(SQL).fetch_all(c).await?);
+        Ok(rows.into_iter().collect())
     }
 }
 
@@ -638,9 +709,12 @@ const HOLDERS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// of dispatchers that died on this host are looked for at the first claim and then once a
 /// second, not in every transaction. After an error the connection is rolled back and
 /// closed, and the next transaction takes a fresh one.
+///
+/// On PostgreSQL every transaction goes statement by statement (its protocol binds no
+/// parameters across the statements of one command), in a plain `BEGIN`.
 pub struct AnswerBook {
     store: Store,
-    conn: Option<PoolConnection<Sqlite>>,
+    conn: Option<Held>,
     holders_checked: Option<std::time::Instant>,
 }
 
@@ -662,10 +736,11 @@ impl AnswerBook {
                 .holders_checked
                 .is_none_or(|at| at.elapsed() >= HOLDERS_EVERY);
         let only_sent = answers.iter().all(|a| matches!(a, Answer::Sent { .. }));
-        let outcome = if only_sent && !holders_due {
-            record_at_once(&mut conn, answers, claim, now).await
-        } else {
-            record_in_steps(&mut conn, answers, claim, holders_due, now).await
+        let outcome = match &mut conn {
+            Db::Sqlite(c) if only_sent && !holders_due => {
+                record_at_once(c, answers, claim, now).await
+            }
+            held => record_in_steps(held.conn(), answers, claim, holders_due, now).await,
         };
         match outcome {
             Ok(rows) => {
@@ -677,15 +752,21 @@ impl AnswerBook {
             }
             Err(err) => {
                 // Whatever state the transaction was left in, this connection is not reused.
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-                drop(conn.detach());
+                on_db!(conn.conn(), |c| {
+                    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *c).await;
+                });
+                match conn {
+                    Db::Sqlite(c) => drop(c.detach()),
+                    Db::Postgres(c) => drop(c.detach()),
+                }
                 Err(err)
             }
         }
     }
 }
 
-/// The acceptances as the JSON array the statements read (`[[id, response, scrub], ...]`).
+/// The acceptances as the JSON array the statements read (`[[id, response, scrub], ...]`),
+/// each response without NUL ([`no_nul`]).
 fn sent_json(answers: &[Answer]) -> String {
     let sent: Vec<serde_json::Value> = answers
         .iter()
@@ -694,7 +775,7 @@ fn sent_json(answers: &[Answer]) -> String {
                 id,
                 response,
                 scrub,
-            } => Some(serde_json::json!([id, response, scrub])),
+            } => Some(serde_json::json!([id, no_nul(response), scrub])),
             _ => None,
         })
         .collect();
@@ -720,9 +801,9 @@ async fn record_at_once(
         Some(c) => (c.until, c.limit, c.only, c.claimer),
         None => (now, 0, None, ""),
     };
-    let rows = sqlx::query(AT_ONCE)
-        .bind(ts(now))
-        .bind(ts(until))
+    let rows: Vec<RawOutbox> = sqlx::query_as(AT_ONCE)
+        .bind(Ts(now))
+        .bind(Ts(until))
         .bind(limit)
         .bind(only)
         .bind(claimer)
@@ -731,58 +812,91 @@ async fn record_at_once(
         .bind(sent_json(answers))
         .fetch_all(&mut *conn)
         .await?;
-    claimed_rows(&rows)
+    claimed_rows(rows)
+}
+
+/// A transaction on a held connection, on either backend.
+type HeldTx<'c> = Db<Transaction<'c, Sqlite>, Transaction<'c, Postgres>>;
+
+/// The held transaction's connection, to run statements in it.
+fn held_tx_conn<'a>(tx: &'a mut HeldTx<'_>) -> Conn<'a> {
+    match tx {
+        Db::Sqlite(t) => Db::Sqlite(&mut **t),
+        Db::Postgres(t) => Db::Postgres(&mut **t),
+    }
 }
 
 /// The general case, statement by statement: acceptances, each failure, the dead holders'
-/// claims when due, the claim.
+/// claims when due, the claim. On SQLite the transaction takes the write lock at once
+/// (`BEGIN IMMEDIATE`); on PostgreSQL it is a plain `BEGIN`, and each statement is safe beside
+/// other dispatchers on its own (answers touch only this dispatcher's claimed rows, claims
+/// and freed holders skip locked rows).
 async fn record_in_steps(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     answers: &[Answer],
     claim: Option<&Claim<'_>>,
     holders_due: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    const SENT: &str = sent_sql!("$2");
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    if answers.iter().any(|a| matches!(a, Answer::Sent { .. })) {
-        sqlx::query(SENT)
-            .bind(ts(now))
-            .bind(sent_json(answers))
-            .execute(&mut *tx)
-            .await?;
-    }
-    for answer in answers {
-        match answer {
-            Answer::Sent { .. } => {}
-            Answer::Retry { id, response, next } => {
-                sqlx::query(RETRY)
-                    .bind(id)
-                    .bind(ts(*next))
-                    .bind(ts(now))
-                    .bind(response)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Answer::Dead { id, response } => {
-                sqlx::query(DEAD)
-                    .bind(id)
-                    .bind(ts(now))
-                    .bind(response)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-    }
+    let mut tx: HeldTx<'_> = match conn {
+        Db::Sqlite(c) => Db::Sqlite(c.begin_with("BEGIN IMMEDIATE").await?),
+        Db::Postgres(c) => Db::Postgres(c.begin().await?),
+    };
+    record_answers_in(held_tx_conn(&mut tx), answers, now).await?;
     let claimed = match claim {
         Some(claim) if claim.limit > 0 => {
             if holders_due {
-                free_dead_holders_in(&mut tx, now).await?;
+                free_dead_holders_in(held_tx_conn(&mut tx), now).await?;
             }
-            claim_only_in(&mut tx, Medium::Mail, claim, &[], now).await?
+            claim_only_in(held_tx_conn(&mut tx), Medium::Mail, claim, &[], now).await?
         }
         _ => Vec::new(),
     };
-    tx.commit().await?;
+    match tx {
+        Db::Sqlite(t) => t.commit().await?,
+        Db::Postgres(t) => t.commit().await?,
+    }
     Ok(claimed)
+}
+
+/// The acceptances in one statement, then each failure.
+async fn record_answers_in(
+    conn: Conn<'_>,
+    answers: &[Answer],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const SENT: &str = sent_sql!("$2");
+    let any_sent = answers.iter().any(|a| matches!(a, Answer::Sent { .. }));
+    on_db!(conn, |c, d| {
+        if any_sent {
+            sqlx::query(d.pick(SENT, SENT_PG))
+                .bind(Ts(now))
+                .bind(sent_json(answers))
+                .execute(&mut *c)
+                .await?;
+        }
+        for answer in answers {
+            match answer {
+                Answer::Sent { .. } => {}
+                Answer::Retry { id, response, next } => {
+                    sqlx::query(RETRY)
+                        .bind(id)
+                        .bind(Ts(*next))
+                        .bind(Ts(now))
+                        .bind(no_nul(response))
+                        .execute(&mut *c)
+                        .await?;
+                }
+                Answer::Dead { id, response } => {
+                    sqlx::query(DEAD)
+                        .bind(id)
+                        .bind(Ts(now))
+                        .bind(no_nul(response))
+                        .execute(&mut *c)
+                        .await?;
+                }
+            }
+        }
+    });
+    Ok(())
 }

@@ -1,13 +1,14 @@
 //! Releases and their per-source evidence.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use pep440_rs::Version;
-use sqlx::{Row, SqliteConnection};
 
-use super::{Store, StoreError, parse_ts, parse_ts_opt, ts};
+use super::db::{Conn, Ts, no_nul, on_db};
+use super::{Store, StoreError, Tx, ts};
 use crate::model::{Observation, ReleaseClass, SourceKind};
 
 pub use crate::merge::{KnownRelease, StoredRelease};
@@ -141,18 +142,19 @@ type KnownRow = (
 /// fingerprint.
 type KnownEvidenceRow = (i64, String, i64, Option<String>, Option<i64>);
 
-/// Reads one aggregated JSON column (`json_group_array`), so a whole set comes back as one
-/// row instead of one message per row from the database thread.
+/// Reads one aggregated JSON column (`json_group_array`; `json_agg` on PostgreSQL), so a
+/// whole set comes back as one row instead of one message per row from the database thread.
+/// `sql` is the statement per dialect (SQLite, PostgreSQL).
 async fn json_rows<T: serde::de::DeserializeOwned>(
-    conn: &mut SqliteConnection,
-    sql: &'static str,
+    conn: Conn<'_>,
+    sql: (&'static str, &'static str),
     bind: &str,
     column: &'static str,
 ) -> Result<Vec<T>, StoreError> {
-    let text: String = sqlx::query_scalar(sql)
+    let text: String = on_db!(conn, |c, d| sqlx::query_scalar(d.pick(sql.0, sql.1))
         .bind(bind)
-        .fetch_one(&mut *conn)
-        .await?;
+        .fetch_one(&mut *c)
+        .await?);
     serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
         column,
         detail: err.to_string(),
@@ -161,34 +163,26 @@ async fn json_rows<T: serde::de::DeserializeOwned>(
 
 /// Releases of one project with their evidence and what is stored of them, inside a
 /// transaction: two statements, one row each, whatever the history's length.
-pub async fn known_releases(
-    conn: &mut SqliteConnection,
-    project: &str,
-) -> Result<Vec<KnownRelease>, StoreError> {
+///
+/// The check reads these and then writes with [`write_releases`] in the same transaction. On
+/// PostgreSQL (`READ COMMITTED`, no lock taken here) two checks never run at once (the run
+/// lease), and the writes stay safe even if they did: each is an upsert on the row's unique
+/// key (`ON CONFLICT (project, version_key)`, `ON CONFLICT (release_id, source)`), so a row
+/// another process wrote meanwhile is updated in place, never duplicated or refused, and the
+/// ids are read back by key after writing.
+pub async fn known_releases(conn: &mut Tx, project: &str) -> Result<Vec<KnownRelease>, StoreError> {
     const RELEASES: &str = "SELECT json_group_array(json_array(id, version, version_key, class, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
             withdrawn_at, withdrawn_reason)) FROM releases WHERE project = $1";
-    const EVIDENCE: &str = "SELECT json_group_array(json_array(e.release_id, e.source, \
-            e.inherited, e.url, e.fingerprint)) \
-         FROM evidence e JOIN releases r ON r.id = e.release_id WHERE r.project = $1";
-    let rows: Vec<KnownRow> = json_rows(conn, RELEASES, project, "releases").await?;
-    let mut evidence: HashMap<i64, Vec<(SourceKind, bool, Option<String>)>> = HashMap::new();
-    let mut fingerprints: HashMap<i64, Vec<(SourceKind, i64)>> = HashMap::new();
-    let evidence_rows: Vec<KnownEvidenceRow> =
-        json_rows(conn, EVIDENCE, project, "evidence").await?;
-    for (release_id, source, inherited, url, fingerprint) in evidence_rows {
-        let kind = source_kind(&source)?;
-        evidence
-            .entry(release_id)
-            .or_default()
-            .push((kind, inherited != 0, url));
-        if let Some(fingerprint) = fingerprint {
-            fingerprints
-                .entry(release_id)
-                .or_default()
-                .push((kind, fingerprint));
-        }
-    }
+    // Times through `herald_ts` and flags as 0/1: the same text as SQLite's, which a run
+    // compares with what it would write.
+    const RELEASES_PG: &str = "SELECT COALESCE(json_agg(json_build_array(id, version, \
+            version_key, class, herald_ts(published_at), herald_ts(available_at), yanked::int, \
+            yanked_reason, baseline::int, new_in_run, herald_ts(withdrawn_at), \
+            withdrawn_reason)), '[]')::text FROM releases WHERE project = $1";
+    let rows: Vec<KnownRow> =
+        json_rows(conn.conn(), (RELEASES, RELEASES_PG), project, "releases").await?;
+    let (mut evidence, mut fingerprints) = known_evidence(conn, project).await?;
     rows.into_iter()
         .map(|row| {
             let (id, text, key, class, published_at, available_at, yanked) =
@@ -223,6 +217,41 @@ pub async fn known_releases(
         .collect()
 }
 
+/// Evidence of one project's releases by release id: (source, inherited, URL) of each row,
+/// and (source, fingerprint) of those that carry one.
+type KnownEvidence = (
+    HashMap<i64, Vec<(SourceKind, bool, Option<String>)>>,
+    HashMap<i64, Vec<(SourceKind, i64)>>,
+);
+
+/// The evidence half of [`known_releases`], in one statement.
+async fn known_evidence(conn: &mut Tx, project: &str) -> Result<KnownEvidence, StoreError> {
+    const EVIDENCE: &str = "SELECT json_group_array(json_array(e.release_id, e.source, \
+            e.inherited, e.url, e.fingerprint)) \
+         FROM evidence e JOIN releases r ON r.id = e.release_id WHERE r.project = $1";
+    const EVIDENCE_PG: &str = "SELECT COALESCE(json_agg(json_build_array(e.release_id, \
+            e.source, e.inherited::int, e.url, e.fingerprint)), '[]')::text \
+         FROM evidence e JOIN releases r ON r.id = e.release_id WHERE r.project = $1";
+    let mut evidence: HashMap<i64, Vec<(SourceKind, bool, Option<String>)>> = HashMap::new();
+    let mut fingerprints: HashMap<i64, Vec<(SourceKind, i64)>> = HashMap::new();
+    let evidence_rows: Vec<KnownEvidenceRow> =
+        json_rows(conn.conn(), (EVIDENCE, EVIDENCE_PG), project, "evidence").await?;
+    for (release_id, source, inherited, url, fingerprint) in evidence_rows {
+        let kind = source_kind(&source)?;
+        evidence
+            .entry(release_id)
+            .or_default()
+            .push((kind, inherited != 0, url));
+        if let Some(fingerprint) = fingerprint {
+            fingerprints
+                .entry(release_id)
+                .or_default()
+                .push((kind, fingerprint));
+        }
+    }
+    Ok((evidence, fingerprints))
+}
+
 /// One source's evidence of a release, to write.
 #[derive(Debug, Clone, Copy)]
 pub struct EvidenceWrite<'a> {
@@ -240,7 +269,10 @@ fn updated(stored: Option<&StoredRelease>, w: &ReleaseWrite<'_>) -> StoredReleas
     let primary = w.primary_published_at.map(ts);
     let other = || w.other_published_at.map(ts);
     let (yanked, yanked_reason) = match (&w.yanked, stored) {
-        (Some((yanked, reason)), _) => (*yanked, reason.clone()),
+        (Some((yanked, reason)), _) => {
+            let reason = reason.as_deref().map(|r| no_nul(r).into_owned());
+            (*yanked, reason)
+        }
         (None, Some(s)) => (s.yanked, s.yanked_reason.clone()),
         (None, None) => (false, None),
     };
@@ -267,10 +299,11 @@ fn updated(stored: Option<&StoredRelease>, w: &ReleaseWrite<'_>) -> StoredReleas
 }
 
 /// A digest of what an evidence row records, so a listing read again writes only the rows
-/// whose observation changed. XXH3-64 over every written field, each length-prefixed.
+/// whose observation changed. XXH3-64 over every field as written (text without NUL, see
+/// [`no_nul`]), each length-prefixed.
 fn fingerprint(obs: &Observation, inherited: bool) -> i64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut text = |t: Option<&str>| match t {
+    let mut text = |t: Option<&str>| match t.map(no_nul) {
         Some(t) => {
             h.update(&[1]);
             h.update(&(t.len() as u64).to_le_bytes());
@@ -299,9 +332,9 @@ fn fingerprint(obs: &Observation, inherited: bool) -> i64 {
 /// Writes what a run found of one project's releases, only the rows that change: the
 /// releases in one statement, their evidence in another (each a JSON array of rows read with
 /// `jsonb_each`), and the ids of new rows in a third. Returns each release's row id, in the
-/// order of `writes`.
+/// order of `writes`. See [`known_releases`] for why this is safe beside another writer.
 pub async fn write_releases(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     project: &str,
     known: &[KnownRelease],
     writes: &[ReleaseWrite<'_>],
@@ -319,9 +352,9 @@ pub async fn write_releases(
             rows.push(ReleaseJson::new(w, next));
         }
     }
-    let stamp = ts(now);
+    let stamp = Ts(now);
     if !rows.is_empty() {
-        upsert_releases(conn, project, &rows, &stamp).await?;
+        upsert_releases(conn.conn(), project, &rows, stamp).await?;
     }
     let missing: Vec<&str> = writes
         .iter()
@@ -330,7 +363,7 @@ pub async fn write_releases(
         .map(|(w, _)| w.key)
         .collect();
     if !missing.is_empty() {
-        let found: HashMap<String, i64> = new_ids(conn, project, &missing).await?;
+        let found: HashMap<String, i64> = new_ids(conn.conn(), project, &missing).await?;
         for (slot, w) in ids.iter_mut().zip(writes) {
             if slot.is_none() {
                 *slot = found.get(w.key).copied();
@@ -347,8 +380,22 @@ pub async fn write_releases(
             })
         })
         .collect::<Result<_, _>>()?;
+    let evidence = changed_evidence(&known_by_key, writes, &ids);
+    if !evidence.is_empty() {
+        upsert_evidence(conn.conn(), &evidence, stamp).await?;
+    }
+    Ok(ids)
+}
+
+/// The evidence rows of `writes` (released as `ids`) whose fingerprint differs from the
+/// stored one: only those are written.
+fn changed_evidence<'a>(
+    known_by_key: &HashMap<&str, &KnownRelease>,
+    writes: &[ReleaseWrite<'a>],
+    ids: &[i64],
+) -> Vec<EvidenceJson<'a>> {
     let mut evidence = Vec::new();
-    for (w, id) in writes.iter().zip(&ids) {
+    for (w, id) in writes.iter().zip(ids) {
         let stored = known_by_key
             .get(w.key)
             .map(|k| k.stored.fingerprints.as_slice())
@@ -363,10 +410,7 @@ pub async fn write_releases(
             }
         }
     }
-    if !evidence.is_empty() {
-        upsert_evidence(conn, &evidence, &stamp).await?;
-    }
-    Ok(ids)
+    evidence
 }
 
 /// A release row to write, serialised as a JSON array (the statement reads it by position).
@@ -405,17 +449,17 @@ impl<'a> ReleaseJson<'a> {
     }
 }
 
-/// An evidence row to write, serialised as a JSON array.
+/// An evidence row to write, serialised as a JSON array; its text without NUL ([`no_nul`]).
 #[derive(serde::Serialize)]
 struct EvidenceJson<'a>(
     i64,
     &'static str,
-    &'a str,
-    Option<&'a str>,
+    Cow<'a, str>,
+    Option<Cow<'a, str>>,
     Option<String>,
-    Option<&'a str>,
+    Option<Cow<'a, str>>,
     bool,
-    Option<&'a str>,
+    Option<Cow<'a, str>>,
     bool,
     Option<bool>,
     bool,
@@ -428,12 +472,12 @@ impl<'a> EvidenceJson<'a> {
         EvidenceJson(
             release_id,
             e.kind.as_str(),
-            &o.raw,
-            o.url.as_deref(),
+            no_nul(&o.raw),
+            o.url.as_deref().map(no_nul),
             o.published_at.map(ts),
-            o.notes.as_deref(),
+            o.notes.as_deref().map(no_nul),
             o.yanked,
-            o.yanked_reason.as_deref(),
+            o.yanked_reason.as_deref().map(no_nul),
             o.available,
             o.prerelease_flag,
             e.inherited,
@@ -449,12 +493,14 @@ fn to_json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
     })
 }
 
-/// Inserts or replaces release rows (values already merged with what is stored).
+/// Inserts or replaces release rows (values already merged with what is stored). Keys are
+/// unique within `rows` (one planned release per key), as PostgreSQL's `ON CONFLICT DO UPDATE`
+/// requires.
 async fn upsert_releases(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     project: &str,
     rows: &[ReleaseJson<'_>],
-    now: &str,
+    now: Ts,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO releases (project, version, version_key, class, line, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
@@ -469,28 +515,48 @@ async fn upsert_releases(
             yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
             new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
             withdrawn_reason = excluded.withdrawn_reason";
-    sqlx::query(SQL)
+    const SQL_PG: &str = "INSERT INTO releases (project, version, version_key, class, line, \
+            published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
+            withdrawn_at, withdrawn_reason, first_seen_at) \
+         SELECT $1, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, \
+            (r.value ->> 4)::timestamptz, (r.value ->> 5)::timestamptz, \
+            (r.value ->> 6)::boolean, r.value ->> 7, (r.value ->> 8)::boolean, \
+            (r.value ->> 9)::bigint, (r.value ->> 10)::timestamptz, r.value ->> 11, $2 \
+         FROM jsonb_array_elements($3::jsonb) r(value) \
+         ON CONFLICT (project, version_key) DO UPDATE SET \
+            class = excluded.class, published_at = excluded.published_at, \
+            available_at = excluded.available_at, yanked = excluded.yanked, \
+            yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
+            new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
+            withdrawn_reason = excluded.withdrawn_reason";
+    let rows = to_json(rows)?;
+    on_db!(conn, |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(project)
         .bind(now)
-        .bind(to_json(rows)?)
-        .execute(&mut *conn)
-        .await?;
+        .bind(rows.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
 /// The row ids of releases just inserted, by key, in one row.
 async fn new_ids(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     project: &str,
     keys: &[&str],
 ) -> Result<HashMap<String, i64>, StoreError> {
     const SQL: &str = "SELECT json_group_object(version_key, id) FROM releases \
          WHERE project = $1 AND version_key IN (SELECT value FROM jsonb_each($2))";
-    let text: String = sqlx::query_scalar(SQL)
+    const SQL_PG: &str = "SELECT COALESCE(json_object_agg(version_key, id), '{}')::text \
+         FROM releases WHERE project = $1 \
+         AND version_key IN (SELECT jsonb_array_elements_text($2::jsonb))";
+    let keys = to_json(keys)?;
+    let text: String = on_db!(conn, |c, d| sqlx::query_scalar(d.pick(SQL, SQL_PG))
         .bind(project)
-        .bind(to_json(keys)?)
-        .fetch_one(&mut *conn)
-        .await?;
+        .bind(keys.as_str())
+        .fetch_one(&mut *c)
+        .await?);
     serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
         column: "releases.id",
         detail: err.to_string(),
@@ -498,11 +564,13 @@ async fn new_ids(
 }
 
 /// Records what sources said about releases. Own evidence replaces inherited evidence;
-/// inherited evidence never replaces a source's own.
+/// inherited evidence never replaces a source's own. (release, source) pairs are unique
+/// within `rows` (merge keeps one observation per source and release), as PostgreSQL's
+/// `ON CONFLICT DO UPDATE` requires.
 async fn upsert_evidence(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     rows: &[EvidenceJson<'_>],
-    now: &str,
+    now: Ts,
 ) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, \
             yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
@@ -519,11 +587,29 @@ async fn upsert_evidence(
             prerelease_flag = excluded.prerelease_flag, inherited = excluded.inherited, \
             fingerprint = excluded.fingerprint, last_seen_at = excluded.last_seen_at \
          WHERE evidence.inherited = 1 OR excluded.inherited = 0";
-    sqlx::query(SQL)
+    const SQL_PG: &str = "INSERT INTO evidence (release_id, source, raw, url, published_at, \
+            notes, yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
+            first_seen_at, last_seen_at) \
+         SELECT (e.value ->> 0)::bigint, e.value ->> 1, e.value ->> 2, e.value ->> 3, \
+            (e.value ->> 4)::timestamptz, e.value ->> 5, (e.value ->> 6)::boolean, \
+            e.value ->> 7, (e.value ->> 8)::boolean, (e.value ->> 9)::boolean, \
+            (e.value ->> 10)::boolean, (e.value ->> 11)::bigint, $1, $1 \
+         FROM jsonb_array_elements($2::jsonb) e(value) \
+         ON CONFLICT (release_id, source) DO UPDATE SET \
+            raw = excluded.raw, url = COALESCE(excluded.url, evidence.url), \
+            published_at = COALESCE(excluded.published_at, evidence.published_at), \
+            notes = COALESCE(excluded.notes, evidence.notes), yanked = excluded.yanked, \
+            yanked_reason = excluded.yanked_reason, available = excluded.available, \
+            prerelease_flag = excluded.prerelease_flag, inherited = excluded.inherited, \
+            fingerprint = excluded.fingerprint, last_seen_at = excluded.last_seen_at \
+         WHERE evidence.inherited OR NOT excluded.inherited";
+    let rows = to_json(rows)?;
+    on_db!(conn, |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(now)
-        .bind(to_json(rows)?)
-        .execute(&mut *conn)
-        .await?;
+        .bind(rows.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
@@ -541,8 +627,12 @@ pub struct Withdrawal {
 /// record. Releases another source also gives evidence of are kept as they are. Run after this
 /// run's evidence is written (an entry the rule still gives to the project has replaced the
 /// rejected spelling by then).
+///
+/// One `UPDATE .. WHERE withdrawn_at IS NULL .. RETURNING`: on PostgreSQL a row another
+/// process changed meanwhile is checked again once that commits, so a release is withdrawn,
+/// and reported, once.
 pub async fn withdraw_rejected(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     project: &str,
     source: SourceKind,
     rejected: &[(String, String)],
@@ -558,26 +648,45 @@ pub async fn withdraw_rejected(
          AND NOT EXISTS (SELECT 1 FROM evidence o \
             WHERE o.release_id = releases.id AND o.inherited = 0 AND o.source <> $2) \
          RETURNING version, withdrawn_reason";
+    // A spelling rejected twice gives its first reason, as SQLite's first match does
+    // (PostgreSQL refuses a scalar subquery of two rows).
+    const SQL_PG: &str = "UPDATE releases SET withdrawn_at = $3, withdrawn_reason = ( \
+            SELECT j.value ->> 1 FROM evidence e \
+            JOIN jsonb_array_elements($4::jsonb) WITH ORDINALITY j(value, n) \
+               ON e.raw = j.value ->> 0 \
+            WHERE e.release_id = releases.id AND e.source = $2 AND NOT e.inherited \
+            ORDER BY j.n LIMIT 1) \
+         WHERE project = $1 AND withdrawn_at IS NULL \
+         AND EXISTS (SELECT 1 FROM evidence e \
+            JOIN jsonb_array_elements($4::jsonb) j(value) ON e.raw = j.value ->> 0 \
+            WHERE e.release_id = releases.id AND e.source = $2 AND NOT e.inherited) \
+         AND NOT EXISTS (SELECT 1 FROM evidence o \
+            WHERE o.release_id = releases.id AND NOT o.inherited AND o.source <> $2) \
+         RETURNING version, withdrawn_reason";
     if rejected.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(SQL)
-        .bind(project)
-        .bind(source.as_str())
-        .bind(ts(now))
-        .bind(serde_json::json!(rejected).to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Withdrawal {
-                version: row.try_get("version")?,
-                reason: row
-                    .try_get::<Option<String>, _>("withdrawn_reason")?
-                    .unwrap_or_default(),
-            })
+    // Spellings as `evidence.raw` stores them, reasons as they are to be stored: no NUL.
+    let rejected: Vec<(Cow<'_, str>, Cow<'_, str>)> = rejected
+        .iter()
+        .map(|(raw, why)| (no_nul(raw), no_nul(why)))
+        .collect();
+    let rejected = serde_json::json!(rejected).to_string();
+    let rows: Vec<(String, Option<String>)> =
+        on_db!(conn.conn(), |c, d| sqlx::query_as(d.pick(SQL, SQL_PG))
+            .bind(project)
+            .bind(source.as_str())
+            .bind(Ts(now))
+            .bind(rejected.as_str())
+            .fetch_all(&mut *c)
+            .await?);
+    Ok(rows
+        .into_iter()
+        .map(|(version, reason)| Withdrawal {
+            version,
+            reason: reason.unwrap_or_default(),
         })
-        .collect()
+        .collect())
 }
 
 impl Store {
@@ -589,43 +698,30 @@ impl Store {
                 withdrawn_reason FROM releases";
         const EVIDENCE: &str = "SELECT release_id, source, url, raw, published_at, notes, prerelease_flag, \
                 inherited FROM evidence ORDER BY release_id, source";
+        let (evidence_rows, rows) = on_db!(self.pool(), |c| {
+            let evidence: Vec<EvidenceRecord> = sqlx::query_as(EVIDENCE).fetch_all(c).await?;
+            let releases: Vec<ReleaseRecord> = sqlx::query_as(RELEASES).fetch_all(c).await?;
+            (evidence, releases)
+        });
         let mut evidence: HashMap<i64, Vec<EvidenceRow>> = HashMap::new();
-        for row in sqlx::query(EVIDENCE).fetch_all(self.pool()).await? {
-            let source: String = row.try_get("source")?;
-            let published: Option<String> = row.try_get("published_at")?;
+        for row in evidence_rows {
             evidence
-                .entry(row.try_get("release_id")?)
+                .entry(row.release_id)
                 .or_default()
-                .push(EvidenceRow {
-                    source: source_kind(&source)?,
-                    url: row.try_get("url")?,
-                    raw: row.try_get("raw")?,
-                    published_at: parse_ts_opt("evidence.published_at", published.as_deref())?,
-                    notes: row.try_get("notes")?,
-                    prerelease_flag: row.try_get("prerelease_flag")?,
-                    inherited: row.try_get("inherited")?,
-                });
+                .push(row.into_row()?);
         }
         let mut out = Vec::new();
-        for row in sqlx::query(RELEASES).fetch_all(self.pool()).await? {
-            let project: String = row.try_get("project")?;
-            if !filter.projects.is_empty() && !filter.projects.contains(&project) {
+        for row in rows {
+            if !filter.projects.is_empty() && !filter.projects.contains(&row.project) {
                 continue;
             }
-            let class_text: String = row.try_get("class")?;
-            let class =
-                ReleaseClass::from_str(&class_text).map_err(|detail| StoreError::Corrupt {
-                    column: "releases.class",
-                    detail,
-                })?;
-            if !filter.classes.is_empty() && !filter.classes.contains(&class) {
+            let mut release = row.into_row()?;
+            if !filter.classes.is_empty() && !filter.classes.contains(&release.class) {
                 continue;
             }
-            let new_in_run: Option<i64> = row.try_get("new_in_run")?;
-            if filter.new_in_run.is_some() && filter.new_in_run != new_in_run {
+            if filter.new_in_run.is_some() && filter.new_in_run != release.new_in_run {
                 continue;
             }
-            let mut release = release_row(&row)?;
             if release.withdrawn_at.is_some() && !filter.with_withdrawn {
                 continue;
             }
@@ -650,20 +746,22 @@ impl Store {
                 withdrawn_reason FROM releases WHERE id = $1";
         const EVIDENCE: &str = "SELECT release_id, source, url, raw, published_at, notes, prerelease_flag, \
                 inherited FROM evidence WHERE release_id = $1 ORDER BY source";
-        let Some(row) = sqlx::query(RELEASE)
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?
-        else {
+        let (row, evidence) = on_db!(self.pool(), |c| {
+            let row: Option<ReleaseRecord> =
+                sqlx::query_as(RELEASE).bind(id).fetch_optional(c).await?;
+            let evidence: Vec<EvidenceRecord> = if row.is_some() {
+                sqlx::query_as(EVIDENCE).bind(id).fetch_all(c).await?
+            } else {
+                Vec::new()
+            };
+            (row, evidence)
+        });
+        let Some(row) = row else {
             return Ok(None);
         };
-        let mut release = release_row(&row)?;
-        for row in sqlx::query(EVIDENCE)
-            .bind(id)
-            .fetch_all(self.pool())
-            .await?
-        {
-            release.sources.push(evidence_row(&row)?);
+        let mut release = row.into_row()?;
+        for row in evidence {
+            release.sources.push(row.into_row()?);
         }
         Ok(Some(release))
     }
@@ -671,52 +769,81 @@ impl Store {
     /// Number of recorded releases and evidence rows (for summaries and tests).
     pub async fn counts(&self) -> Result<(i64, i64), StoreError> {
         const SQL: &str = "SELECT (SELECT COUNT(*) FROM releases), (SELECT COUNT(*) FROM evidence)";
-        let row = sqlx::query(SQL).fetch_one(self.pool()).await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        Ok(on_db!(self.pool(), |c| sqlx::query_as(SQL)
+            .fetch_one(c)
+            .await?))
     }
 }
 
-fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRow, StoreError> {
-    let class_text: String = row.try_get("class")?;
-    let class = ReleaseClass::from_str(&class_text).map_err(|detail| StoreError::Corrupt {
-        column: "releases.class",
-        detail,
-    })?;
-    let version: String = row.try_get("version")?;
-    let published: Option<String> = row.try_get("published_at")?;
-    let first_seen: String = row.try_get("first_seen_at")?;
-    let available: Option<String> = row.try_get("available_at")?;
-    let withdrawn: Option<String> = row.try_get("withdrawn_at")?;
-    Ok(ReleaseRow {
-        id: row.try_get("id")?,
-        parsed: Version::from_str(&version).ok(),
-        project: row.try_get("project")?,
-        version,
-        class,
-        line: row.try_get("line")?,
-        published_at: parse_ts_opt("releases.published_at", published.as_deref())?,
-        first_seen_at: parse_ts("releases.first_seen_at", &first_seen)?,
-        available_at: parse_ts_opt("releases.available_at", available.as_deref())?,
-        yanked: row.try_get("yanked")?,
-        yanked_reason: row.try_get("yanked_reason")?,
-        baseline: row.try_get("baseline")?,
-        new_in_run: row.try_get("new_in_run")?,
-        withdrawn_at: parse_ts_opt("releases.withdrawn_at", withdrawn.as_deref())?,
-        withdrawn_reason: row.try_get("withdrawn_reason")?,
-        sources: Vec::new(),
-    })
+/// A `releases` row as both backends read it.
+#[derive(sqlx::FromRow)]
+struct ReleaseRecord {
+    id: i64,
+    project: String,
+    version: String,
+    class: String,
+    line: String,
+    published_at: Option<Ts>,
+    first_seen_at: Ts,
+    available_at: Option<Ts>,
+    yanked: bool,
+    yanked_reason: Option<String>,
+    baseline: bool,
+    new_in_run: Option<i64>,
+    withdrawn_at: Option<Ts>,
+    withdrawn_reason: Option<String>,
 }
 
-fn evidence_row(row: &sqlx::sqlite::SqliteRow) -> Result<EvidenceRow, StoreError> {
-    let source: String = row.try_get("source")?;
-    let published: Option<String> = row.try_get("published_at")?;
-    Ok(EvidenceRow {
-        source: source_kind(&source)?,
-        url: row.try_get("url")?,
-        raw: row.try_get("raw")?,
-        published_at: parse_ts_opt("evidence.published_at", published.as_deref())?,
-        notes: row.try_get("notes")?,
-        prerelease_flag: row.try_get("prerelease_flag")?,
-        inherited: row.try_get("inherited")?,
-    })
+impl ReleaseRecord {
+    fn into_row(self) -> Result<ReleaseRow, StoreError> {
+        let class = ReleaseClass::from_str(&self.class).map_err(|detail| StoreError::Corrupt {
+            column: "releases.class",
+            detail,
+        })?;
+        Ok(ReleaseRow {
+            id: self.id,
+            parsed: Version::from_str(&self.version).ok(),
+            project: self.project,
+            version: self.version,
+            class,
+            line: self.line,
+            published_at: self.published_at.map(Into::into),
+            first_seen_at: self.first_seen_at.into(),
+            available_at: self.available_at.map(Into::into),
+            yanked: self.yanked,
+            yanked_reason: self.yanked_reason,
+            baseline: self.baseline,
+            new_in_run: self.new_in_run,
+            withdrawn_at: self.withdrawn_at.map(Into::into),
+            withdrawn_reason: self.withdrawn_reason,
+            sources: Vec::new(),
+        })
+    }
+}
+
+/// An `evidence` row as both backends read it.
+#[derive(sqlx::FromRow)]
+struct EvidenceRecord {
+    release_id: i64,
+    source: String,
+    url: Option<String>,
+    raw: String,
+    published_at: Option<Ts>,
+    notes: Option<String>,
+    prerelease_flag: Option<bool>,
+    inherited: bool,
+}
+
+impl EvidenceRecord {
+    fn into_row(self) -> Result<EvidenceRow, StoreError> {
+        Ok(EvidenceRow {
+            source: source_kind(&self.source)?,
+            url: self.url,
+            raw: self.raw,
+            published_at: self.published_at.map(Into::into),
+            notes: self.notes,
+            prerelease_flag: self.prerelease_flag,
+            inherited: self.inherited,
+        })
+    }
 }

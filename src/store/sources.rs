@@ -3,9 +3,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
 
-use super::{Store, StoreError, parse_ts_opt, ts};
+use super::db::{Ts, no_nul, on_db};
+use super::{Store, StoreError, Tx};
 use crate::model::SourceKind;
 use crate::sources::http::Validators;
 
@@ -46,35 +46,44 @@ impl Store {
                 consecutive_failures = 0, last_error = NULL, deferred_until = NULL, \
                 failing_since = NULL \
              WHERE (project, source) IN (SELECT s.value ->> 0, s.value ->> 1 FROM jsonb_each($2) s)";
+        const SQL_PG: &str = "UPDATE source_state SET last_success_at = $1, \
+                last_attempt_at = $1, consecutive_failures = 0, last_error = NULL, \
+                deferred_until = NULL, failing_since = NULL \
+             WHERE (project, source) IN (SELECT s.value ->> 0, s.value ->> 1 \
+                FROM jsonb_array_elements($2::jsonb) s(value))";
         for chunk in sources.chunks(1000) {
             let rows: Vec<serde_json::Value> = chunk
                 .iter()
                 .map(|(project, kind)| serde_json::json!([project, kind.as_str()]))
                 .collect();
-            sqlx::query(SQL)
-                .bind(ts(now))
-                .bind(serde_json::Value::from(rows).to_string())
-                .execute(self.pool())
-                .await?;
+            let rows = serde_json::Value::from(rows).to_string();
+            on_db!(self.pool(), |c, d| sqlx::query(d.pick(SQL, SQL_PG))
+                .bind(Ts(now))
+                .bind(rows.as_str())
+                .execute(c)
+                .await?
+                .rows_affected());
         }
         Ok(())
     }
 
     /// All stored validators.
     pub async fn validators(&self) -> Result<HashMap<String, Validators>, StoreError> {
+        /// URL, ETag, Last-Modified, body digest.
+        type Row = (String, Option<String>, Option<String>, Option<String>);
         const SQL: &str = "SELECT url, etag, last_modified, digest FROM http_validators";
-        let mut out = HashMap::new();
-        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
-            out.insert(
-                row.try_get("url")?,
-                Validators {
-                    etag: row.try_get("etag")?,
-                    last_modified: row.try_get("last_modified")?,
-                    digest: row.try_get("digest")?,
-                },
-            );
-        }
-        Ok(out)
+        let rows: Vec<Row> = on_db!(self.pool(), |c| sqlx::query_as(SQL).fetch_all(c).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(url, etag, last_modified, digest)| {
+                let validators = Validators {
+                    etag,
+                    last_modified,
+                    digest,
+                };
+                (url, validators)
+            })
+            .collect())
     }
 
     /// The state of every project x source.
@@ -84,48 +93,56 @@ impl Store {
         const SQL: &str = "SELECT project, source, baseline_at, last_success_at, last_attempt_at, \
                 consecutive_failures, last_error, deferred_until, resolved_url, failing_since, \
                 attribution_rule FROM source_state";
-        let mut out = HashMap::new();
-        for row in sqlx::query(SQL).fetch_all(self.pool()).await? {
-            let get =
-                |col: &'static str| -> Result<Option<String>, StoreError> { Ok(row.try_get(col)?) };
-            let state = SourceState {
-                project: row.try_get("project")?,
-                source: row.try_get("source")?,
-                baseline_at: parse_ts_opt(
-                    "source_state.baseline_at",
-                    get("baseline_at")?.as_deref(),
-                )?,
-                last_success_at: parse_ts_opt(
-                    "source_state.last_success_at",
-                    get("last_success_at")?.as_deref(),
-                )?,
-                last_attempt_at: parse_ts_opt(
-                    "source_state.last_attempt_at",
-                    get("last_attempt_at")?.as_deref(),
-                )?,
-                consecutive_failures: row.try_get("consecutive_failures")?,
-                last_error: get("last_error")?,
-                deferred_until: parse_ts_opt(
-                    "source_state.deferred_until",
-                    get("deferred_until")?.as_deref(),
-                )?,
-                resolved_url: get("resolved_url")?,
-                failing_since: parse_ts_opt(
-                    "source_state.failing_since",
-                    get("failing_since")?.as_deref(),
-                )?,
-                attribution_rule: row.try_get("attribution_rule")?,
-            };
-            out.insert((state.project.clone(), state.source.clone()), state);
+        let rows: Vec<SourceStateRecord> =
+            on_db!(self.pool(), |c| sqlx::query_as(SQL).fetch_all(c).await?);
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let state = SourceState::from(row);
+                ((state.project.clone(), state.source.clone()), state)
+            })
+            .collect())
+    }
+}
+
+/// A `source_state` row as both backends read it.
+#[derive(sqlx::FromRow)]
+struct SourceStateRecord {
+    project: String,
+    source: String,
+    baseline_at: Option<Ts>,
+    last_success_at: Option<Ts>,
+    last_attempt_at: Option<Ts>,
+    consecutive_failures: i64,
+    last_error: Option<String>,
+    deferred_until: Option<Ts>,
+    resolved_url: Option<String>,
+    failing_since: Option<Ts>,
+    attribution_rule: i64,
+}
+
+impl From<SourceStateRecord> for SourceState {
+    fn from(row: SourceStateRecord) -> SourceState {
+        SourceState {
+            project: row.project,
+            source: row.source,
+            baseline_at: row.baseline_at.map(Into::into),
+            last_success_at: row.last_success_at.map(Into::into),
+            last_attempt_at: row.last_attempt_at.map(Into::into),
+            consecutive_failures: row.consecutive_failures,
+            last_error: row.last_error,
+            deferred_until: row.deferred_until.map(Into::into),
+            resolved_url: row.resolved_url,
+            failing_since: row.failing_since.map(Into::into),
+            attribution_rule: row.attribution_rule,
         }
-        Ok(out)
     }
 }
 
 /// Stores the validators (and body digest) of the URLs whose bodies were just recorded, in
 /// one statement.
 pub async fn put_validators(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     validators: &[(String, Validators)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -134,6 +151,17 @@ pub async fn put_validators(
          FROM jsonb_each($2) v WHERE true \
          ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified, \
             digest = excluded.digest, updated_at = excluded.updated_at";
+    // A URL listed twice keeps its last validators, as SQLite's row-by-row upsert does
+    // (PostgreSQL refuses to update one row twice in a statement).
+    const SQL_PG: &str = "INSERT INTO http_validators (url, etag, last_modified, digest, \
+            updated_at) \
+         SELECT DISTINCT ON (v.value ->> 0) v.value ->> 0, v.value ->> 1, v.value ->> 2, \
+            v.value ->> 3, $1 \
+         FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY v(value, n) \
+         ORDER BY v.value ->> 0, v.n DESC \
+         ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, \
+            last_modified = excluded.last_modified, digest = excluded.digest, \
+            updated_at = excluded.updated_at";
     if validators.is_empty() {
         return Ok(());
     }
@@ -141,19 +169,21 @@ pub async fn put_validators(
         .iter()
         .map(|(url, v)| serde_json::json!([url, v.etag, v.last_modified, v.digest]))
         .collect();
-    sqlx::query(SQL)
-        .bind(ts(now))
-        .bind(serde_json::Value::from(rows).to_string())
-        .execute(&mut *conn)
-        .await?;
+    let rows = serde_json::Value::from(rows).to_string();
+    on_db!(conn.conn(), |c, d| sqlx::query(d.pick(SQL, SQL_PG))
+        .bind(Ts(now))
+        .bind(rows.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
 /// Records a successful fetch (a 200 or a 304). The first success sets the baseline.
 /// `attribution_rule` is the rule version a listing read with a body was judged under (none for
-/// a 304).
+/// a 304). One upsert, the same text on both backends.
 pub async fn source_succeeded(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     project: &str,
     source: SourceKind,
     resolved_url: Option<&str>,
@@ -169,21 +199,24 @@ pub async fn source_succeeded(
             consecutive_failures = 0, last_error = NULL, deferred_until = NULL, failing_since = NULL, \
             resolved_url = COALESCE(excluded.resolved_url, source_state.resolved_url), \
             attribution_rule = COALESCE($5, source_state.attribution_rule)";
-    sqlx::query(SQL)
+    on_db!(conn.conn(), |c| sqlx::query(SQL)
         .bind(project)
         .bind(source.as_str())
-        .bind(ts(now))
-        .bind(resolved_url)
+        .bind(Ts(now))
+        .bind(resolved_url.map(no_nul))
         .bind(attribution_rule)
-        .execute(&mut *conn)
-        .await?;
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
 /// Of the entries a source skipped in this run, those no earlier run reported (each is
-/// remembered per project and source, cut to 200 characters).
+/// remembered per project and source, cut to 200 characters). One insert: on PostgreSQL an
+/// entry another process inserts at the same moment waits for it and is then skipped, so it
+/// is reported once.
 pub async fn first_reports(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     project: &str,
     source: SourceKind,
     entries: &[&str],
@@ -192,28 +225,34 @@ pub async fn first_reports(
     const SQL: &str = "INSERT INTO skipped_entries (project, source, entry, first_seen_at) \
          SELECT $1, $2, value, $3 FROM json_each($4) WHERE true \
          ON CONFLICT (project, source, entry) DO NOTHING RETURNING entry";
+    const SQL_PG: &str = "INSERT INTO skipped_entries (project, source, entry, first_seen_at) \
+         SELECT $1, $2, j.value, $3 FROM jsonb_array_elements_text($4::jsonb) j(value) \
+         ON CONFLICT (project, source, entry) DO NOTHING RETURNING entry";
     if entries.is_empty() {
         return Ok(HashSet::new());
     }
     let keys: Vec<String> = entries.iter().map(|e| skip_key(e)).collect();
-    let rows: Vec<String> = sqlx::query_scalar(SQL)
+    let keys = serde_json::json!(keys).to_string();
+    let rows: Vec<String> = on_db!(conn.conn(), |c, d| sqlx::query_scalar(d.pick(SQL, SQL_PG))
         .bind(project)
         .bind(source.as_str())
-        .bind(ts(now))
-        .bind(serde_json::json!(keys).to_string())
-        .fetch_all(&mut *conn)
-        .await?;
+        .bind(Ts(now))
+        .bind(keys.as_str())
+        .fetch_all(&mut *c)
+        .await?);
     Ok(rows.into_iter().collect())
 }
 
-/// How a skipped entry is remembered: its first 200 characters.
+/// How a skipped entry is remembered: its first 200 characters, without NUL ([`no_nul`]).
 pub fn skip_key(entry: &str) -> String {
-    entry.chars().take(200).collect()
+    no_nul(entry).chars().take(200).collect()
 }
 
-/// Records a failed fetch; `deferred_until` is set when the upstream asked to wait.
+/// Records a failed fetch; `deferred_until` is set when the upstream asked to wait. One
+/// upsert, the same text on both backends: on PostgreSQL the count grows under the row's
+/// lock, so a concurrent failure is counted too.
 pub async fn source_failed(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     project: &str,
     source: SourceKind,
     error: &str,
@@ -226,13 +265,14 @@ pub async fn source_failed(
             failing_since = COALESCE(source_state.failing_since, excluded.failing_since), \
             consecutive_failures = source_state.consecutive_failures + 1, \
             last_error = excluded.last_error, deferred_until = excluded.deferred_until";
-    sqlx::query(SQL)
+    on_db!(conn.conn(), |c| sqlx::query(SQL)
         .bind(project)
         .bind(source.as_str())
-        .bind(ts(now))
-        .bind(error)
-        .bind(deferred_until.map(ts))
-        .execute(&mut *conn)
-        .await?;
+        .bind(Ts(now))
+        .bind(no_nul(error))
+        .bind(deferred_until.map(Ts))
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
     Ok(())
 }

@@ -1,10 +1,9 @@
 //! What `herald status` reads beyond runs and source states: the outbox's oldest waiting
 //! message, dead letters since the previous look, and the record of that look.
 
+use super::db::{Ts, on_db};
+use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-
-use super::{Store, StoreError, parse_ts_opt, ts};
 
 /// Outbox facts for a health report.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -25,20 +24,16 @@ impl Store {
              WHERE status IN ('queued', 'sending', 'retrying')";
         const DEAD: &str = "SELECT COUNT(*) FROM outbox WHERE status = 'dead' \
              AND ($1 IS NULL OR updated_at > $1)";
-        let look: Option<String> = sqlx::query(LOOK)
-            .fetch_optional(self.pool())
-            .await?
-            .map(|row| row.try_get("looked_at"))
-            .transpose()?;
-        let oldest: Option<String> = sqlx::query_scalar(OLDEST).fetch_one(self.pool()).await?;
-        let dead: i64 = sqlx::query_scalar(DEAD)
-            .bind(look.as_deref())
-            .fetch_one(self.pool())
-            .await?;
+        let (look, oldest, dead) = on_db!(self.pool(), |c| {
+            let look: Option<Ts> = sqlx::query_scalar(LOOK).fetch_optional(c).await?;
+            let oldest: Option<Ts> = sqlx::query_scalar(OLDEST).fetch_one(c).await?;
+            let dead: i64 = sqlx::query_scalar(DEAD).bind(look).fetch_one(c).await?;
+            (look, oldest, dead)
+        });
         Ok(OutboxHealth {
-            oldest_waiting_since: parse_ts_opt("outbox.created_at", oldest.as_deref())?,
+            oldest_waiting_since: oldest.map(Into::into),
             dead_since_last_look: dead,
-            last_look_at: parse_ts_opt("status_look.looked_at", look.as_deref())?,
+            last_look_at: look.map(Into::into),
         })
     }
 
@@ -46,7 +41,11 @@ impl Store {
     pub async fn record_status_look(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO status_look (id, looked_at) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET looked_at = excluded.looked_at";
-        sqlx::query(SQL).bind(ts(now)).execute(self.pool()).await?;
+        on_db!(self.pool(), |c| sqlx::query(SQL)
+            .bind(Ts(now))
+            .execute(c)
+            .await?
+            .rows_affected());
         Ok(())
     }
 }

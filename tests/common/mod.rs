@@ -279,20 +279,138 @@ impl Upstream {
     }
 }
 
-/// A temporary folder with a database in it.
+/// The PostgreSQL server the store-touching tests run on instead of SQLite, when
+/// `HERALD_TEST_POSTGRES_URL` names one (any database on it; each sandbox creates its own).
+pub fn postgres_server() -> Option<String> {
+    std::env::var("HERALD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// The signing key sandboxes on PostgreSQL configure (a database that is not a file keeps no
+/// `.secret` beside it).
+pub const POSTGRES_TEST_SECRET: &str = "test-secret-for-every-postgres-sandbox-0123456789";
+
+/// For a test of something only SQLite has (its file, `VACUUM INTO`, WAL, a file opened by
+/// hand): true, with a note on stderr, when the suite runs on PostgreSQL, so the test returns
+/// at once; it runs in the SQLite pass of the suite.
+pub fn sqlite_only(what: &str) -> bool {
+    let on_postgres = postgres_server().is_some();
+    if on_postgres {
+        eprintln!("SQLite only ({what}): runs in the suite's SQLite pass");
+    }
+    on_postgres
+}
+
+/// The first column of every row `sql` returns, as text (NULLs left out), read from the
+/// database at `url` on either backend: for the few tests that look at a row no command shows
+/// (who claimed a message, who holds the lease).
+pub async fn query_texts(url: &str, sql: &str) -> Vec<String> {
+    let text = || sqlx::AssertSqlSafe(sql.to_string());
+    let rows: Result<Vec<Option<String>>, sqlx::Error> = if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url)
+            .await
+            .expect("connect to PostgreSQL");
+        let rows = sqlx::query_scalar(text()).fetch_all(&pool).await;
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("open SQLite");
+        let rows = sqlx::query_scalar(text()).fetch_all(&pool).await;
+        pool.close().await;
+        rows
+    };
+    rows.unwrap_or_else(|err| panic!("{sql}: {err}"))
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// A fresh database on the test PostgreSQL server, dropped with its sandbox.
+struct PgDatabase {
+    server: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create(server: &str) -> PgDatabase {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!("herald_test_{}_{n}_{nanos}", std::process::id());
+        psql(server, &format!("CREATE DATABASE {name}"));
+        PgDatabase {
+            server: server.to_string(),
+            name,
+        }
+    }
+
+    fn url(&self) -> String {
+        let mut url = url::Url::parse(&self.server).expect("HERALD_TEST_POSTGRES_URL is a URL");
+        url.set_path(&format!("/{}", self.name));
+        url.to_string()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs one statement on the test server with `psql` (Debian's postgresql-client).
+fn psql(server: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([server, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql (postgresql-client) is installed when HERALD_TEST_POSTGRES_URL is set");
+    assert!(
+        out.status.success(),
+        "psql `{sql}` on {server}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A temporary folder with a database: a SQLite file in the folder, or, when
+/// `HERALD_TEST_POSTGRES_URL` is set, a fresh database on that server.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    postgres: Option<PgDatabase>,
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
             dir: tempfile::tempdir().expect("tempdir"),
+            postgres: postgres_server().map(|server| PgDatabase::create(&server)),
         }
     }
 
+    /// A sandbox on SQLite whatever the suite runs on (the source of `herald copy-db`).
+    pub fn sqlite() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+            postgres: None,
+        }
+    }
+
+    /// The sandbox's database URL.
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("herald.db").display())
+        match &self.postgres {
+            Some(db) => db.url(),
+            None => format!("sqlite://{}", self.dir.path().join("herald.db").display()),
+        }
+    }
+
+    /// Whether the sandbox's database is on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.postgres.is_some()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -327,6 +445,10 @@ impl Sandbox {
         if let Some(p) = projects {
             args.push("--projects".into());
             args.push(p.display().to_string());
+        }
+        if self.on_postgres() {
+            args.push("--secret".into());
+            args.push(POSTGRES_TEST_SECRET.into());
         }
         args
     }
@@ -373,6 +495,9 @@ impl Sandbox {
             }
         }
         cmd.env("HERALD_LOG", "warn");
+        if self.on_postgres() {
+            cmd.env("HERALD_SECRET", POSTGRES_TEST_SECRET);
+        }
         cmd
     }
 }

@@ -71,6 +71,8 @@ struct State {
     /// Messages one connection may carry, and whether the relay then says `421` to the next
     /// MAIL (true) or closes the connection right after the last one (false).
     per_connection: Option<(usize, bool)>,
+    /// How long the final dot waits for its answer (a relay that takes its time).
+    pace: Option<Duration>,
 }
 
 struct Shared {
@@ -138,6 +140,12 @@ impl SmtpSink {
     /// right after the `n`th message was accepted.
     pub fn limit_per_connection(&self, n: usize, say_421: bool) {
         self.shared.lock().per_connection = Some((n, say_421));
+    }
+
+    /// Answers each message's final dot only after `delay`, as a busy relay does (so several
+    /// senders visibly share the work).
+    pub fn pace(&self, delay: Duration) {
+        self.shared.lock().pace = Some(delay);
     }
 
     /// Closes the listener and every connection; returns once the port is free. Messages
@@ -508,6 +516,10 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                 match read_data(&mut reader, &mut line).await? {
                     Some(data) => {
                         let answer = session.end_of_data(data);
+                        let pace = session.shared.lock().pace;
+                        if let Some(delay) = pace {
+                            tokio::time::sleep(delay).await;
+                        }
                         if matches!(answer, Next::Reply(250, _)) {
                             carried += 1;
                             if let Some((n, false)) = limit

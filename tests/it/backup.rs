@@ -126,6 +126,9 @@ fn backup(sandbox: &Sandbox, file: &Path, env: &[(&str, &str)]) -> std::process:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restored_backup_keeps_the_unsubscribe_links_already_mailed_working() {
+    if common::sqlite_only("`herald backup` copies a SQLite file and its .secret") {
+        return;
+    }
     let mailed = live_instance_that_mailed_a_release().await;
     let live_key = std::fs::read(mailed.world.sandbox.path(".secret")).expect("live .secret");
 
@@ -206,6 +209,9 @@ async fn a_restored_backup_keeps_the_unsubscribe_links_already_mailed_working() 
 
 #[tokio::test]
 async fn the_key_file_is_never_overwritten_and_a_configured_key_stays_out_of_the_backup() {
+    if common::sqlite_only("`herald backup` copies a SQLite file and its .secret") {
+        return;
+    }
     let world = World::new().await;
     let sandbox = &world.sandbox;
     let backups = tempfile::tempdir().expect("tempdir");
@@ -263,4 +269,26 @@ async fn the_key_file_is_never_overwritten_and_a_configured_key_stays_out_of_the
         !stdout.contains("configured-key"),
         "the key is never printed"
     );
+}
+
+#[tokio::test]
+async fn on_postgres_backup_refuses_and_names_pg_dump() {
+    let world = World::new().await;
+    if !world.sandbox.on_postgres() {
+        eprintln!("PostgreSQL only: runs in the suite's PostgreSQL pass");
+        return;
+    }
+    let file = world.sandbox.path("copy.db");
+    let shown = file.display().to_string();
+    let url = world.sandbox.db_url();
+    let out = world
+        .sandbox
+        .herald(&["backup", &shown, "--database-url", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("pg_dump --format=custom --file={shown}")),
+        "{stderr}"
+    );
+    assert!(!file.exists(), "nothing written");
 }

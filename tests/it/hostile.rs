@@ -226,3 +226,78 @@ async fn a_gigabyte_body_is_cut_off_at_the_cap() {
         assert!(err.contains("/simple/huge/"), "{err}");
     }
 }
+
+/// GitHub release notes with a NUL character (which PostgreSQL's text cannot hold) and a tag
+/// spelled with one: the check succeeds on either backend, the release is recorded with its
+/// notes minus the NUL, the odd tag is a skipped entry, and the same listing read again
+/// (another serialisation, so its body digest differs) writes nothing.
+#[tokio::test]
+async fn release_notes_and_tags_with_nul_are_recorded_without_it() {
+    const PATH: &str = "/repos/facebook/react/releases?per_page=100";
+    let world = World::new().await;
+    let listing = serde_json::json!([
+        {
+            "html_url": "https://github.com/facebook/react/releases/tag/v18.3.1",
+            "tag_name": "v18.3.1",
+            "name": "18.3.1\u{0}(April 26, 2024)",
+            "draft": false,
+            "prerelease": false,
+            "published_at": "2024-04-26T19:53:42Z",
+            "body": "- Export `act`\u{0} from `react`"
+        },
+        {
+            "html_url": "https://github.com/facebook/react/releases/tag/v18.3.0",
+            "tag_name": "v18\u{0}.3.0-odd",
+            "name": null,
+            "draft": false,
+            "prerelease": false,
+            "published_at": "2024-04-25T18:22:56Z",
+            "body": null
+        }
+    ]);
+    world.upstream.put_json(PATH, "application/json", &listing);
+    let projects = world
+        .sandbox
+        .projects("[[project]]\nname = \"react\"\ngithub = \"facebook/react\"\n");
+    let (app, clock) = world
+        .app()
+        .upstream(&world.upstream.url())
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
+        .await;
+    let first = run_check(&app).await;
+    let report = &first.projects[0].sources[0];
+    assert_eq!(report.status, SourceStatus::Ok, "{report:?}");
+    assert_eq!(report.skipped, 1, "{report:?}");
+    let rows = app
+        .store
+        .releases(&herald::store::ReleaseFilter::default())
+        .await
+        .expect("releases");
+    let versions: Vec<&str> = rows.iter().map(|r| r.version.as_str()).collect();
+    assert_eq!(versions, ["18.3.1"]);
+    assert_eq!(
+        rows[0].sources[0].notes.as_deref(),
+        Some("- Export `act` from `react`")
+    );
+    let url = world.sandbox.db_url();
+    const SEEN: &str = "SELECT CAST(last_seen_at AS TEXT) FROM evidence";
+    let seen = common::query_texts(&url, SEEN).await;
+    let skipped = common::query_texts(&url, "SELECT entry FROM skipped_entries").await;
+    assert_eq!(skipped, ["v18.3.0-odd"]);
+
+    clock.advance(chrono::Duration::hours(1));
+    let compact = serde_json::to_vec(&listing).expect("listing");
+    world.upstream.put(PATH, "application/json", compact);
+    let second = run_check(&app).await;
+    let report = &second.projects[0].sources[0];
+    assert_eq!(report.status, SourceStatus::Ok, "{report:?}");
+    assert!(report.warnings.is_empty(), "reported once: {report:?}");
+    assert_eq!(app.store.counts().await.expect("counts"), (1, 1));
+    assert_eq!(
+        common::query_texts(&url, SEEN).await,
+        seen,
+        "nothing rewritten"
+    );
+}
