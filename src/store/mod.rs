@@ -550,16 +550,61 @@ mod tests {
         ),
     ];
 
-    #[test]
-    fn shipped_migrations_are_never_edited() {
-        let embedded: Vec<(i64, String)> = MIGRATOR
+    /// The same for PostgreSQL's twins (`migrations/postgres/`).
+    const SHIPPED_POSTGRES: &[(i64, &str)] = &[
+        (
+            20261122000000,
+            "3887b18ae180ec5c9de2799ce7456ba19b38da201843c316a73f7e3c78d01c65c3e3df2f729f0f1696668dc9dacfa205",
+        ),
+        (
+            20261122010000,
+            "c1601ca22a37e477ac1bd75fdedab1c3fc9a438e859d83edede768e59b49fe843001b9405bdc6e045f0346d69a5df009",
+        ),
+        (
+            20261122020000,
+            "e64334412be0306b37a9ee73fa7e4f5cb40a79a02942481f355618e97d76ae8c7538cb9b2fa778e2e9217b6998696bda",
+        ),
+        (
+            20261130000000,
+            "f36c881e6cb4fbb386c75fb316823abd9c8a8d31dca916090246390df13dc8615a615f32fcf9a366a3b15b28e9210ef0",
+        ),
+        (
+            20261130020000,
+            "77130154a130676e05d4c362c99f77e9a620d6d4f193ca8b5af4dd878adda7dc2ea96d7e7572de40c1be8b2c29d853dd",
+        ),
+        (
+            20261130040000,
+            "7f38f6400273e778b9cb116d7b43d46c9a6c122f9a0652983d5acd6d46b8d306f6468a33bf6d0335472b1c6faf41f4a0",
+        ),
+        (
+            20261130100000,
+            "c39e71eae4ad9e20f6b211728f1f83003617f349ea86eb15e5e215a40d4653fc2a4729e657073bbc81adb8ebd35542ef",
+        ),
+        (
+            20261201000000,
+            "0c303322771dd5ba3b468194057cf77578677b9ab2e299e078f9cc6ff2de3fee9e25117a9b43dd777bd7ed91f8b9baec",
+        ),
+        (
+            20261201010000,
+            "e1c15d185c5677c2eb33d68fb647edb44f57c0765808810990e2cd0d9cc6036a54afa0a22ceb7d4e1c99b89410e19e67",
+        ),
+        (
+            20261201020000,
+            "f712a49790e9ede74c0402bb33387ddccd6f086e362430d24a2ae8d33d0a57670ddb0350950a616f87c2e94eb05d836f",
+        ),
+    ];
+
+    /// Fails when an embedded migration differs from its recorded checksum, or when one was
+    /// added without recording it.
+    fn check_shipped(migrator: &sqlx::migrate::Migrator, shipped: &[(i64, &str)], list: &str) {
+        let embedded: Vec<(i64, String)> = migrator
             .iter()
             .map(|m| {
                 let hex: String = m.checksum.iter().map(|b| format!("{b:02x}")).collect();
                 (m.version, hex)
             })
             .collect();
-        for (version, checksum) in SHIPPED {
+        for (version, checksum) in shipped {
             let found = embedded.iter().find(|(v, _)| v == version);
             assert_eq!(
                 found.map(|(_, c)| c.as_str()),
@@ -569,9 +614,15 @@ mod tests {
         }
         assert_eq!(
             embedded.len(),
-            SHIPPED.len(),
-            "a new migration: add its version and `sha384sum` to SHIPPED"
+            shipped.len(),
+            "a new migration: add its version and `sha384sum` to {list}"
         );
+    }
+
+    #[test]
+    fn shipped_migrations_are_never_edited() {
+        check_shipped(&MIGRATOR, SHIPPED, "SHIPPED");
+        check_shipped(&MIGRATOR_POSTGRES, SHIPPED_POSTGRES, "SHIPPED_POSTGRES");
     }
 
     #[test]
