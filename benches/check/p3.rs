@@ -408,16 +408,24 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "MISSED" }
 }
 
-async fn one_size(history: &History, count: usize) -> Size {
-    let server = Server::default();
-    let base = server.clone().start().await;
+/// Serves every project's Simple API page, with `extra` versions appended.
+fn serve_pages(server: &Server, history: &History, count: usize, extra: &[&str]) {
     for i in 0..count {
         let name = format!("p{i}");
         server.put(
             format!("/simple/{name}/"),
             "application/vnd.pypi.simple.v1+json",
-            history.simple(&name, &[]),
+            history.simple(&name, extra),
         );
+    }
+}
+
+async fn one_size(history: &History, count: usize) -> Size {
+    let server = Server::default();
+    let base = server.clone().start().await;
+    serve_pages(&server, history, count, &[]);
+    for i in 0..count {
+        let name = format!("p{i}");
         server.put(
             format!("/pypi/{name}/json"),
             "application/json",
@@ -451,14 +459,7 @@ async fn one_size(history: &History, count: usize) -> Size {
         "herald one changed",
     )
     .await;
-    for i in 0..count {
-        let name = format!("p{i}");
-        server.put(
-            format!("/simple/{name}/"),
-            "application/vnd.pypi.simple.v1+json",
-            history.simple(&name, &["3.7.0", "3.7.1"]),
-        );
-    }
+    serve_pages(&server, history, count, &["3.7.0", "3.7.1"]);
     let all = measure(
         herald_check(&sandbox, &base, &projects),
         "herald all changed",
@@ -576,14 +577,7 @@ async fn on_postgres(
         );
         return;
     }
-    for i in 0..count {
-        let name = format!("p{i}");
-        server.put(
-            format!("/simple/{name}/"),
-            "application/vnd.pypi.simple.v1+json",
-            history.simple(&name, &[]),
-        );
-    }
+    serve_pages(server, history, count, &[]);
     let sandbox = Sandbox::new();
     assert!(sandbox.on_postgres());
     let projects = sandbox.projects(toml);

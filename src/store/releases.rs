@@ -572,37 +572,40 @@ async fn upsert_evidence(
     rows: &[EvidenceJson<'_>],
     now: Ts,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, \
-            yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
-            first_seen_at, last_seen_at) \
-         SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, \
-            e.value ->> 5, e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
-            e.value ->> 10, e.value ->> 11, $1, $1 \
-         FROM jsonb_each($2) e WHERE true \
-         ON CONFLICT (release_id, source) DO UPDATE SET \
+    /// What an evidence row becomes on conflict: the same on both backends.
+    macro_rules! on_conflict {
+        () => {
+            " ON CONFLICT (release_id, source) DO UPDATE SET \
             raw = excluded.raw, url = COALESCE(excluded.url, evidence.url), \
             published_at = COALESCE(excluded.published_at, evidence.published_at), \
             notes = COALESCE(excluded.notes, evidence.notes), yanked = excluded.yanked, \
             yanked_reason = excluded.yanked_reason, available = excluded.available, \
             prerelease_flag = excluded.prerelease_flag, inherited = excluded.inherited, \
             fingerprint = excluded.fingerprint, last_seen_at = excluded.last_seen_at \
-         WHERE evidence.inherited = 1 OR excluded.inherited = 0";
-    const SQL_PG: &str = "INSERT INTO evidence (release_id, source, raw, url, published_at, \
+            WHERE evidence.inherited = TRUE OR excluded.inherited = FALSE"
+        };
+    }
+    const SQL: &str = concat!(
+        "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, \
+            yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
+            first_seen_at, last_seen_at) \
+         SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, \
+            e.value ->> 5, e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
+            e.value ->> 10, e.value ->> 11, $1, $1 \
+         FROM jsonb_each($2) e WHERE true",
+        on_conflict!()
+    );
+    const SQL_PG: &str = concat!(
+        "INSERT INTO evidence (release_id, source, raw, url, published_at, \
             notes, yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
             first_seen_at, last_seen_at) \
          SELECT (e.value ->> 0)::bigint, e.value ->> 1, e.value ->> 2, e.value ->> 3, \
             (e.value ->> 4)::timestamptz, e.value ->> 5, (e.value ->> 6)::boolean, \
             e.value ->> 7, (e.value ->> 8)::boolean, (e.value ->> 9)::boolean, \
             (e.value ->> 10)::boolean, (e.value ->> 11)::bigint, $1, $1 \
-         FROM jsonb_array_elements($2::jsonb) e(value) \
-         ON CONFLICT (release_id, source) DO UPDATE SET \
-            raw = excluded.raw, url = COALESCE(excluded.url, evidence.url), \
-            published_at = COALESCE(excluded.published_at, evidence.published_at), \
-            notes = COALESCE(excluded.notes, evidence.notes), yanked = excluded.yanked, \
-            yanked_reason = excluded.yanked_reason, available = excluded.available, \
-            prerelease_flag = excluded.prerelease_flag, inherited = excluded.inherited, \
-            fingerprint = excluded.fingerprint, last_seen_at = excluded.last_seen_at \
-         WHERE evidence.inherited OR NOT excluded.inherited";
+         FROM jsonb_array_elements($2::jsonb) e(value)",
+        on_conflict!()
+    );
     let rows = to_json(rows)?;
     on_db!(conn, |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(now)

@@ -107,24 +107,27 @@ async fn upsert_in(
     w: &SubscriberWrite<'_>,
     now: DateTime<Utc>,
 ) -> Result<(i64, bool), StoreError> {
-    const UPSERT: &str = "INSERT INTO subscribers (email, status, token_hash, token_expires_at, digest, classes, \
-            created_at, confirmed_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
-         ON CONFLICT (email) DO UPDATE SET \
-            status = CASE WHEN subscribers.status = 'confirmed' THEN 'confirmed' ELSE excluded.status END, \
-            token_hash = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_hash END, \
-            token_expires_at = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_expires_at END, \
-            confirmed_at = COALESCE(subscribers.confirmed_at, excluded.confirmed_at), \
-            digest = excluded.digest, classes = excluded.classes, updated_at = excluded.updated_at \
-         RETURNING id, created_at = $7 AS created";
-    const UPSERT_PG: &str = "INSERT INTO subscribers (email, status, token_hash, token_expires_at, digest, classes, \
-            created_at, confirmed_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) \
-         ON CONFLICT (lower(email)) DO UPDATE SET \
-            status = CASE WHEN subscribers.status = 'confirmed' THEN 'confirmed' ELSE excluded.status END, \
-            token_hash = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_hash END, \
-            token_expires_at = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_expires_at END, \
-            confirmed_at = COALESCE(subscribers.confirmed_at, excluded.confirmed_at), \
-            digest = excluded.digest, classes = excluded.classes, updated_at = excluded.updated_at \
-         RETURNING id, created_at = $7 AS created";
+    /// The upsert on either backend's unique address: SQLite's `email` column is
+    /// `COLLATE NOCASE`, PostgreSQL's index is on `lower(email)`.
+    macro_rules! upsert {
+        ($target:literal) => {
+            concat!(
+                "INSERT INTO subscribers (email, status, token_hash, token_expires_at, digest, \
+                 classes, created_at, confirmed_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) ON CONFLICT (",
+                $target,
+                ") DO UPDATE SET \
+                 status = CASE WHEN subscribers.status = 'confirmed' THEN 'confirmed' ELSE excluded.status END, \
+                 token_hash = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_hash END, \
+                 token_expires_at = CASE WHEN subscribers.status = 'confirmed' THEN NULL ELSE excluded.token_expires_at END, \
+                 confirmed_at = COALESCE(subscribers.confirmed_at, excluded.confirmed_at), \
+                 digest = excluded.digest, classes = excluded.classes, updated_at = excluded.updated_at \
+                 RETURNING id, created_at = $7 AS created"
+            )
+        };
+    }
+    const UPSERT: &str = upsert!("email");
+    const UPSERT_PG: &str = upsert!("lower(email)");
     let confirmed = w.status == SubscriberStatus::Confirmed;
     let (id, created): (i64, bool) =
         on_db!(tx.conn(), |c, d| sqlx::query_as(d.pick(UPSERT, UPSERT_PG))
