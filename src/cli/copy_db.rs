@@ -17,6 +17,13 @@ pub struct CopyDbArgs {
 }
 
 pub(super) async fn run(config: &Config, args: CopyDbArgs) -> anyhow::Result<u8> {
+    if !(args.to.starts_with("postgres://") || args.to.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--to `{}`: copy-db fills a PostgreSQL database (postgres://USER@HOST/DB); a SQLite \
+             copy is `herald backup FILE`",
+            args.to
+        );
+    }
     let source = Store::open(&config.database_url).await?;
     if source.is_postgres() {
         anyhow::bail!(

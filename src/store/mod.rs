@@ -261,12 +261,24 @@ impl Store {
             source,
         };
         let options = PgConnectOptions::from_str(url).map_err(open_error)?;
+        // One connection first, with the server's own answer when it fails (refused, no such
+        // database, wrong password): the pool would retry until its timeout and then report
+        // only that it timed out.
+        let first = tokio::time::timeout(
+            Duration::from_secs(30),
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| open_error(sqlx::Error::PoolTimedOut))?
+        .map_err(open_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(POSTGRES_POOL_SIZE)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await
             .map_err(open_error)?;
+        // Closing only ends a session that the pool replaced; its error changes nothing.
+        let _ = sqlx::Connection::close(first).await;
         Ok(Store {
             pool: Db::Postgres(pool),
             location: Location::Server(shown),

@@ -3,9 +3,9 @@
 //! second one queued with no relay) moves to PostgreSQL with everything in it: the same
 //! `releases --json`, `subscribers --json` and `outbox --all --json`, and the next check on
 //! PostgreSQL announces nothing old again but delivers what was queued. A non-empty target is
-//! refused.
+//! refused, and so is a target that is not PostgreSQL (before anything is opened).
 //!
-//! It needs a PostgreSQL server, so it runs in the suite's PostgreSQL pass
+//! The copies need a PostgreSQL server, so they run in the suite's PostgreSQL pass
 //! (`HERALD_TEST_POSTGRES_URL`, set by `scripts/with-postgres`).
 
 use crate::common;
@@ -179,4 +179,27 @@ async fn text_with_nul_in_sqlite_arrives_without_it() {
     from.copy_to(&to).await.expect("copy");
     let copied = common::query_texts(&target.db_url(), "SELECT entry FROM skipped_entries").await;
     assert_eq!(copied, ["v1.0-odd"]);
+}
+
+#[test]
+fn copy_db_fills_only_postgres_and_touches_nothing_else() {
+    let sandbox = Sandbox::sqlite();
+    let target = sandbox.path("copy.db");
+    let to = format!("sqlite://{}", target.display());
+    let url = sandbox.db_url();
+    let out = sandbox.herald(&["copy-db", "--to", &to, "--database-url", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("copy-db fills a PostgreSQL database"),
+        "{stderr}"
+    );
+    assert!(
+        !target.exists(),
+        "no SQLite file was created for the refused target"
+    );
+    assert!(
+        !sandbox.path("herald.db").exists(),
+        "nor was the source opened"
+    );
 }

@@ -180,6 +180,11 @@ async fn runs_are_recorded_with_their_summary() {
 async fn bad_database_urls_are_refused_clearly() {
     for (url, needle) in [
         ("mysql://localhost/herald", "use sqlite://PATH"),
+        // Nothing listens on port 1: the server's refusal at once, not a pool timeout.
+        (
+            "postgres://herald:hunter2@127.0.0.1:1/herald",
+            "postgres://herald:***@127.0.0.1:1/herald: error communicating with database: Connection refused",
+        ),
         ("sqlite://:memory:", "a database file is required"),
         (
             "sqlite:///no/such/folder/h.db",
