@@ -4,7 +4,7 @@
 //! Owns: the command and its report. Does not own: how rows are copied (`store`).
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::tokens;
 
 /// Arguments of `herald copy-db`.
@@ -17,7 +17,7 @@ pub struct CopyDbArgs {
 }
 
 pub(super) async fn run(config: &Config, args: CopyDbArgs) -> anyhow::Result<u8> {
-    if !(args.to.starts_with("postgres://") || args.to.starts_with("postgresql://")) {
+    if !store::is_postgres_url(&args.to) {
         anyhow::bail!(
             "--to `{}`: copy-db fills a PostgreSQL database (postgres://USER@HOST/DB); a SQLite \
              copy is `herald backup FILE`",

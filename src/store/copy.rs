@@ -74,8 +74,8 @@ impl Store {
         let mut write = dest.begin().await?;
         for (table, _) in TABLES {
             if count(Db::Postgres(&mut *write), table).await? > 0 {
-                return Err(StoreError::Url {
-                    url: target.describe(),
+                return Err(StoreError::Copy {
+                    target: target.describe(),
                     reason: format!(
                         "the target is not empty (table `{table}` has rows); copy-db only \
                          fills a new database"
@@ -209,8 +209,8 @@ async fn verify(
         let source = count(Db::Sqlite(&mut *read), table).await?;
         let copied = count(Db::Postgres(&mut *write), table).await?;
         if source != copied {
-            return Err(StoreError::Url {
-                url: target.to_string(),
+            return Err(StoreError::Copy {
+                target: target.to_string(),
                 reason: format!(
                     "table `{table}`: {source} rows in the source, {copied} copied; nothing \
                      was committed"

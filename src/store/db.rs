@@ -184,7 +184,7 @@ pub struct Ts(pub DateTime<Utc>);
 impl Ts {
     /// The stored text form (SQLite's, and what JSON rows carry on both backends).
     pub fn text(self) -> String {
-        format_ts(self.0)
+        ts(self.0)
     }
 }
 
@@ -202,7 +202,7 @@ impl From<Ts> for DateTime<Utc> {
 
 /// Formats a timestamp the way SQLite's columns store it: fixed width, so text order is time
 /// order.
-pub fn format_ts(at: DateTime<Utc>) -> String {
+pub fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 

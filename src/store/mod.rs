@@ -75,12 +75,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use db::{Db, Pool, Pools, on_db};
-pub use db::{Ts, Tx};
+pub use db::{Ts, Tx, ts};
 
 /// SQLite's migrations, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -112,6 +111,14 @@ pub enum StoreError {
         /// The driver's error.
         #[source]
         source: sqlx::Error,
+    },
+    /// `herald copy-db` refused the target or found the copy incomplete (nothing committed).
+    #[error("copy-db into {target}: {reason}")]
+    Copy {
+        /// The target database, without its password.
+        target: String,
+        /// Why.
+        reason: String,
     },
     /// Migrations could not be applied.
     #[error("cannot migrate database {path}: {detail}")]
@@ -161,32 +168,8 @@ impl std::fmt::Display for Location {
     }
 }
 
-/// Formats a timestamp the way SQLite's columns store it: fixed width, so text order is
-/// time order.
-pub fn ts(at: DateTime<Utc>) -> String {
-    db::format_ts(at)
-}
-
-/// Reads a stored timestamp.
-pub fn parse_ts(column: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|err| StoreError::Corrupt {
-            column,
-            detail: format!("`{text}`: {err}"),
-        })
-}
-
-/// Reads an optional stored timestamp.
-pub fn parse_ts_opt(
-    column: &'static str,
-    text: Option<&str>,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    text.map(|t| parse_ts(column, t)).transpose()
-}
-
-/// Which backend a database URL names.
-fn is_postgres(url: &str) -> bool {
+/// Whether a database URL names a PostgreSQL database (else it must be SQLite's).
+pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
@@ -227,7 +210,7 @@ fn redacted(url: &str) -> String {
 impl Store {
     /// Opens (creating if missing) the database at `url` and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if is_postgres(url) {
+        if is_postgres_url(url) {
             let store = Store::connect_postgres(url).await?;
             store.migrate_unlocked().await?;
             return Ok(store);
@@ -243,7 +226,7 @@ impl Store {
 
     /// Opens the database without migrating it.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        if is_postgres(url) {
+        if is_postgres_url(url) {
             return Store::connect_postgres(url).await;
         }
         let path = sqlite_path(url)?;
@@ -514,6 +497,7 @@ impl FileLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
 
     /// Every migration a released Herald has applied, with the SHA-384 of its file (what
     /// sqlx records in `_sqlx_migrations.checksum` and compares on every start). Editing a
@@ -657,7 +641,7 @@ mod tests {
             redacted("postgres://herald@localhost/herald?host=/run/postgresql"),
             "postgres://herald@localhost/herald?host=/run/postgresql"
         );
-        assert!(is_postgres("postgresql://h/db") && !is_postgres("sqlite://x.db"));
+        assert!(is_postgres_url("postgresql://h/db") && !is_postgres_url("sqlite://x.db"));
     }
 
     #[test]
@@ -676,8 +660,12 @@ mod tests {
 
     #[test]
     fn timestamps_sort_as_text() {
-        let a = parse_ts("t", "2026-01-01T00:00:00Z").expect("ts");
-        let b = parse_ts("t", "2026-01-01T00:00:00.5Z").expect("ts");
+        let at = |text| {
+            DateTime::parse_from_rfc3339(text)
+                .expect("ts")
+                .with_timezone(&Utc)
+        };
+        let (a, b) = (at("2026-01-01T00:00:00Z"), at("2026-01-01T00:00:00.5Z"));
         assert!(ts(a) < ts(b));
         assert_eq!(ts(a), "2026-01-01T00:00:00.000000Z");
     }

@@ -59,6 +59,23 @@ impl World {
         world
     }
 
+    /// The projects file tracking pretalx, and `count` confirmed instant subscribers to it,
+    /// `op0@example.org`, `op1@...`: the fan-out the crash and multi-instance tests send.
+    pub async fn pretalx_operators(&self, count: usize) -> PathBuf {
+        let projects = self.pretalx_projects("");
+        let (app, _) = self
+            .app()
+            .projects(&projects)
+            .at("2026-11-22T06:00:00Z")
+            .build()
+            .await;
+        for i in 0..count {
+            subscribe_instant(&app, &format!("op{i}@example.org"), "pretalx").await;
+        }
+        app.store.close().await;
+        projects
+    }
+
     /// Serves the first `served` releases of pretalx's history.
     pub fn serve_history(&self, served: usize) {
         pretalx::serve_history(&self.upstream, &self.rows[..served], &[]);

@@ -42,17 +42,7 @@ impl std::ops::Deref for CrashWorld {
 
 async fn world() -> CrashWorld {
     let world = World::pretalx().await;
-    let projects = world.pretalx_projects("");
-    let (app, _) = world
-        .app()
-        .projects(&projects)
-        .at("2026-11-22T06:00:00Z")
-        .build()
-        .await;
-    for i in 0..SUBSCRIBERS {
-        common::subscribe_instant(&app, &format!("op{i}@example.org"), "pretalx").await;
-    }
-    app.store.close().await;
+    let projects = world.pretalx_operators(SUBSCRIBERS).await;
     let mut args = world.args(&projects);
     let without_relay = args.clone();
     args.extend(world.mail_flags());

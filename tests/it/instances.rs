@@ -23,17 +23,7 @@ const SUBSCRIBERS: usize = 500;
 /// pretalx's history before 2026.2.1, a baseline, and `SUBSCRIBERS` confirmed subscribers.
 async fn world() -> (World, std::path::PathBuf) {
     let world = World::pretalx().await;
-    let projects = world.pretalx_projects("");
-    let (app, _) = world
-        .app()
-        .projects(&projects)
-        .at("2026-11-22T06:00:00Z")
-        .build()
-        .await;
-    for i in 0..SUBSCRIBERS {
-        common::subscribe_instant(&app, &format!("op{i}@example.org"), "pretalx").await;
-    }
-    app.store.close().await;
+    let projects = world.pretalx_operators(SUBSCRIBERS).await;
     let out = check(&world, &projects).output().await.expect("baseline");
     assert_eq!(
         out.status.code(),
