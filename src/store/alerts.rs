@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use super::changes::mark_changed;
 use super::db::{Db, Ts, no_nul, on_db};
 use super::{Store, StoreError, Tx};
 use crate::model::{ReleaseMetadata, Vulnerability};
@@ -156,11 +157,18 @@ pub async fn put_release_doc(
     doc: &ReleaseMetadata,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO release_metadata (project, version_key, requires_dist, requires_python, \
+    /// The same on both backends but for SQLite's own count of the change.
+    macro_rules! upsert {
+        () => {
+            "INSERT INTO release_metadata (project, version_key, requires_dist, requires_python, \
             vulnerabilities, fetched_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (project, version_key) DO UPDATE SET requires_dist = excluded.requires_dist, \
             requires_python = excluded.requires_python, vulnerabilities = excluded.vulnerabilities, \
-            fetched_at = excluded.fetched_at";
+            fetched_at = excluded.fetched_at"
+        };
+    }
+    const SQL: &str = concat!(upsert!(), mark_changed!());
+    const SQL_PG: &str = upsert!();
     let dist = doc
         .requires_dist
         .as_ref()
@@ -169,7 +177,7 @@ pub async fn put_release_doc(
         .map_err(|e| corrupt("release_metadata.requires_dist", e))?;
     let vulns = serde_json::to_string(&doc.vulnerabilities)
         .map_err(|e| corrupt("release_metadata.vulnerabilities", e))?;
-    on_db!(conn.conn(), |c| sqlx::query(SQL)
+    on_db!(conn.conn(), |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(project)
         .bind(version_key)
         .bind(dist)

@@ -544,6 +544,10 @@ mod tests {
             20261201020000,
             "40008ba0c2493e53a94528ec10d6331aee9b1cac32d840c2af42e70c84f45daf9c86a0558abb6d4523b539f586bba964",
         ),
+        (
+            20261201030000,
+            "37181b8c73e4cbfab7cfa280f24964f725269d2079b9b88e7335252d933b8ff3a2e9fc32f8c68e4d8db9f589f02bcac4",
+        ),
     ];
 
     /// The same for PostgreSQL's twins (`migrations/postgres/`).
@@ -587,6 +591,10 @@ mod tests {
         (
             20261201020000,
             "f712a49790e9ede74c0402bb33387ddccd6f086e362430d24a2ae8d33d0a57670ddb0350950a616f87c2e94eb05d836f",
+        ),
+        (
+            20261201030000,
+            "d552246dfdee24acd328fcd457cdf3b363ebc2df847a8d0aacfea1199bea4c38cdbe9fc4c734e8882c4c83af49dd8d0c",
         ),
     ];
 

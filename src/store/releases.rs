@@ -7,6 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use pep440_rs::Version;
 
+use super::changes::mark_changed;
 use super::db::{Conn, Ts, no_nul, on_db};
 use super::{Store, StoreError, Tx, ts};
 use crate::model::{Observation, ReleaseClass, SourceKind};
@@ -502,7 +503,8 @@ async fn upsert_releases(
     rows: &[ReleaseJson<'_>],
     now: Ts,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO releases (project, version, version_key, class, line, \
+    const SQL: &str = concat!(
+        "INSERT INTO releases (project, version, version_key, class, line, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
             withdrawn_at, withdrawn_reason, first_seen_at) \
          SELECT $1, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
@@ -514,7 +516,9 @@ async fn upsert_releases(
             available_at = excluded.available_at, yanked = excluded.yanked, \
             yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
             new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
-            withdrawn_reason = excluded.withdrawn_reason";
+            withdrawn_reason = excluded.withdrawn_reason",
+        mark_changed!()
+    );
     const SQL_PG: &str = "INSERT INTO releases (project, version, version_key, class, line, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
             withdrawn_at, withdrawn_reason, first_seen_at) \
@@ -593,7 +597,8 @@ async fn upsert_evidence(
             e.value ->> 5, e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
             e.value ->> 10, e.value ->> 11, $1, $1 \
          FROM jsonb_each($2) e WHERE true",
-        on_conflict!()
+        on_conflict!(),
+        mark_changed!()
     );
     const SQL_PG: &str = concat!(
         "INSERT INTO evidence (release_id, source, raw, url, published_at, \
@@ -641,7 +646,8 @@ pub async fn withdraw_rejected(
     rejected: &[(String, String)],
     now: DateTime<Utc>,
 ) -> Result<Vec<Withdrawal>, StoreError> {
-    const SQL: &str = "UPDATE releases SET withdrawn_at = $3, withdrawn_reason = ( \
+    const SQL: &str = concat!(
+        "UPDATE releases SET withdrawn_at = $3, withdrawn_reason = ( \
             SELECT json_extract(j.value, '$[1]') FROM evidence e \
             JOIN json_each($4) j ON e.raw = json_extract(j.value, '$[0]') \
             WHERE e.release_id = releases.id AND e.source = $2 AND e.inherited = 0) \
@@ -650,7 +656,9 @@ pub async fn withdraw_rejected(
             WHERE e.release_id = releases.id AND e.source = $2 AND e.inherited = 0) \
          AND NOT EXISTS (SELECT 1 FROM evidence o \
             WHERE o.release_id = releases.id AND o.inherited = 0 AND o.source <> $2) \
-         RETURNING version, withdrawn_reason";
+         RETURNING version, withdrawn_reason",
+        mark_changed!()
+    );
     // A spelling rejected twice gives its first reason, as SQLite's first match does
     // (PostgreSQL refuses a scalar subquery of two rows).
     const SQL_PG: &str = "UPDATE releases SET withdrawn_at = $3, withdrawn_reason = ( \
