@@ -487,7 +487,12 @@ impl Sandbox {
 
     /// The real binary, ready to run.
     pub fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_herald")), args)
+    }
+
+    /// [`Sandbox::command`] with another build of `herald` (P5 measures a shipped build).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
         cmd.current_dir(self.dir.path()).args(args);
         for (key, _) in std::env::vars() {
             if key.starts_with("HERALD_") {

@@ -53,6 +53,18 @@ pub fn serve_command(
     projects: &std::path::Path,
     schedule: Option<&str>,
 ) -> (tokio::process::Command, u16) {
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_herald"));
+    serve_command_of(program, sandbox, upstream, projects, schedule)
+}
+
+/// [`serve_command`] with another build of `herald`.
+pub fn serve_command_of(
+    program: &std::path::Path,
+    sandbox: &super::Sandbox,
+    upstream: &str,
+    projects: &std::path::Path,
+    schedule: Option<&str>,
+) -> (tokio::process::Command, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec!["serve".to_string(), "--listen".into(), listen];
@@ -60,7 +72,10 @@ pub fn serve_command(
         args.extend(["--schedule".to_string(), schedule.to_string()]);
     }
     args.extend(sandbox.args(upstream, Some(projects)));
-    let command = sandbox.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let command = sandbox.command_of(
+        program,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     (command, port)
