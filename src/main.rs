@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 
 /// At most two malloc arenas. glibc gives threads that allocate at once arenas of their own,
 /// up to eight per core, and keeps what each has grown to; Herald's threads (the runtime's
-/// workers, one per SQLite connection) made about 1 MB of such memory in an idle
+/// workers, and one thread per SQLite connection) held about 1 MB of such memory in an idle
 /// `herald serve` (P5). The check benchmark (P3) is not slower with two, nor is the mail
 /// benchmark (P4) run with `MALLOC_ARENA_MAX=2`, the same setting.
 fn limit_malloc_arenas() {
