@@ -466,8 +466,9 @@ async fn one_size(history: &History, count: usize) -> Size {
     let curl = curl_fetch(&urls, sandbox.dir.path()).await;
     let fetch = curl.wall;
     // The cold run again on fresh databases, for the median (the later runs use the first's).
+    let repeats = repeats();
     let mut colds = vec![measure(herald_check(&sandbox, &base, &projects), "herald cold").await];
-    for _ in 1..repeats() {
+    for _ in 1..repeats {
         let fresh = Sandbox::sqlite();
         let projects = fresh.projects(&toml);
         colds.push(measure(herald_check(&fresh, &base, &projects), "herald cold").await);
@@ -506,7 +507,7 @@ async fn one_size(history: &History, count: usize) -> Size {
     server.no_validators.store(false, Ordering::Relaxed);
     let config = nvchecker_config(sandbox.dir.path(), &base, count);
     let mut nvcheckers = Vec::new();
-    for _ in 0..repeats() {
+    for _ in 0..repeats {
         let mut nv = std::process::Command::new(nvchecker_bin());
         nv.arg("-c").arg(&config).arg("-l").arg("warning");
         nvcheckers.push(measure(nv, "nvchecker").await);
@@ -518,7 +519,7 @@ async fn one_size(history: &History, count: usize) -> Size {
         releases,
         history.releases.len(),
         bytes as f64 / 1e6,
-        repeats()
+        repeats
     );
     println!(
         "  {:<44} {in_process:>7.2} s wall  (reqwest inside the benchmark: no process start)",

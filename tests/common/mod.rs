@@ -513,3 +513,20 @@ pub fn at(text: &str) -> DateTime<Utc> {
         .expect("timestamp")
         .with_timezone(&Utc)
 }
+
+/// Queues `n` test messages at `now`, to `op0@example.org`, `op1@example.org`, ..., with
+/// message ids `<0@example.org>`, ...: mail with no subscriber behind it, for store tests.
+pub async fn queue_test_messages(store: &herald::store::Store, n: usize, now: DateTime<Utc>) {
+    for i in 0..n {
+        let recipient = format!("op{i}@example.org");
+        let message = herald::store::NewMessage {
+            subscriber_id: None,
+            recipient: &recipient,
+            kind: "test_message",
+            subject_key: "test",
+            payload: &serde_json::json!({}),
+            message_id: &format!("<{i}@example.org>"),
+        };
+        store.enqueue(&message, now).await.expect("enqueue");
+    }
+}

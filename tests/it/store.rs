@@ -202,23 +202,7 @@ async fn claims_of_a_dead_dispatcher_on_this_host_are_taken_over_at_once() {
     let store = Store::open(&world.sandbox.db_url()).await.expect("open");
     let t0 = at("2026-11-22T06:00:00Z");
     let window = Duration::seconds(600);
-    for i in 0..6 {
-        let recipient = format!("op{i}@example.org");
-        store
-            .enqueue(
-                &NewMessage {
-                    subscriber_id: None,
-                    recipient: &recipient,
-                    kind: "test_message",
-                    subject_key: "test",
-                    payload: &serde_json::json!({}),
-                    message_id: &format!("<{i}@example.org>"),
-                },
-                t0,
-            )
-            .await
-            .expect("enqueue");
-    }
+    common::queue_test_messages(&store, 6, t0).await;
     let host = host_name();
     // A dispatcher on this host that has exited, one on another host, one alive here (us).
     let mut child = std::process::Command::new("true").spawn().expect("spawn");
@@ -344,18 +328,7 @@ async fn answers_with_nul_are_recorded_without_it() {
     let world = World::new().await;
     let store = Store::open(&world.sandbox.db_url()).await.expect("open");
     let t0 = at("2026-11-22T06:00:00Z");
-    for i in 0..5 {
-        let recipient = format!("op{i}@example.org");
-        let message = NewMessage {
-            subscriber_id: None,
-            recipient: &recipient,
-            kind: "test_message",
-            subject_key: "test",
-            payload: &serde_json::json!({}),
-            message_id: &format!("<{i}@example.org>"),
-        };
-        store.enqueue(&message, t0).await.expect("enqueue");
-    }
+    common::queue_test_messages(&store, 5, t0).await;
     let window = t0 + Duration::seconds(600);
     let claimed = store
         .claim_due("here:1:me", t0, 5, window, None)
