@@ -1,10 +1,11 @@
 //! One check run, end to end: take the run lease, fetch every project x source concurrently
 //! (bounded) and, as each project's last source answers, record it in one short transaction
 //! (releases, evidence, validators, source health, what is new), writing only what changed.
-//! A project whose sources all answered 304 (or sent the same body again) opens no
-//! transaction: their health is written for all of them in one statement at the end. No
-//! network call happens inside a transaction; a failing source never blocks the others and
-//! never removes anything.
+//! Recording is a pipeline of two: while one task writes a project, the other prepares the
+//! next (reads what is stored of it, plans the merge, serialises the rows). A project whose
+//! sources all answered 304 (or sent the same body again) opens no transaction: their health
+//! is written for all of them in one statement at the end. No network call happens inside a
+//! transaction; a failing source never blocks the others and never removes anything.
 //!
 //! Owns: orchestration and the run summary. Does not own: parsing (`sources`), the merge
 //! rules (`merge`) or SQL (`store`).
@@ -367,7 +368,7 @@ async fn run_locked(
         }
     };
     let recorder = Recorder {
-        app,
+        app: app.clone(),
         run_id,
         dry_run: opts.dry_run,
         now,
@@ -487,19 +488,43 @@ impl<'a> Reading<'a> {
     }
 }
 
-/// What every project's recording in one run shares.
-struct Recorder<'a> {
-    app: &'a App,
+/// What every project's recording in one run shares. Owned, so the writing half runs in a
+/// task of its own.
+#[derive(Clone)]
+struct Recorder {
+    app: App,
     run_id: Option<i64>,
     dry_run: bool,
     now: DateTime<Utc>,
 }
 
+/// One source's answer, made ready to write: what it listed has gone into the plan.
+struct ReadSource {
+    kind: SourceKind,
+    outcome: Outcome,
+    /// Entries it listed.
+    listed: usize,
+    /// It had a successful fetch before this run.
+    had_baseline: bool,
+}
+
+/// One project's answers, made ready to write outside any transaction: the merge planned and
+/// the rows that change serialised.
+struct Prepared {
+    index: usize,
+    project: String,
+    sources: Vec<ReadSource>,
+    plan: merge::Plan,
+    rows: store::ReleaseRows,
+}
+
+/// The task writing prepared projects: their reports by project index, or the first error.
+type Writing = tokio::task::JoinHandle<anyhow::Result<Vec<(usize, ProjectReport)>>>;
+
 /// What the sources of one project said, with their health already written.
 #[derive(Default)]
 struct SourceFindings {
     reports: Vec<SourceReport>,
-    batches: Vec<SourceBatch>,
     rejected: Vec<(SourceKind, Vec<(String, String)>)>,
     baseline: bool,
 }
@@ -519,9 +544,14 @@ fn changes_nothing(outcome: &Outcome) -> bool {
         if f.not_modified && f.validators.is_empty() && f.skipped.is_empty() && f.resolved_url.is_none())
 }
 
-impl Recorder<'_> {
+impl Recorder {
     /// Records each project as soon as all its sources have answered; then marks the
     /// sources that answered "unchanged".
+    ///
+    /// Two halves work side by side: this task prepares a project (reads what is stored of
+    /// it, plans the merge, serialises the rows) while a task of its own writes the previous
+    /// one in its transaction, so the database's thread is not kept waiting for the
+    /// preparation, nor the preparation for the database.
     async fn record_all(
         &self,
         projects: &[&Project],
@@ -536,6 +566,9 @@ impl Recorder<'_> {
         let mut reports: Vec<Option<ProjectReport>> = projects.iter().map(|_| None).collect();
         let mut unchanged: Vec<(String, SourceKind)> = Vec::new();
         let mut waiting: HashMap<usize, Vec<(SourceKind, Outcome)>> = HashMap::new();
+
+        let (to_writer, writing) = self.writer();
+        let mut failed = None;
         while let Some((index, kind, outcome)) = receiver.recv().await {
             let outcomes = waiting.entry(index).or_default();
             outcomes.push((kind, outcome));
@@ -545,16 +578,47 @@ impl Recorder<'_> {
             }
             let mut outcomes = waiting.remove(&index).unwrap_or_default();
             outcomes.sort_by_key(|(kind, _)| *kind);
+            if outcomes.iter().all(|(_, o)| changes_nothing(o)) {
+                // Nothing to write: the sources' health is written with the others' at the
+                // end of the run.
+                let sources = outcomes
+                    .iter()
+                    .map(|(kind, _)| SourceReport::unchanged(*kind))
+                    .collect();
+                unchanged.extend(outcomes.iter().map(|(k, _)| (project.name.clone(), *k)));
+                reports[index] = Some(ProjectReport::quiet(project, sources));
+                continue;
+            }
             let had_baseline = |k: SourceKind| {
                 states
                     .get(&(project.name.clone(), k.as_str().to_string()))
                     .is_some_and(|s| s.baseline_at.is_some())
             };
             let history = with_history.contains(project.name.as_str());
-            let report = self
-                .record_project(project, outcomes, &had_baseline, history, &mut unchanged)
+            let ready = self
+                .prepare(index, project, outcomes, &had_baseline, history)
                 .await
-                .with_context(|| format!("cannot record the results for {}", project.name))?;
+                .with_context(|| format!("cannot record the results for {}", project.name));
+            match ready {
+                Ok(ready) => {
+                    if to_writer.send(ready).await.is_err() {
+                        break; // the writer failed: its error is returned below
+                    }
+                }
+                Err(err) => {
+                    failed = Some(err);
+                    break;
+                }
+            }
+        }
+        drop(to_writer);
+        let written = writing
+            .await
+            .context("the task writing the check's results stopped")?;
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        for (index, report) in written? {
             reports[index] = Some(report);
         }
         if !self.dry_run {
@@ -566,155 +630,86 @@ impl Recorder<'_> {
         Ok(reports.into_iter().flatten().collect())
     }
 
-    /// Records one project's answers in one transaction (none when nothing changed: the
-    /// sources' health is then written with the others' at the end of the run, into
-    /// `unchanged`).
-    async fn record_project(
+    /// The writing half of [`Recorder::record_all`]: a task that writes each project it is
+    /// handed, in order, and returns their reports (index, report), or the first error.
+    fn writer(&self) -> (tokio::sync::mpsc::Sender<Prepared>, Writing) {
+        let (to_writer, mut prepared) = tokio::sync::mpsc::channel::<Prepared>(1);
+        let writer = self.clone();
+        let writing = tokio::spawn(
+            async move {
+                let mut written = Vec::new();
+                while let Some(project) = prepared.recv().await {
+                    let (index, name) = (project.index, project.project.clone());
+                    let report = writer
+                        .write_project(project)
+                        .await
+                        .with_context(|| format!("cannot record the results for {name}"))?;
+                    written.push((index, report));
+                }
+                anyhow::Ok(written)
+            }
+            .instrument(tracing::Span::current()),
+        );
+        (to_writer, writing)
+    }
+
+    /// Everything of recording one project that needs no transaction: what is stored of it
+    /// (read on a connection of its own, see [`store::Store::known_releases`]), the merge's
+    /// plan and the rows it changes.
+    async fn prepare(
         &self,
+        index: usize,
         project: &Project,
         outcomes: Vec<(SourceKind, Outcome)>,
         had_baseline: &(dyn Fn(SourceKind) -> bool + Sync),
         history: bool,
-        unchanged: &mut Vec<(String, SourceKind)>,
-    ) -> anyhow::Result<ProjectReport> {
-        if outcomes.iter().all(|(_, o)| changes_nothing(o)) {
-            let sources = outcomes
-                .iter()
-                .map(|(kind, _)| SourceReport::unchanged(*kind))
-                .collect();
-            unchanged.extend(outcomes.iter().map(|(k, _)| (project.name.clone(), *k)));
-            return Ok(ProjectReport::quiet(project, sources));
-        }
-        let mut tx = self.app.store.begin().await?;
+    ) -> anyhow::Result<Prepared> {
         let known = if history {
-            store::known_releases(&mut tx, &project.name).await?
+            self.app.store.known_releases(&project.name).await?
         } else {
             Vec::new()
         };
-        let found = self
-            .record_sources(&mut tx, project, outcomes, had_baseline)
-            .await?;
-        let plan = merge::plan(project, &known, found.batches);
-        let recorded = self.record_plan(&mut tx, project, &known, &plan).await?;
-        let withdrawn = self
-            .record_withdrawals(&mut tx, project, &found.rejected)
-            .await?;
-        // Who hears about it is decided in the same transaction that records it.
-        let (mut queued, digest_items) = queue_release_mail(
-            self.app,
-            &mut tx,
-            &project.name,
-            &recorded.announced,
-            self.now,
-        )
-        .await?;
-        queued += crate::notify::channels::queue_releases(
-            &self.app.config.channels,
-            &mut tx,
-            &recorded.announced,
-            self.now,
-        )
-        .await?;
-        if self.dry_run {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(ProjectReport {
-            project: project.name.clone(),
-            new: recorded.new,
-            recorded: recorded.rows,
-            baseline: found.baseline,
-            queued,
-            digest_items,
-            withdrawn,
-            sources: found.reports,
-        })
-    }
-
-    /// Writes each source's health and validators; returns what they listed.
-    async fn record_sources(
-        &self,
-        tx: &mut store::Tx,
-        project: &Project,
-        outcomes: Vec<(SourceKind, Outcome)>,
-        had_baseline: &(dyn Fn(SourceKind) -> bool + Sync),
-    ) -> anyhow::Result<SourceFindings> {
-        let (run_id, now) = (self.run_id, self.now);
-        let mut found = SourceFindings::default();
-        let mut validators = Vec::new();
-        for (kind, outcome) in outcomes {
-            match outcome {
-                Outcome::Fetched(fetched) => {
-                    let warnings = skip_warnings(tx, project, kind, &fetched.skipped, now).await?;
-                    for warning in &warnings {
-                        tracing::warn!(project = %project.name, source = %kind, run_id, "{warning}");
-                    }
-                    found
-                        .rejected
-                        .push((kind, rejections(kind, &fetched.skipped)));
-                    validators.extend(fetched.validators);
-                    store::source_succeeded(
-                        tx,
-                        &project.name,
-                        kind,
-                        fetched.resolved_url.as_deref(),
-                        (!fetched.not_modified).then_some(attribution::RULE_VERSION),
-                        now,
-                    )
-                    .await?;
-                    found.baseline |= !had_baseline(kind);
-                    let mut report = SourceReport::unchanged(kind);
-                    report.listed = fetched.observations.len();
-                    report.warnings = warnings;
-                    report.skipped = fetched.skipped.len();
+        let mut batches = Vec::new();
+        let sources = outcomes
+            .into_iter()
+            .map(|(kind, mut outcome)| {
+                let mut listed = 0;
+                if let Outcome::Fetched(fetched) = &mut outcome {
+                    listed = fetched.observations.len();
+                    let observations = std::mem::take(&mut fetched.observations);
                     if !fetched.not_modified {
-                        report.status = SourceStatus::Ok;
-                        found.batches.push(SourceBatch {
+                        batches.push(SourceBatch {
                             kind,
-                            observations: fetched.observations,
+                            observations,
                             had_baseline: had_baseline(kind),
                         });
                     }
-                    found.reports.push(report);
                 }
-                Outcome::Failed(err) => {
-                    let until = err.deferred_until();
-                    let message = err.to_string();
-                    // The one report of the failure: `herald check` prints no second one.
-                    let name = &project.name;
-                    if let Some(until) = until {
-                        tracing::warn!(project = %name, source = %kind, state = "deferred", run_id, %until, "{name}: {kind} deferred: {message}");
-                    } else {
-                        tracing::warn!(project = %name, source = %kind, state = "failed", run_id, "{name}: {kind} failed: {message}");
-                    }
-                    store::source_failed(tx, &project.name, kind, &message, until, now).await?;
-                    found
-                        .reports
-                        .push(SourceReport::failed(kind, message, until));
+                ReadSource {
+                    kind,
+                    outcome,
+                    listed,
+                    had_baseline: had_baseline(kind),
                 }
-                Outcome::StillDeferred(until) => {
-                    let message = format!("rate limited earlier; not asked again before {until}");
-                    let name = &project.name;
-                    tracing::warn!(project = %name, source = %kind, state = "deferred", run_id, %until, "{name}: {kind} deferred: {message}");
-                    found
-                        .reports
-                        .push(SourceReport::failed(kind, message, Some(until)));
-                }
-            }
-        }
-        store::put_validators(tx, &validators, now).await?;
-        Ok(found)
+            })
+            .collect();
+        let plan = merge::plan(project, &known, batches);
+        let rows = self.release_rows(&known, &plan)?;
+        Ok(Prepared {
+            index,
+            project: project.name.clone(),
+            sources,
+            plan,
+            rows,
+        })
     }
 
-    /// Writes the plan's releases and evidence (only what changed); returns what is new.
-    async fn record_plan(
+    /// The rows the plan changes.
+    fn release_rows(
         &self,
-        tx: &mut store::Tx,
-        project: &Project,
         known: &[store::KnownRelease],
         plan: &merge::Plan,
-    ) -> anyhow::Result<Recorded> {
+    ) -> anyhow::Result<store::ReleaseRows> {
         let evidence: Vec<Vec<EvidenceWrite<'_>>> = plan
             .releases
             .iter()
@@ -748,23 +743,153 @@ impl Recorder<'_> {
                 evidence,
             })
             .collect();
-        let ids = store::write_releases(tx, &project.name, known, &writes, self.now).await?;
-        let mut recorded = Recorded::default();
-        for (release, id) in plan.releases.iter().zip(ids) {
-            recorded.rows += usize::from(release.is_new_row);
-            if !release.announce {
-                continue;
+        Ok(store::release_rows(known, &writes)?)
+    }
+
+    /// Writes one prepared project in one transaction: its sources' health and validators,
+    /// the rows that change, withdrawals and who hears about what is new.
+    async fn write_project(&self, prepared: Prepared) -> anyhow::Result<ProjectReport> {
+        let Prepared {
+            project,
+            sources,
+            plan,
+            rows,
+            ..
+        } = prepared;
+        let mut tx = self.app.store.begin().await?;
+        let found = self.record_sources(&mut tx, &project, sources).await?;
+        store::write_release_rows(&mut tx, &project, &rows, self.now).await?;
+        let recorded = self.recorded(&mut tx, &project, &plan).await?;
+        let withdrawn = self
+            .record_withdrawals(&mut tx, &project, &found.rejected)
+            .await?;
+        // Who hears about it is decided in the same transaction that records it.
+        let (mut queued, digest_items) =
+            queue_release_mail(&self.app, &mut tx, &project, &recorded.announced, self.now).await?;
+        queued += crate::notify::channels::queue_releases(
+            &self.app.config.channels,
+            &mut tx,
+            &recorded.announced,
+            self.now,
+        )
+        .await?;
+        if self.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(ProjectReport {
+            project,
+            new: recorded.new,
+            recorded: recorded.rows,
+            baseline: found.baseline,
+            queued,
+            digest_items,
+            withdrawn,
+            sources: found.reports,
+        })
+    }
+
+    /// Writes each source's health and validators; returns their reports.
+    async fn record_sources(
+        &self,
+        tx: &mut store::Tx,
+        project: &str,
+        sources: Vec<ReadSource>,
+    ) -> anyhow::Result<SourceFindings> {
+        let (run_id, now) = (self.run_id, self.now);
+        let mut found = SourceFindings::default();
+        let mut validators = Vec::new();
+        for ReadSource {
+            kind,
+            outcome,
+            listed,
+            had_baseline,
+        } in sources
+        {
+            match outcome {
+                Outcome::Fetched(fetched) => {
+                    let warnings = skip_warnings(tx, project, kind, &fetched.skipped, now).await?;
+                    for warning in &warnings {
+                        tracing::warn!(project = %project, source = %kind, run_id, "{warning}");
+                    }
+                    found
+                        .rejected
+                        .push((kind, rejections(kind, &fetched.skipped)));
+                    validators.extend(fetched.validators);
+                    store::source_succeeded(
+                        tx,
+                        project,
+                        kind,
+                        fetched.resolved_url.as_deref(),
+                        (!fetched.not_modified).then_some(attribution::RULE_VERSION),
+                        now,
+                    )
+                    .await?;
+                    found.baseline |= !had_baseline;
+                    let mut report = SourceReport::unchanged(kind);
+                    report.listed = listed;
+                    report.warnings = warnings;
+                    report.skipped = fetched.skipped.len();
+                    if !fetched.not_modified {
+                        report.status = SourceStatus::Ok;
+                    }
+                    found.reports.push(report);
+                }
+                Outcome::Failed(err) => {
+                    let until = err.deferred_until();
+                    let message = err.to_string();
+                    // The one report of the failure: `herald check` prints no second one.
+                    if let Some(until) = until {
+                        tracing::warn!(project = %project, source = %kind, state = "deferred", run_id, %until, "{project}: {kind} deferred: {message}");
+                    } else {
+                        tracing::warn!(project = %project, source = %kind, state = "failed", run_id, "{project}: {kind} failed: {message}");
+                    }
+                    store::source_failed(tx, project, kind, &message, until, now).await?;
+                    found
+                        .reports
+                        .push(SourceReport::failed(kind, message, until));
+                }
+                Outcome::StillDeferred(until) => {
+                    let message = format!("rate limited earlier; not asked again before {until}");
+                    tracing::warn!(project = %project, source = %kind, state = "deferred", run_id, %until, "{project}: {kind} deferred: {message}");
+                    found
+                        .reports
+                        .push(SourceReport::failed(kind, message, Some(until)));
+                }
             }
+        }
+        store::put_validators(tx, &validators, now).await?;
+        Ok(found)
+    }
+
+    /// What the plan's written releases make new: the ones to announce, with their row ids.
+    async fn recorded(
+        &self,
+        tx: &mut store::Tx,
+        project: &str,
+        plan: &merge::Plan,
+    ) -> anyhow::Result<Recorded> {
+        let keys: Vec<&str> = plan.announced().map(|r| r.key.as_str()).collect();
+        let ids = store::release_ids(tx, project, &keys).await?;
+        let mut recorded = Recorded {
+            rows: plan.releases.iter().filter(|r| r.is_new_row).count(),
+            ..Recorded::default()
+        };
+        for release in plan.announced() {
+            let release_id = ids.get(&release.key).copied().with_context(|| {
+                format!("no row for {project} {} after writing it", release.key)
+            })?;
             recorded.announced.push(decide::NewRelease {
-                release_id: id,
-                project: project.name.clone(),
+                release_id,
+                project: project.to_string(),
                 key: release.key.clone(),
                 version: release.version.clone(),
                 class: release.class,
             });
-            tracing::info!(project = %project.name, version = %release.version, class = %release.class, run_id = self.run_id, "new release");
+            tracing::info!(project = %project, version = %release.version, class = %release.class, run_id = self.run_id, "new release");
             recorded.new.push(NewRelease {
-                project: project.name.clone(),
+                project: project.to_string(),
                 version: release.version.to_string(),
                 class: release.class,
                 line: release.line.clone(),
@@ -777,13 +902,13 @@ impl Recorder<'_> {
     async fn record_withdrawals(
         &self,
         tx: &mut store::Tx,
-        project: &Project,
+        project: &str,
         rejected: &[(SourceKind, Vec<(String, String)>)],
     ) -> anyhow::Result<Vec<WithdrawnRelease>> {
         let mut withdrawn = Vec::new();
         for (kind, rejected) in rejected {
-            for w in store::withdraw_rejected(tx, &project.name, *kind, rejected, self.now).await? {
-                tracing::warn!(project = %project.name, source = %kind, run_id = self.run_id, version = %w.version, "withdrawn: {}", w.reason);
+            for w in store::withdraw_rejected(tx, project, *kind, rejected, self.now).await? {
+                tracing::warn!(project = %project, source = %kind, run_id = self.run_id, version = %w.version, "withdrawn: {}", w.reason);
                 withdrawn.push(WithdrawnRelease {
                     version: w.version,
                     reason: w.reason,
@@ -848,20 +973,20 @@ const LISTED_SKIPS: usize = 10;
 /// before are logged at debug level only.
 async fn skip_warnings(
     tx: &mut store::Tx,
-    project: &Project,
+    project: &str,
     kind: SourceKind,
     skipped: &[Skipped],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<String>> {
     let raws: Vec<&str> = skipped.iter().map(|s| s.raw.as_str()).collect();
-    let mut first = store::first_reports(tx, &project.name, kind, &raws, now).await?;
+    let mut first = store::first_reports(tx, project, kind, &raws, now).await?;
     // Each entry once, even when a listing repeats it.
     let fresh: Vec<&Skipped> = skipped
         .iter()
         .filter(|s| first.remove(&store::skip_key(&s.raw)))
         .collect();
     if fresh.len() < skipped.len() {
-        tracing::debug!(project = %project.name, source = %kind, "skipped {} entries reported by an earlier run", skipped.len() - fresh.len());
+        tracing::debug!(project = %project, source = %kind, "skipped {} entries reported by an earlier run", skipped.len() - fresh.len());
     }
     let mut lines: Vec<String> = fresh
         .iter()
@@ -886,7 +1011,7 @@ async fn skip_warnings(
         }
         lines.push(format!(
             "{}: {kind}: skipped {} {what} of other packages: {list}",
-            project.name,
+            project,
             others.len()
         ));
     }

@@ -60,8 +60,8 @@ mod tests {
     use pep440_rs::Version;
 
     use super::super::{
-        EvidenceWrite, ReleaseWrite, Tx, known_releases, mark_alerts_done, put_release_doc,
-        withdraw_rejected, write_releases,
+        EvidenceWrite, ReleaseWrite, Tx, mark_alerts_done, put_release_doc, withdraw_rejected,
+        write_releases,
     };
     use super::*;
     use crate::model::{Observation, ReleaseClass, ReleaseMetadata, SourceKind};
@@ -80,8 +80,8 @@ mod tests {
             observation,
             inherited: false,
         }];
+        let known = store.known_releases("pretalx").await.expect("known");
         let mut tx = store.begin().await.expect("tx");
-        let known = known_releases(&mut tx, "pretalx").await.expect("known");
         let write = ReleaseWrite {
             version: &observation.version,
             key: "2.3.1",

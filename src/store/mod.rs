@@ -61,8 +61,9 @@ pub use outbox::{
     enqueue_all_in, enqueue_in, mark_digest_queued,
 };
 pub use releases::{
-    EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseWrite,
-    StoredRelease, Withdrawal, known_releases, withdraw_rejected, write_releases,
+    EvidenceRow, EvidenceWrite, KnownRelease, ReleaseFilter, ReleaseRow, ReleaseRows, ReleaseWrite,
+    StoredRelease, Withdrawal, release_ids, release_rows, withdraw_rejected, write_release_rows,
+    write_releases,
 };
 pub use runs::{LeaseOutcome, Metrics, RunRow, host_name};
 pub use sources::{

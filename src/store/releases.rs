@@ -123,7 +123,7 @@ fn source_kind(text: &str) -> Result<SourceKind, StoreError> {
     })
 }
 
-/// A stored release row, as `known_releases` reads it in one JSON array.
+/// A stored release row, as [`Store::known_releases`] reads it in one JSON array.
 type KnownRow = (
     i64,
     String,
@@ -139,7 +139,7 @@ type KnownRow = (
     Option<String>,
 );
 
-/// A stored evidence row, as `known_releases` reads it: release, source, inherited, URL,
+/// A stored evidence row, as [`Store::known_releases`] reads it: release, source, inherited, URL,
 /// fingerprint.
 type KnownEvidenceRow = (i64, String, i64, Option<String>, Option<i64>);
 
@@ -162,60 +162,67 @@ async fn json_rows<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Releases of one project with their evidence and what is stored of them, inside a
-/// transaction: two statements, one row each, whatever the history's length.
-///
-/// The check reads these and then writes with [`write_releases`] in the same transaction. On
-/// PostgreSQL (`READ COMMITTED`, no lock taken here) two checks never run at once (the run
-/// lease), and the writes stay safe even if they did: each is an upsert on the row's unique
-/// key (`ON CONFLICT (project, version_key)`, `ON CONFLICT (release_id, source)`), so a row
-/// another process wrote meanwhile is updated in place, never duplicated or refused, and the
-/// ids are read back by key after writing.
-pub async fn known_releases(conn: &mut Tx, project: &str) -> Result<Vec<KnownRelease>, StoreError> {
-    const RELEASES: &str = "SELECT json_group_array(json_array(id, version, version_key, class, \
+impl Store {
+    /// Releases of one project with their evidence and what is stored of them: two
+    /// statements, one row each, whatever the history's length. Read outside any transaction,
+    /// on a connection of its own: a check reads a project this way while it writes the
+    /// previous one, and writes it with [`write_release_rows`] in a transaction of its own
+    /// afterwards.
+    ///
+    /// What is read stays what is stored until then: only a check writes releases and
+    /// evidence (besides `alerts_done_at`, which is not read here), and the run lease keeps
+    /// a second check out. If one ran anyway, the writes would still be safe: each is an
+    /// upsert on the row's unique key (`ON CONFLICT (project, version_key)`,
+    /// `ON CONFLICT (release_id, source)`), so a row another process wrote meanwhile is
+    /// updated in place, never duplicated or refused, and evidence finds its release by key.
+    pub async fn known_releases(&self, project: &str) -> Result<Vec<KnownRelease>, StoreError> {
+        const RELEASES: &str = "SELECT json_group_array(json_array(id, version, version_key, class, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
             withdrawn_at, withdrawn_reason)) FROM releases WHERE project = $1";
-    // Times through `herald_ts` and flags as 0/1: the same text as SQLite's, which a run
-    // compares with what it would write.
-    const RELEASES_PG: &str = "SELECT COALESCE(json_agg(json_build_array(id, version, \
+        // Times through `herald_ts` and flags as 0/1: the same text as SQLite's, which a run
+        // compares with what it would write.
+        const RELEASES_PG: &str = "SELECT COALESCE(json_agg(json_build_array(id, version, \
             version_key, class, herald_ts(published_at), herald_ts(available_at), yanked::int, \
             yanked_reason, baseline::int, new_in_run, herald_ts(withdrawn_at), \
             withdrawn_reason)), '[]')::text FROM releases WHERE project = $1";
-    let rows: Vec<KnownRow> =
-        json_rows(conn.conn(), (RELEASES, RELEASES_PG), project, "releases").await?;
-    let (mut evidence, mut fingerprints) = known_evidence(conn, project).await?;
-    rows.into_iter()
-        .map(|row| {
-            let (id, text, key, class, published_at, available_at, yanked) =
-                (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
-            let version = Version::from_str(&text).map_err(|err| StoreError::Corrupt {
-                column: "releases.version",
-                detail: format!("`{text}`: {err}"),
-            })?;
-            let class = ReleaseClass::from_str(&class).map_err(|detail| StoreError::Corrupt {
-                column: "releases.class",
-                detail,
-            })?;
-            Ok(KnownRelease {
-                id,
-                version,
-                key,
-                evidence: evidence.remove(&id).unwrap_or_default(),
-                stored: StoredRelease {
-                    class,
-                    published_at,
-                    available_at,
-                    yanked: yanked != 0,
-                    yanked_reason: row.7,
-                    baseline: row.8 != 0,
-                    new_in_run: row.9,
-                    withdrawn_at: row.10,
-                    withdrawn_reason: row.11,
-                    fingerprints: fingerprints.remove(&id).unwrap_or_default(),
-                },
+        let mut held = self.pool.acquire().await?;
+        let rows: Vec<KnownRow> =
+            json_rows(held.conn(), (RELEASES, RELEASES_PG), project, "releases").await?;
+        let (mut evidence, mut fingerprints) = known_evidence(held.conn(), project).await?;
+        rows.into_iter()
+            .map(|row| {
+                let (id, text, key, class, published_at, available_at, yanked) =
+                    (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
+                let version = Version::from_str(&text).map_err(|err| StoreError::Corrupt {
+                    column: "releases.version",
+                    detail: format!("`{text}`: {err}"),
+                })?;
+                let class =
+                    ReleaseClass::from_str(&class).map_err(|detail| StoreError::Corrupt {
+                        column: "releases.class",
+                        detail,
+                    })?;
+                Ok(KnownRelease {
+                    id,
+                    version,
+                    key,
+                    evidence: evidence.remove(&id).unwrap_or_default(),
+                    stored: StoredRelease {
+                        class,
+                        published_at,
+                        available_at,
+                        yanked: yanked != 0,
+                        yanked_reason: row.7,
+                        baseline: row.8 != 0,
+                        new_in_run: row.9,
+                        withdrawn_at: row.10,
+                        withdrawn_reason: row.11,
+                        fingerprints: fingerprints.remove(&id).unwrap_or_default(),
+                    },
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 /// Evidence of one project's releases by release id: (source, inherited, URL) of each row,
@@ -225,8 +232,8 @@ type KnownEvidence = (
     HashMap<i64, Vec<(SourceKind, i64)>>,
 );
 
-/// The evidence half of [`known_releases`], in one statement.
-async fn known_evidence(conn: &mut Tx, project: &str) -> Result<KnownEvidence, StoreError> {
+/// The evidence half of [`Store::known_releases`], in one statement.
+async fn known_evidence(conn: Conn<'_>, project: &str) -> Result<KnownEvidence, StoreError> {
     const EVIDENCE: &str = "SELECT json_group_array(json_array(e.release_id, e.source, \
             e.inherited, e.url, e.fingerprint)) \
          FROM evidence e JOIN releases r ON r.id = e.release_id WHERE r.project = $1";
@@ -236,7 +243,7 @@ async fn known_evidence(conn: &mut Tx, project: &str) -> Result<KnownEvidence, S
     let mut evidence: HashMap<i64, Vec<(SourceKind, bool, Option<String>)>> = HashMap::new();
     let mut fingerprints: HashMap<i64, Vec<(SourceKind, i64)>> = HashMap::new();
     let evidence_rows: Vec<KnownEvidenceRow> =
-        json_rows(conn.conn(), (EVIDENCE, EVIDENCE_PG), project, "evidence").await?;
+        json_rows(conn, (EVIDENCE, EVIDENCE_PG), project, "evidence").await?;
     for (release_id, source, inherited, url, fingerprint) in evidence_rows {
         let kind = source_kind(&source)?;
         evidence
@@ -330,10 +337,83 @@ fn fingerprint(obs: &Observation, inherited: bool) -> i64 {
     h.digest() as i64
 }
 
-/// Writes what a run found of one project's releases, only the rows that change: the
-/// releases in one statement, their evidence in another (each a JSON array of rows read with
-/// `jsonb_each`), and the ids of new rows in a third. Returns each release's row id, in the
-/// order of `writes`. See [`known_releases`] for why this is safe beside another writer.
+/// What a run writes of one project's releases: only the rows that change, the release rows
+/// as one JSON array and their evidence as another. [`release_rows`] computes it from what
+/// [`Store::known_releases`] read, with no database at hand, so a check prepares one project while
+/// it writes the previous one; [`write_release_rows`] writes it.
+#[derive(Debug, Default)]
+pub struct ReleaseRows {
+    releases: Option<String>,
+    evidence: Option<String>,
+}
+
+impl ReleaseRows {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.releases.is_none() && self.evidence.is_none()
+    }
+}
+
+/// The rows `writes` change, given what is stored (`known`): a release row whose values
+/// differ (or that is new), an evidence row whose fingerprint differs (or that is new).
+pub fn release_rows(
+    known: &[KnownRelease],
+    writes: &[ReleaseWrite<'_>],
+) -> Result<ReleaseRows, StoreError> {
+    let known_by_key: HashMap<&str, &KnownRelease> =
+        known.iter().map(|k| (k.key.as_str(), k)).collect();
+    let mut releases = Vec::new();
+    let mut evidence = Vec::new();
+    for w in writes {
+        let existing = known_by_key.get(w.key).copied();
+        let next = updated(existing.map(|k| &k.stored), w);
+        let stored = existing
+            .map(|k| k.stored.fingerprints.as_slice())
+            .unwrap_or_default();
+        if !existing.is_some_and(|k| k.stored.same_row(&next)) {
+            releases.push(ReleaseJson::new(w, next));
+        }
+        for e in w.evidence {
+            let fp = fingerprint(e.observation, e.inherited);
+            if !stored
+                .iter()
+                .any(|(kind, old)| *kind == e.kind && *old == fp)
+            {
+                evidence.push(EvidenceJson::new(w.key, e, fp));
+            }
+        }
+    }
+    Ok(ReleaseRows {
+        releases: (!releases.is_empty())
+            .then(|| to_json(&releases))
+            .transpose()?,
+        evidence: (!evidence.is_empty())
+            .then(|| to_json(&evidence))
+            .transpose()?,
+    })
+}
+
+/// Writes one project's prepared rows: the releases in one statement, then their evidence in
+/// another (each row finds its release by key, so new releases need no second look-up).
+/// See [`Store::known_releases`] for why this is safe beside another writer.
+pub async fn write_release_rows(
+    conn: &mut Tx,
+    project: &str,
+    rows: &ReleaseRows,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let stamp = Ts(now);
+    if let Some(releases) = &rows.releases {
+        upsert_releases(conn.conn(), project, releases, stamp).await?;
+    }
+    if let Some(evidence) = &rows.evidence {
+        upsert_evidence(conn.conn(), project, evidence, stamp).await?;
+    }
+    Ok(())
+}
+
+/// [`release_rows`] and [`write_release_rows`] at once, for a single write outside a check
+/// (tests, tools): returns each release's row id, in the order of `writes`.
 pub async fn write_releases(
     conn: &mut Tx,
     project: &str,
@@ -341,77 +421,17 @@ pub async fn write_releases(
     writes: &[ReleaseWrite<'_>],
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
-    let known_by_key: HashMap<&str, &KnownRelease> =
-        known.iter().map(|k| (k.key.as_str(), k)).collect();
-    let mut ids: Vec<Option<i64>> = Vec::with_capacity(writes.len());
-    let mut rows = Vec::new();
-    for w in writes {
-        let existing = known_by_key.get(w.key).copied();
-        let next = updated(existing.map(|k| &k.stored), w);
-        ids.push(existing.map(|k| k.id));
-        if !existing.is_some_and(|k| k.stored.same_row(&next)) {
-            rows.push(ReleaseJson::new(w, next));
-        }
-    }
-    let stamp = Ts(now);
-    if !rows.is_empty() {
-        upsert_releases(conn.conn(), project, &rows, stamp).await?;
-    }
-    let missing: Vec<&str> = writes
-        .iter()
-        .zip(&ids)
-        .filter(|(_, id)| id.is_none())
-        .map(|(w, _)| w.key)
-        .collect();
-    if !missing.is_empty() {
-        let found: HashMap<String, i64> = new_ids(conn.conn(), project, &missing).await?;
-        for (slot, w) in ids.iter_mut().zip(writes) {
-            if slot.is_none() {
-                *slot = found.get(w.key).copied();
-            }
-        }
-    }
-    let ids: Vec<i64> = ids
-        .into_iter()
-        .zip(writes)
-        .map(|(id, w)| {
-            id.ok_or_else(|| StoreError::Corrupt {
+    write_release_rows(conn, project, &release_rows(known, writes)?, now).await?;
+    let keys: Vec<&str> = writes.iter().map(|w| w.key).collect();
+    let ids = release_ids(conn, project, &keys).await?;
+    keys.iter()
+        .map(|key| {
+            ids.get(*key).copied().ok_or_else(|| StoreError::Corrupt {
                 column: "releases.id",
-                detail: format!("no row for {project} {} after writing it", w.key),
+                detail: format!("no row for {project} {key} after writing it"),
             })
         })
-        .collect::<Result<_, _>>()?;
-    let evidence = changed_evidence(&known_by_key, writes, &ids);
-    if !evidence.is_empty() {
-        upsert_evidence(conn.conn(), &evidence, stamp).await?;
-    }
-    Ok(ids)
-}
-
-/// The evidence rows of `writes` (released as `ids`) whose fingerprint differs from the
-/// stored one: only those are written.
-fn changed_evidence<'a>(
-    known_by_key: &HashMap<&str, &KnownRelease>,
-    writes: &[ReleaseWrite<'a>],
-    ids: &[i64],
-) -> Vec<EvidenceJson<'a>> {
-    let mut evidence = Vec::new();
-    for (w, id) in writes.iter().zip(ids) {
-        let stored = known_by_key
-            .get(w.key)
-            .map(|k| k.stored.fingerprints.as_slice())
-            .unwrap_or_default();
-        for e in w.evidence {
-            let fp = fingerprint(e.observation, e.inherited);
-            if !stored
-                .iter()
-                .any(|(kind, old)| *kind == e.kind && *old == fp)
-            {
-                evidence.push(EvidenceJson::new(*id, e, fp));
-            }
-        }
-    }
-    evidence
+        .collect()
 }
 
 /// A release row to write, serialised as a JSON array (the statement reads it by position).
@@ -450,10 +470,11 @@ impl<'a> ReleaseJson<'a> {
     }
 }
 
-/// An evidence row to write, serialised as a JSON array; its text without NUL ([`no_nul`]).
+/// An evidence row to write, serialised as a JSON array, its release named by version key;
+/// its text without NUL ([`no_nul`]).
 #[derive(serde::Serialize)]
 struct EvidenceJson<'a>(
-    i64,
+    &'a str,
     &'static str,
     Cow<'a, str>,
     Option<Cow<'a, str>>,
@@ -468,10 +489,10 @@ struct EvidenceJson<'a>(
 );
 
 impl<'a> EvidenceJson<'a> {
-    fn new(release_id: i64, e: &EvidenceWrite<'a>, fingerprint: i64) -> EvidenceJson<'a> {
+    fn new(key: &'a str, e: &EvidenceWrite<'a>, fingerprint: i64) -> EvidenceJson<'a> {
         let o = e.observation;
         EvidenceJson(
-            release_id,
+            key,
             e.kind.as_str(),
             no_nul(&o.raw),
             o.url.as_deref().map(no_nul),
@@ -500,7 +521,7 @@ fn to_json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
 async fn upsert_releases(
     conn: Conn<'_>,
     project: &str,
-    rows: &[ReleaseJson<'_>],
+    rows: &str,
     now: Ts,
 ) -> Result<(), StoreError> {
     const SQL: &str = concat!(
@@ -533,20 +554,19 @@ async fn upsert_releases(
             yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
             new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
             withdrawn_reason = excluded.withdrawn_reason";
-    let rows = to_json(rows)?;
     on_db!(conn, |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(project)
         .bind(now)
-        .bind(rows.as_str())
+        .bind(rows)
         .execute(&mut *c)
         .await?
         .rows_affected());
     Ok(())
 }
 
-/// The row ids of releases just inserted, by key, in one row.
-async fn new_ids(
-    conn: Conn<'_>,
+/// The row ids of the project's releases with these keys, by key, in one statement (one row).
+pub async fn release_ids(
+    conn: &mut Tx,
     project: &str,
     keys: &[&str],
 ) -> Result<HashMap<String, i64>, StoreError> {
@@ -555,8 +575,11 @@ async fn new_ids(
     const SQL_PG: &str = "SELECT COALESCE(json_object_agg(version_key, id), '{}')::text \
          FROM releases WHERE project = $1 \
          AND version_key IN (SELECT jsonb_array_elements_text($2::jsonb))";
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
     let keys = to_json(keys)?;
-    let text: String = on_db!(conn, |c, d| sqlx::query_scalar(d.pick(SQL, SQL_PG))
+    let text: String = on_db!(conn.conn(), |c, d| sqlx::query_scalar(d.pick(SQL, SQL_PG))
         .bind(project)
         .bind(keys.as_str())
         .fetch_one(&mut *c)
@@ -573,7 +596,8 @@ async fn new_ids(
 /// `ON CONFLICT DO UPDATE` requires.
 async fn upsert_evidence(
     conn: Conn<'_>,
-    rows: &[EvidenceJson<'_>],
+    project: &str,
+    rows: &str,
     now: Ts,
 ) -> Result<(), StoreError> {
     /// What an evidence row becomes on conflict: the same on both backends.
@@ -593,8 +617,9 @@ async fn upsert_evidence(
         "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, \
             yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
             first_seen_at, last_seen_at) \
-         SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, \
-            e.value ->> 5, e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
+         SELECT (SELECT id FROM releases WHERE project = $3 AND version_key = e.value ->> 0), \
+            e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, e.value ->> 5, \
+            e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
             e.value ->> 10, e.value ->> 11, $1, $1 \
          FROM jsonb_each($2) e WHERE true",
         on_conflict!(),
@@ -604,17 +629,18 @@ async fn upsert_evidence(
         "INSERT INTO evidence (release_id, source, raw, url, published_at, \
             notes, yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
             first_seen_at, last_seen_at) \
-         SELECT (e.value ->> 0)::bigint, e.value ->> 1, e.value ->> 2, e.value ->> 3, \
+         SELECT (SELECT id FROM releases WHERE project = $3 AND version_key = e.value ->> 0), \
+            e.value ->> 1, e.value ->> 2, e.value ->> 3, \
             (e.value ->> 4)::timestamptz, e.value ->> 5, (e.value ->> 6)::boolean, \
             e.value ->> 7, (e.value ->> 8)::boolean, (e.value ->> 9)::boolean, \
             (e.value ->> 10)::boolean, (e.value ->> 11)::bigint, $1, $1 \
          FROM jsonb_array_elements($2::jsonb) e(value)",
         on_conflict!()
     );
-    let rows = to_json(rows)?;
     on_db!(conn, |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(now)
-        .bind(rows.as_str())
+        .bind(rows)
+        .bind(project)
         .execute(&mut *c)
         .await?
         .rows_affected());

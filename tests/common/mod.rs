@@ -326,6 +326,28 @@ pub async fn query_texts(url: &str, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs `statements` one by one on the database at `url`, on either backend: for the few
+/// tests that change the schema under Herald (a trigger that refuses a write).
+pub async fn execute(url: &str, statements: &[&str]) {
+    for sql in statements {
+        let text = sqlx::AssertSqlSafe(sql.to_string());
+        let done = if url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(url)
+                .await
+                .expect("connect to PostgreSQL");
+            let done = sqlx::query(text).execute(&pool).await.map(|_| ());
+            pool.close().await;
+            done
+        } else {
+            let pool = sqlx::SqlitePool::connect(url).await.expect("open SQLite");
+            let done = sqlx::query(text).execute(&pool).await.map(|_| ());
+            pool.close().await;
+            done
+        };
+        done.unwrap_or_else(|err| panic!("{sql}: {err}"));
+    }
+}
+
 /// A fresh database on the test PostgreSQL server, dropped with its sandbox.
 struct PgDatabase {
     server: String,

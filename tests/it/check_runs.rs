@@ -508,3 +508,110 @@ async fn two_processes_started_together_run_once() {
         "one run per round"
     );
 }
+
+/// Releases recorded per project.
+async fn per_project(app: &App) -> std::collections::BTreeMap<String, usize> {
+    let rows = app
+        .store
+        .releases(&ReleaseFilter::default())
+        .await
+        .expect("list");
+    let mut counts = std::collections::BTreeMap::new();
+    for row in rows {
+        *counts.entry(row.project).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The database refuses one project's releases (a trigger): the run ends with an error that
+/// names the project and the database's reason; every project written before it keeps all
+/// its releases and none is half-written; the lease is released, and once the fault is gone
+/// the next run records everything, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_the_database_refuses_ends_the_run_and_loses_nothing_written() {
+    let world = World::new().await;
+    common::site::serve_plugin_world(
+        &world.upstream,
+        &world.rows,
+        at("2026-11-22T00:00:00Z"),
+        &[],
+    );
+    let mut plugins = String::new();
+    for (dist, _) in common::site::PLUGINS {
+        plugins.push_str(&format!(
+            "\n[[project]]\nname = \"{dist}\"\nplugin_of = \"pretalx\"\nmodule = \"{}\"\nscheme = \"semver\"\npypi = \"{dist}\"\n",
+            dist.replace('-', "_")
+        ));
+    }
+    let projects = world.pretalx_projects(&plugins);
+    let (app, clock) = world
+        .app()
+        .projects(&projects)
+        .at("2026-11-22T06:00:00Z")
+        .build()
+        .await;
+    let url = world.sandbox.db_url();
+    const REFUSED: &str = "pretalx-public-voting";
+    if world.sandbox.on_postgres() {
+        common::execute(
+            &url,
+            &[
+                "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.project = 'pretalx-public-voting' THEN \
+                 RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON releases FOR EACH ROW \
+                 EXECUTE FUNCTION refuse_one()",
+            ],
+        )
+        .await;
+    } else {
+        common::execute(
+            &url,
+            &["CREATE TRIGGER refuse_one BEFORE INSERT ON releases \
+               WHEN NEW.project = 'pretalx-public-voting' \
+               BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+        )
+        .await;
+    }
+
+    let err = match check::run(&app, &CheckOptions::default()).await {
+        Err(err) => format!("{err:#}"),
+        Ok(outcome) => panic!("the run went through: {outcome:?}"),
+    };
+    assert!(
+        err.contains(&format!("cannot record the results for {REFUSED}")),
+        "{err}"
+    );
+    assert!(err.contains("refused by the test"), "{err}");
+    let before = per_project(&app).await;
+    assert!(!before.contains_key(REFUSED), "{before:?}");
+
+    if world.sandbox.on_postgres() {
+        common::execute(&url, &["DROP TRIGGER refuse_one ON releases"]).await;
+    } else {
+        common::execute(&url, &["DROP TRIGGER refuse_one"]).await;
+    }
+    clock.advance(chrono::Duration::minutes(5));
+    let again = run_check(&app).await;
+    assert_eq!(again.exit_code(), 0, "{again:#?}");
+    let after = per_project(&app).await;
+    assert_eq!(after.len(), 1 + common::site::PLUGINS.len(), "{after:?}");
+    for (project, count) in &before {
+        assert_eq!(
+            after.get(project),
+            Some(count),
+            "{project} was half-written"
+        );
+    }
+    assert!(after[REFUSED] > 0, "{after:?}");
+    let rows = app
+        .store
+        .releases(&ReleaseFilter::default())
+        .await
+        .expect("list");
+    let distinct: HashSet<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.project.as_str(), r.version.as_str()))
+        .collect();
+    assert_eq!(distinct.len(), rows.len(), "a release recorded twice");
+}
