@@ -521,6 +521,21 @@ struct Prepared {
 /// The task writing prepared projects: their reports by project index, or the first error.
 type Writing = tokio::task::JoinHandle<anyhow::Result<Vec<(usize, ProjectReport)>>>;
 
+/// Waits for the writing task to write what it was handed; the preparation's error `failed`
+/// (which stopped the handing) comes first, then the writer's own.
+async fn finish_writing(
+    writing: Writing,
+    failed: Option<anyhow::Error>,
+) -> anyhow::Result<Vec<(usize, ProjectReport)>> {
+    let written = writing
+        .await
+        .context("the task writing the check's results stopped")?;
+    match failed {
+        Some(err) => Err(err),
+        None => written,
+    }
+}
+
 /// What the sources of one project said, with their health already written.
 #[derive(Default)]
 struct SourceFindings {
@@ -572,53 +587,38 @@ impl Recorder {
         while let Some((index, kind, outcome)) = receiver.recv().await {
             let outcomes = waiting.entry(index).or_default();
             outcomes.push((kind, outcome));
-            let project = projects[index];
             if outcomes.len() < expected[index] {
                 continue;
             }
             let mut outcomes = waiting.remove(&index).unwrap_or_default();
             outcomes.sort_by_key(|(kind, _)| *kind);
+            let project = projects[index];
             if outcomes.iter().all(|(_, o)| changes_nothing(o)) {
                 // Nothing to write: the sources' health is written with the others' at the
                 // end of the run.
-                let sources = outcomes
-                    .iter()
-                    .map(|(kind, _)| SourceReport::unchanged(*kind))
-                    .collect();
                 unchanged.extend(outcomes.iter().map(|(k, _)| (project.name.clone(), *k)));
-                reports[index] = Some(ProjectReport::quiet(project, sources));
+                reports[index] = Some(ProjectReport::quiet(project, &outcomes));
                 continue;
             }
-            let had_baseline = |k: SourceKind| {
-                states
-                    .get(&(project.name.clone(), k.as_str().to_string()))
-                    .is_some_and(|s| s.baseline_at.is_some())
-            };
             let history = with_history.contains(project.name.as_str());
-            let ready = self
-                .prepare(index, project, outcomes, &had_baseline, history)
+            match self
+                .prepare(index, project, outcomes, states, history)
                 .await
-                .with_context(|| format!("cannot record the results for {}", project.name));
-            match ready {
+            {
                 Ok(ready) => {
                     if to_writer.send(ready).await.is_err() {
                         break; // the writer failed: its error is returned below
                     }
                 }
                 Err(err) => {
-                    failed = Some(err);
+                    let name = &project.name;
+                    failed = Some(err.context(format!("cannot record the results for {name}")));
                     break;
                 }
             }
         }
         drop(to_writer);
-        let written = writing
-            .await
-            .context("the task writing the check's results stopped")?;
-        if let Some(err) = failed {
-            return Err(err);
-        }
-        for (index, report) in written? {
+        for (index, report) in finish_writing(writing, failed).await? {
             reports[index] = Some(report);
         }
         if !self.dry_run {
@@ -661,9 +661,14 @@ impl Recorder {
         index: usize,
         project: &Project,
         outcomes: Vec<(SourceKind, Outcome)>,
-        had_baseline: &(dyn Fn(SourceKind) -> bool + Sync),
+        states: &States,
         history: bool,
     ) -> anyhow::Result<Prepared> {
+        let had_baseline = |k: SourceKind| {
+            states
+                .get(&(project.name.clone(), k.as_str().to_string()))
+                .is_some_and(|s| s.baseline_at.is_some())
+        };
         let known = if history {
             self.app.store.known_releases(&project.name).await?
         } else {
@@ -951,7 +956,11 @@ impl SourceReport {
 
 impl ProjectReport {
     /// A project none of whose sources changed.
-    fn quiet(project: &Project, sources: Vec<SourceReport>) -> ProjectReport {
+    fn quiet(project: &Project, outcomes: &[(SourceKind, Outcome)]) -> ProjectReport {
+        let sources = outcomes
+            .iter()
+            .map(|(kind, _)| SourceReport::unchanged(*kind))
+            .collect();
         ProjectReport {
             project: project.name.clone(),
             new: Vec::new(),

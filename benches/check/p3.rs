@@ -7,6 +7,9 @@
 //! - `herald check` cold (empty database), warm (every answer a `304`), with one changed
 //!   document, with every document one release longer, and without validators (the server
 //!   stops sending `ETag`/`Last-Modified`; the bodies are unchanged);
+//! - the database's floor: the `sqlite3` shell writing the very rows the cold run wrote (copied
+//!   from its database, one transaction per project, the same schema and settings), with none
+//!   of Herald's work: what any check storing these rows in SQLite costs at least;
 //! - nvchecker (installed by `scripts/install-bench-tools` into `target/bench-tools/`), its
 //!   generic `jq` source on `/pypi/NAME/json`, as many at once;
 //! - with `HERALD_TEST_POSTGRES_URL` set (`scripts/with-postgres cargo bench --bench check --
@@ -280,6 +283,88 @@ async fn curl_fetch(urls: &[String], dir: &Path) -> Cost {
     measure(cmd, "curl").await
 }
 
+/// The `sqlite3` shell (installed by `scripts/install-bench-tools`) copying the release and
+/// evidence rows of the cold run's database `cold` into a fresh database with Herald's schema,
+/// one transaction per project as a check commits them: WAL, `synchronous = NORMAL`, foreign
+/// keys on. Each project's rows are read by a range of row ids (they are contiguous: a check
+/// inserts them in one statement per table), the cheapest read there is.
+async fn sqlite_floor(cold: &Path, dir: &Path) -> Cost {
+    if which("sqlite3").is_none() {
+        install_tools();
+    }
+    let sqlite3 = |db: &Path, sql: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .arg(db)
+            .arg(sql)
+            .output()
+            .expect("sqlite3");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let ranges = |sql: &str| -> HashMap<String, (i64, i64)> {
+        sqlite3(cold, sql)
+            .lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split('|').collect();
+                (
+                    f[0].to_string(),
+                    (f[1].parse().expect("id"), f[2].parse().expect("id")),
+                )
+            })
+            .collect()
+    };
+    let releases = ranges("SELECT project, min(id), max(id) FROM releases GROUP BY project");
+    let evidence = ranges(
+        "SELECT r.project, min(e.id), max(e.id) FROM evidence e \
+         JOIN releases r ON r.id = e.release_id GROUP BY r.project",
+    );
+    let target = dir.join("floor.db");
+    let store = herald::store::Store::open(&format!("sqlite://{}", target.display()))
+        .await
+        .expect("the floor's database");
+    store.close().await;
+    // `.bail on`: a range holding another project's row would fail on its unique key.
+    let mut script = format!(
+        ".bail on\nPRAGMA journal_mode = WAL;\nPRAGMA synchronous = NORMAL;\n\
+         PRAGMA foreign_keys = ON;\nATTACH '{}' AS cold;\n",
+        cold.display()
+    );
+    for (project, (first, last)) in &releases {
+        let (efirst, elast) = evidence.get(project).copied().unwrap_or((1, 0));
+        script.push_str(&format!(
+            "BEGIN IMMEDIATE;\n\
+             INSERT INTO main.releases SELECT * FROM cold.releases WHERE id BETWEEN {first} AND {last};\n\
+             INSERT INTO main.evidence SELECT * FROM cold.evidence WHERE id BETWEEN {efirst} AND {elast};\n\
+             COMMIT;\n"
+        ));
+    }
+    let path = dir.join("floor.sql");
+    std::fs::write(&path, script).expect("floor.sql");
+    let mut cmd = std::process::Command::new("sqlite3");
+    cmd.arg(&target).arg(format!(".read {}", path.display()));
+    let cost = measure(cmd, "sqlite3 floor").await;
+    let count = "SELECT (SELECT count(*) FROM releases) || ' ' || (SELECT count(*) FROM evidence)";
+    assert_eq!(
+        sqlite3(&target, count),
+        sqlite3(cold, count),
+        "the floor copied every row"
+    );
+    cost
+}
+
+/// The program's path on `PATH`, if any.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    })
+}
+
 /// Downloads every URL in this process, `CONCURRENCY` at once, and returns the wall time and the bytes.
 async fn plain_fetch(urls: &[String]) -> (f64, usize) {
     herald::sources::http::install_tls_provider();
@@ -468,6 +553,7 @@ async fn one_size(history: &History, count: usize) -> Size {
     // The cold run again on fresh databases, for the median (the later runs use the first's).
     let repeats = repeats();
     let mut colds = vec![measure(herald_check(&sandbox, &base, &projects), "herald cold").await];
+    let floor = sqlite_floor(&sandbox.path("herald.db"), sandbox.dir.path()).await;
     for _ in 1..repeats {
         let fresh = Sandbox::sqlite();
         let projects = fresh.projects(&toml);
@@ -541,6 +627,15 @@ async fn one_size(history: &History, count: usize) -> Size {
             nvchecker.wall / cold.wall,
             verdict(nvchecker.wall / cold.wall >= 3.0),
             verdict(per_release_us <= 10.0),
+        ),
+    );
+    let floor_us = floor.cpu / releases as f64 * 1e6;
+    row(
+        "sqlite3 alone writing the cold run's rows",
+        floor,
+        format!(
+            "{:.2}x the fetch, {floor_us:.1} us CPU per release: the floor of any check that stores these rows in SQLite",
+            floor.wall / fetch
         ),
     );
     let warm_ms = warm.cpu / count as f64 * 1e3;
