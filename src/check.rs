@@ -2,7 +2,9 @@
 //! (bounded) and, as each project's last source answers, record it in one short transaction
 //! (releases, evidence, validators, source health, what is new), writing only what changed.
 //! Recording is a pipeline of two: while one task writes a project, the other prepares the
-//! next (reads what is stored of it, plans the merge, serialises the rows). A project whose
+//! next (reads what is stored of it, plans the merge, serialises the rows). The writer keeps
+//! one connection for the run ([`store::ProjectBook`]); the usual project (every source
+//! answered, nothing skipped, nothing to announce) is one command to SQLite. A project whose
 //! sources all answered 304 (or sent the same body again) opens no transaction: their health
 //! is written for all of them in one statement at the end. No network call happens inside a
 //! transaction; a failing source never blocks the others and never removes anything.
@@ -638,10 +640,11 @@ impl Recorder {
         let writing = tokio::spawn(
             async move {
                 let mut written = Vec::new();
+                let mut book = writer.app.store.project_book();
                 while let Some(project) = prepared.recv().await {
                     let (index, name) = (project.index, project.project.clone());
                     let report = writer
-                        .write_project(project)
+                        .write_project(&mut book, project)
                         .await
                         .with_context(|| format!("cannot record the results for {name}"))?;
                     written.push((index, report));
@@ -753,7 +756,15 @@ impl Recorder {
 
     /// Writes one prepared project in one transaction: its sources' health and validators,
     /// the rows that change, withdrawals and who hears about what is new.
-    async fn write_project(&self, prepared: Prepared) -> anyhow::Result<ProjectReport> {
+    async fn write_project(
+        &self,
+        book: &mut store::ProjectBook,
+        prepared: Prepared,
+    ) -> anyhow::Result<ProjectReport> {
+        if let Some(fetches) = self.plain(&prepared) {
+            let report = self.write_plain(book, &prepared, &fetches).await?;
+            return Ok(report);
+        }
         let Prepared {
             project,
             sources,
@@ -762,7 +773,7 @@ impl Recorder {
             ..
         } = prepared;
         let mut tx = self.app.store.begin().await?;
-        let found = self.record_sources(&mut tx, &project, sources).await?;
+        let found = self.record_sources(&mut tx, &project, &sources).await?;
         store::write_release_rows(&mut tx, &project, &rows, self.now).await?;
         let recorded = self.recorded(&mut tx, &project, &plan).await?;
         let withdrawn = self
@@ -795,24 +806,81 @@ impl Recorder {
         })
     }
 
+    /// The answers of a project whose transaction is the usual one: every source answered
+    /// and skipped nothing, nothing is announced, and the run records (not a dry run).
+    fn plain<'p>(&self, prepared: &'p Prepared) -> Option<Vec<&'p Fetched>> {
+        if self.dry_run || prepared.plan.announced().next().is_some() {
+            return None;
+        }
+        prepared
+            .sources
+            .iter()
+            .map(|source| match &source.outcome {
+                Outcome::Fetched(fetched) if fetched.skipped.is_empty() => Some(fetched),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Writes a project whose transaction is the usual one through the book (see
+    /// [`store::ProjectBook`]): the same rows [`Recorder::write_project`] writes for it.
+    async fn write_plain(
+        &self,
+        book: &mut store::ProjectBook,
+        prepared: &Prepared,
+        fetches: &[&Fetched],
+    ) -> anyhow::Result<ProjectReport> {
+        let mut successes = Vec::new();
+        let mut validators = Vec::new();
+        let mut reports = Vec::new();
+        for (source, fetched) in prepared.sources.iter().zip(fetches) {
+            successes.push(success(source.kind, fetched));
+            validators.extend(fetched.validators.iter().cloned());
+            reports.push(fetched_report(
+                source.kind,
+                fetched,
+                source.listed,
+                Vec::new(),
+            ));
+        }
+        let plain = store::PlainProject {
+            project: &prepared.project,
+            successes: &successes,
+            validators: &validators,
+            rows: &prepared.rows,
+        };
+        book.write(&plain, self.now).await?;
+        Ok(ProjectReport {
+            project: prepared.project.clone(),
+            new: Vec::new(),
+            recorded: prepared
+                .plan
+                .releases
+                .iter()
+                .filter(|r| r.is_new_row)
+                .count(),
+            baseline: prepared.sources.iter().any(|s| !s.had_baseline),
+            queued: 0,
+            digest_items: 0,
+            withdrawn: Vec::new(),
+            sources: reports,
+        })
+    }
+
     /// Writes each source's health and validators; returns their reports.
     async fn record_sources(
         &self,
         tx: &mut store::Tx,
         project: &str,
-        sources: Vec<ReadSource>,
+        sources: &[ReadSource],
     ) -> anyhow::Result<SourceFindings> {
         let (run_id, now) = (self.run_id, self.now);
         let mut found = SourceFindings::default();
         let mut validators = Vec::new();
-        for ReadSource {
-            kind,
-            outcome,
-            listed,
-            had_baseline,
-        } in sources
-        {
-            match outcome {
+        let mut successes = Vec::new();
+        for source in sources {
+            let kind = source.kind;
+            match &source.outcome {
                 Outcome::Fetched(fetched) => {
                     let warnings = skip_warnings(tx, project, kind, &fetched.skipped, now).await?;
                     for warning in &warnings {
@@ -821,25 +889,12 @@ impl Recorder {
                     found
                         .rejected
                         .push((kind, rejections(kind, &fetched.skipped)));
-                    validators.extend(fetched.validators);
-                    store::source_succeeded(
-                        tx,
-                        project,
-                        kind,
-                        fetched.resolved_url.as_deref(),
-                        (!fetched.not_modified).then_some(attribution::RULE_VERSION),
-                        now,
-                    )
-                    .await?;
-                    found.baseline |= !had_baseline;
-                    let mut report = SourceReport::unchanged(kind);
-                    report.listed = listed;
-                    report.warnings = warnings;
-                    report.skipped = fetched.skipped.len();
-                    if !fetched.not_modified {
-                        report.status = SourceStatus::Ok;
-                    }
-                    found.reports.push(report);
+                    successes.push(success(kind, fetched));
+                    found.baseline |= !source.had_baseline;
+                    found
+                        .reports
+                        .push(fetched_report(kind, fetched, source.listed, warnings));
+                    validators.extend(fetched.validators.iter().cloned());
                 }
                 Outcome::Failed(err) => {
                     let until = err.deferred_until();
@@ -860,10 +915,11 @@ impl Recorder {
                     tracing::warn!(project = %project, source = %kind, state = "deferred", run_id, %until, "{project}: {kind} deferred: {message}");
                     found
                         .reports
-                        .push(SourceReport::failed(kind, message, Some(until)));
+                        .push(SourceReport::failed(kind, message, Some(*until)));
                 }
             }
         }
+        store::sources_succeeded(tx, project, &successes, now).await?;
         store::put_validators(tx, &validators, now).await?;
         Ok(found)
     }
@@ -972,6 +1028,33 @@ impl ProjectReport {
             sources,
         }
     }
+}
+
+/// A source's successful fetch, as its state records it: the listing judged under the current
+/// attribution rule when a body was read.
+fn success(kind: SourceKind, fetched: &Fetched) -> store::SourceSuccess<'_> {
+    store::SourceSuccess {
+        source: kind,
+        resolved_url: fetched.resolved_url.as_deref(),
+        attribution_rule: (!fetched.not_modified).then_some(attribution::RULE_VERSION),
+    }
+}
+
+/// The report of a source that answered.
+fn fetched_report(
+    kind: SourceKind,
+    fetched: &Fetched,
+    listed: usize,
+    warnings: Vec<String>,
+) -> SourceReport {
+    let mut report = SourceReport::unchanged(kind);
+    report.listed = listed;
+    report.warnings = warnings;
+    report.skipped = fetched.skipped.len();
+    if !fetched.not_modified {
+        report.status = SourceStatus::Ok;
+    }
+    report
 }
 
 /// Most entries of other packages named in one warning line.

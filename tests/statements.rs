@@ -1,5 +1,6 @@
 //! The check's write path is set-based: SQL statements per project, counted from sqlx's own
-//! statement log (every statement sqlx runs is one `sqlx::query` event), for a cold and a warm
+//! statement log (every command sqlx runs is one `sqlx::query` event; a command of several
+//! statements, such as a project's whole transaction, counts each of them), for a cold and a warm
 //! check of 500 projects, and for an upstream that sends no validators (an unchanged body is
 //! recognised by its digest: no parsing, no writes).
 //!
@@ -21,15 +22,52 @@ const PROJECTS: usize = 500;
 static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Counts sqlx's statement events.
+/// Counts the statements of sqlx's statement events.
 struct Counter;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counter {
     fn on_event(&self, event: &tracing::Event<'_>, _cx: Context<'_, S>) {
         if event.metadata().target() == "sqlx::query" {
-            STATEMENTS.fetch_add(1, Ordering::Relaxed);
+            let mut sql = Sql::default();
+            event.record(&mut sql);
+            STATEMENTS.fetch_add(sql.statements(), Ordering::Relaxed);
         }
     }
+}
+
+/// What one statement event says it ran: a short command in full as its summary, a longer
+/// one in `db.statement`.
+#[derive(Default)]
+struct Sql {
+    summary: String,
+    statement: String,
+}
+
+impl Sql {
+    /// The statements of the command (at least one).
+    fn statements(&self) -> usize {
+        let text = if self.statement.trim().is_empty() {
+            &self.summary
+        } else {
+            &self.statement
+        };
+        text.split(';')
+            .filter(|s| !s.trim().is_empty())
+            .count()
+            .max(1)
+    }
+}
+
+impl tracing::field::Visit for Sql {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "summary" => self.summary = value.to_string(),
+            "db.statement" => self.statement = value.to_string(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
 }
 
 fn install_counter() {

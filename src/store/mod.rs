@@ -20,9 +20,10 @@
 //! - A free function joins the caller's transaction: its first argument is `conn: &mut Tx`
 //!   (pass `&mut tx`), it never begins or commits, and this module re-exports it
 //!   (`store::write_releases(&mut tx, ..)`).
-//! - One exception, for many small transactions in a row: [`AnswerBook`] keeps one pooled
+//! - One exception, for many small transactions in a row: a book keeps one pooled
 //!   connection (so its page cache stays valid) and its methods each run one transaction on
-//!   it; the dispatcher records every relay answer through it.
+//!   it, on SQLite the usual one as a single command. The dispatcher records every relay
+//!   answer through an [`AnswerBook`]; a check writes its projects through a [`ProjectBook`].
 //! - A name means one thing. When an operation is needed in both forms, the free function's
 //!   name ends in `_in` (`enqueue_in`, `enqueue_channel_in`) and the method without the suffix
 //!   runs it in a transaction of its own.
@@ -39,6 +40,7 @@
 //!   or locks what it read (`FOR UPDATE`, `SKIP LOCKED` for claims), and says which.
 
 mod alerts;
+mod book;
 mod changes;
 mod channels;
 mod copy;
@@ -53,6 +55,7 @@ mod status;
 mod subscribers;
 
 pub use alerts::{InventoryMap, OperatorKey, mark_alerts_done, put_compat_state, put_release_doc};
+pub use book::{PlainProject, ProjectBook};
 pub use changes::Change;
 pub use channels::{ChannelDelivery, DisabledChannel, enqueue_channel_in};
 pub use copy::CopyReport;
@@ -67,7 +70,8 @@ pub use releases::{
 };
 pub use runs::{LeaseOutcome, Metrics, RunRow, host_name};
 pub use sources::{
-    SourceState, first_reports, put_validators, skip_key, source_failed, source_succeeded,
+    SourceState, SourceSuccess, first_reports, put_validators, skip_key, source_failed,
+    sources_succeeded,
 };
 pub use status::OutboxHealth;
 pub use subscribers::{PendingOutcome, SubscriberWrite, subscribers_following};

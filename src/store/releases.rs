@@ -352,6 +352,16 @@ impl ReleaseRows {
     pub fn is_empty(&self) -> bool {
         self.releases.is_none() && self.evidence.is_none()
     }
+
+    /// The release rows as [`releases_upsert_sql!`] reads them (`[]`: none).
+    pub(crate) fn releases_json(&self) -> &str {
+        self.releases.as_deref().unwrap_or("[]")
+    }
+
+    /// The evidence rows as [`evidence_upsert_sql!`] reads them (`[]`: none).
+    pub(crate) fn evidence_json(&self) -> &str {
+        self.evidence.as_deref().unwrap_or("[]")
+    }
 }
 
 /// The rows `writes` change, given what is stored (`known`): a release row whose values
@@ -515,6 +525,80 @@ fn to_json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
     })
 }
 
+/// Inserts or updates the release rows of the project at `$project` read from a JSON array
+/// (bound at `$rows`, see [`ReleaseJson`]), first seen at `$now`, and counts the change
+/// (SQLite).
+macro_rules! releases_upsert_sql {
+    ($project:literal, $now:literal, $rows:literal) => {
+        concat!(
+            "INSERT INTO releases (project, version, version_key, class, line, \
+                published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
+                withdrawn_at, withdrawn_reason, first_seen_at) \
+             SELECT ",
+            $project,
+            ", r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
+                r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, \
+                r.value ->> 10, r.value ->> 11, ",
+            $now,
+            " FROM jsonb_each(",
+            $rows,
+            ") r WHERE true \
+             ON CONFLICT (project, version_key) DO UPDATE SET \
+                class = excluded.class, published_at = excluded.published_at, \
+                available_at = excluded.available_at, yanked = excluded.yanked, \
+                yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
+                new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
+                withdrawn_reason = excluded.withdrawn_reason",
+            $crate::store::changes::mark_changed!()
+        )
+    };
+}
+pub(crate) use releases_upsert_sql;
+
+/// What an evidence row becomes on conflict: the same on both backends. Own evidence
+/// replaces inherited evidence; inherited evidence never replaces a source's own.
+macro_rules! evidence_on_conflict {
+    () => {
+        " ON CONFLICT (release_id, source) DO UPDATE SET \
+        raw = excluded.raw, url = COALESCE(excluded.url, evidence.url), \
+        published_at = COALESCE(excluded.published_at, evidence.published_at), \
+        notes = COALESCE(excluded.notes, evidence.notes), yanked = excluded.yanked, \
+        yanked_reason = excluded.yanked_reason, available = excluded.available, \
+        prerelease_flag = excluded.prerelease_flag, inherited = excluded.inherited, \
+        fingerprint = excluded.fingerprint, last_seen_at = excluded.last_seen_at \
+        WHERE evidence.inherited = TRUE OR excluded.inherited = FALSE"
+    };
+}
+pub(crate) use evidence_on_conflict;
+
+/// Inserts or updates evidence rows read from a JSON array (bound at `$rows`, see
+/// [`EvidenceJson`]), each finding its release of the project at `$project` by version key,
+/// seen at `$now`, and counts the change (SQLite).
+macro_rules! evidence_upsert_sql {
+    ($now:literal, $rows:literal, $project:literal) => {
+        concat!(
+            "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, \
+                yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
+                first_seen_at, last_seen_at) \
+             SELECT (SELECT id FROM releases WHERE project = ",
+            $project,
+            " AND version_key = e.value ->> 0), \
+                e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, e.value ->> 5, \
+                e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
+                e.value ->> 10, e.value ->> 11, ",
+            $now,
+            ", ",
+            $now,
+            " FROM jsonb_each(",
+            $rows,
+            ") e WHERE true",
+            $crate::store::releases::evidence_on_conflict!(),
+            $crate::store::changes::mark_changed!()
+        )
+    };
+}
+pub(crate) use evidence_upsert_sql;
+
 /// Inserts or replaces release rows (values already merged with what is stored). Keys are
 /// unique within `rows` (one planned release per key), as PostgreSQL's `ON CONFLICT DO UPDATE`
 /// requires.
@@ -524,22 +608,7 @@ async fn upsert_releases(
     rows: &str,
     now: Ts,
 ) -> Result<(), StoreError> {
-    const SQL: &str = concat!(
-        "INSERT INTO releases (project, version, version_key, class, line, \
-            published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
-            withdrawn_at, withdrawn_reason, first_seen_at) \
-         SELECT $1, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
-            r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, \
-            r.value ->> 10, r.value ->> 11, $2 \
-         FROM jsonb_each($3) r WHERE true \
-         ON CONFLICT (project, version_key) DO UPDATE SET \
-            class = excluded.class, published_at = excluded.published_at, \
-            available_at = excluded.available_at, yanked = excluded.yanked, \
-            yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
-            new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
-            withdrawn_reason = excluded.withdrawn_reason",
-        mark_changed!()
-    );
+    const SQL: &str = releases_upsert_sql!("$1", "$2", "$3");
     const SQL_PG: &str = "INSERT INTO releases (project, version, version_key, class, line, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
             withdrawn_at, withdrawn_reason, first_seen_at) \
@@ -600,31 +669,7 @@ async fn upsert_evidence(
     rows: &str,
     now: Ts,
 ) -> Result<(), StoreError> {
-    /// What an evidence row becomes on conflict: the same on both backends.
-    macro_rules! on_conflict {
-        () => {
-            " ON CONFLICT (release_id, source) DO UPDATE SET \
-            raw = excluded.raw, url = COALESCE(excluded.url, evidence.url), \
-            published_at = COALESCE(excluded.published_at, evidence.published_at), \
-            notes = COALESCE(excluded.notes, evidence.notes), yanked = excluded.yanked, \
-            yanked_reason = excluded.yanked_reason, available = excluded.available, \
-            prerelease_flag = excluded.prerelease_flag, inherited = excluded.inherited, \
-            fingerprint = excluded.fingerprint, last_seen_at = excluded.last_seen_at \
-            WHERE evidence.inherited = TRUE OR excluded.inherited = FALSE"
-        };
-    }
-    const SQL: &str = concat!(
-        "INSERT INTO evidence (release_id, source, raw, url, published_at, notes, \
-            yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
-            first_seen_at, last_seen_at) \
-         SELECT (SELECT id FROM releases WHERE project = $3 AND version_key = e.value ->> 0), \
-            e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, e.value ->> 5, \
-            e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9, \
-            e.value ->> 10, e.value ->> 11, $1, $1 \
-         FROM jsonb_each($2) e WHERE true",
-        on_conflict!(),
-        mark_changed!()
-    );
+    const SQL: &str = evidence_upsert_sql!("$1", "$2", "$3");
     const SQL_PG: &str = concat!(
         "INSERT INTO evidence (release_id, source, raw, url, published_at, \
             notes, yanked, yanked_reason, available, prerelease_flag, inherited, fingerprint, \
@@ -635,7 +680,7 @@ async fn upsert_evidence(
             e.value ->> 7, (e.value ->> 8)::boolean, (e.value ->> 9)::boolean, \
             (e.value ->> 10)::boolean, (e.value ->> 11)::bigint, $1, $1 \
          FROM jsonb_array_elements($2::jsonb) e(value)",
-        on_conflict!()
+        evidence_on_conflict!()
     );
     on_db!(conn, |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(now)

@@ -139,6 +139,67 @@ impl From<SourceStateRecord> for SourceState {
     }
 }
 
+/// Stores validators read from a JSON array (`[[url, etag, last_modified, digest], ...]`,
+/// bound at `$rows`) as updated at `$now` (SQLite).
+macro_rules! validators_upsert_sql {
+    ($now:literal, $rows:literal) => {
+        concat!(
+            "INSERT INTO http_validators (url, etag, last_modified, digest, updated_at) \
+             SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, ",
+            $now,
+            " FROM jsonb_each(",
+            $rows,
+            ") v WHERE true \
+             ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, \
+                last_modified = excluded.last_modified, digest = excluded.digest, \
+                updated_at = excluded.updated_at"
+        )
+    };
+}
+pub(crate) use validators_upsert_sql;
+
+/// Records the successful fetches of one project (`$project`) at `$now`, read from a JSON
+/// array (`[[source, resolved_url, attribution_rule], ...]`, bound at `$rows`; see
+/// [`sources_succeeded`]) (SQLite).
+macro_rules! sources_succeeded_sql {
+    ($project:literal, $now:literal, $rows:literal) => {
+        concat!(
+            "INSERT INTO source_state (project, source, baseline_at, last_success_at, \
+                last_attempt_at, consecutive_failures, last_error, deferred_until, resolved_url, \
+                attribution_rule) \
+             SELECT ",
+            $project,
+            ", s.value ->> 0, ",
+            $now,
+            ", ",
+            $now,
+            ", ",
+            $now,
+            ", 0, NULL, NULL, s.value ->> 1, COALESCE(s.value ->> 2, 0) FROM jsonb_each(",
+            $rows,
+            ") s WHERE true",
+            $crate::store::sources::sources_succeeded_on_conflict!()
+        )
+    };
+}
+pub(crate) use sources_succeeded_sql;
+
+/// What a source's row becomes when it succeeds again: the same on both backends. The
+/// attribution rule is kept when the fetch read no listing (0 then: a rule version is never 0,
+/// which means "before attribution").
+macro_rules! sources_succeeded_on_conflict {
+    () => {
+        " ON CONFLICT (project, source) DO UPDATE SET \
+            baseline_at = COALESCE(source_state.baseline_at, excluded.baseline_at), \
+            last_success_at = excluded.last_success_at, last_attempt_at = excluded.last_attempt_at, \
+            consecutive_failures = 0, last_error = NULL, deferred_until = NULL, failing_since = NULL, \
+            resolved_url = COALESCE(excluded.resolved_url, source_state.resolved_url), \
+            attribution_rule = CASE WHEN excluded.attribution_rule = 0 \
+                THEN source_state.attribution_rule ELSE excluded.attribution_rule END"
+    };
+}
+pub(crate) use sources_succeeded_on_conflict;
+
 /// Stores the validators (and body digest) of the URLs whose bodies were just recorded, in
 /// one statement.
 pub async fn put_validators(
@@ -146,11 +207,7 @@ pub async fn put_validators(
     validators: &[(String, Validators)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO http_validators (url, etag, last_modified, digest, updated_at) \
-         SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, $1 \
-         FROM jsonb_each($2) v WHERE true \
-         ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified, \
-            digest = excluded.digest, updated_at = excluded.updated_at";
+    const SQL: &str = validators_upsert_sql!("$1", "$2");
     // A URL listed twice keeps its last validators, as SQLite's row-by-row upsert does
     // (PostgreSQL refuses to update one row twice in a statement).
     const SQL_PG: &str = "INSERT INTO http_validators (url, etag, last_modified, digest, \
@@ -165,11 +222,7 @@ pub async fn put_validators(
     if validators.is_empty() {
         return Ok(());
     }
-    let rows: Vec<serde_json::Value> = validators
-        .iter()
-        .map(|(url, v)| serde_json::json!([url, v.etag, v.last_modified, v.digest]))
-        .collect();
-    let rows = serde_json::Value::from(rows).to_string();
+    let rows = validators_json(validators);
     on_db!(conn.conn(), |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(Ts(now))
         .bind(rows.as_str())
@@ -179,32 +232,66 @@ pub async fn put_validators(
     Ok(())
 }
 
-/// Records a successful fetch (a 200 or a 304). The first success sets the baseline.
-/// `attribution_rule` is the rule version a listing read with a body was judged under (none for
-/// a 304). One upsert, the same text on both backends.
-pub async fn source_succeeded(
+/// The validators as the JSON array [`validators_upsert_sql!`] reads.
+pub(crate) fn validators_json(validators: &[(String, Validators)]) -> String {
+    let rows: Vec<serde_json::Value> = validators
+        .iter()
+        .map(|(url, v)| serde_json::json!([url, v.etag, v.last_modified, v.digest]))
+        .collect();
+    serde_json::Value::from(rows).to_string()
+}
+
+/// A source's successful fetch (a 200 or a 304), to record.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceSuccess<'a> {
+    /// Which source.
+    pub source: SourceKind,
+    /// Where its document was found, when it had to be looked for (a feed behind a page).
+    pub resolved_url: Option<&'a str>,
+    /// The attribution rule version its listing was judged under (none for a 304).
+    pub attribution_rule: Option<i64>,
+}
+
+/// The successes as the JSON array [`sources_succeeded_sql!`] reads.
+pub(crate) fn successes_json(successes: &[SourceSuccess<'_>]) -> String {
+    let rows: Vec<serde_json::Value> = successes
+        .iter()
+        .map(|s| {
+            serde_json::json!([
+                s.source.as_str(),
+                s.resolved_url.map(no_nul),
+                s.attribution_rule
+            ])
+        })
+        .collect();
+    serde_json::Value::from(rows).to_string()
+}
+
+/// Records a project's successful fetches, in one statement. The first success of a source
+/// sets its baseline.
+pub async fn sources_succeeded(
     conn: &mut Tx,
     project: &str,
-    source: SourceKind,
-    resolved_url: Option<&str>,
-    attribution_rule: Option<i64>,
+    successes: &[SourceSuccess<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO source_state (project, source, baseline_at, last_success_at, last_attempt_at, \
-            consecutive_failures, last_error, deferred_until, resolved_url, attribution_rule) \
-         VALUES ($1, $2, $3, $3, $3, 0, NULL, NULL, $4, COALESCE($5, 0)) \
-         ON CONFLICT (project, source) DO UPDATE SET \
-            baseline_at = COALESCE(source_state.baseline_at, excluded.baseline_at), \
-            last_success_at = excluded.last_success_at, last_attempt_at = excluded.last_attempt_at, \
-            consecutive_failures = 0, last_error = NULL, deferred_until = NULL, failing_since = NULL, \
-            resolved_url = COALESCE(excluded.resolved_url, source_state.resolved_url), \
-            attribution_rule = COALESCE($5, source_state.attribution_rule)";
-    on_db!(conn.conn(), |c| sqlx::query(SQL)
+    const SQL: &str = sources_succeeded_sql!("$1", "$2", "$3");
+    const SQL_PG: &str = concat!(
+        "INSERT INTO source_state (project, source, baseline_at, last_success_at, \
+            last_attempt_at, consecutive_failures, last_error, deferred_until, resolved_url, \
+            attribution_rule) \
+         SELECT $1, s.value ->> 0, $2, $2, $2, 0, NULL, NULL, s.value ->> 1, \
+            COALESCE((s.value ->> 2)::bigint, 0) FROM jsonb_array_elements($3::jsonb) s(value)",
+        sources_succeeded_on_conflict!()
+    );
+    if successes.is_empty() {
+        return Ok(());
+    }
+    let rows = successes_json(successes);
+    on_db!(conn.conn(), |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(project)
-        .bind(source.as_str())
         .bind(Ts(now))
-        .bind(resolved_url.map(no_nul))
-        .bind(attribution_rule)
+        .bind(rows.as_str())
         .execute(&mut *c)
         .await?
         .rows_affected());
