@@ -348,11 +348,6 @@ pub struct ReleaseRows {
 }
 
 impl ReleaseRows {
-    /// Nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.releases.is_none() && self.evidence.is_none()
-    }
-
     /// The release rows as [`releases_upsert_sql!`] reads them (`[]`: none).
     pub(crate) fn releases_json(&self) -> &str {
         self.releases.as_deref().unwrap_or("[]")
