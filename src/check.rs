@@ -682,6 +682,7 @@ impl Recorder {
             .into_iter()
             .map(|(kind, mut outcome)| {
                 let mut listed = 0;
+                let had_baseline = had_baseline(kind);
                 if let Outcome::Fetched(fetched) = &mut outcome {
                     listed = fetched.observations.len();
                     let observations = std::mem::take(&mut fetched.observations);
@@ -689,7 +690,7 @@ impl Recorder {
                         batches.push(SourceBatch {
                             kind,
                             observations,
-                            had_baseline: had_baseline(kind),
+                            had_baseline,
                         });
                     }
                 }
@@ -697,7 +698,7 @@ impl Recorder {
                     kind,
                     outcome,
                     listed,
-                    had_baseline: had_baseline(kind),
+                    had_baseline,
                 }
             })
             .collect();
@@ -853,12 +854,7 @@ impl Recorder {
         Ok(ProjectReport {
             project: prepared.project.clone(),
             new: Vec::new(),
-            recorded: prepared
-                .plan
-                .releases
-                .iter()
-                .filter(|r| r.is_new_row)
-                .count(),
+            recorded: prepared.plan.new_rows(),
             baseline: prepared.sources.iter().any(|s| !s.had_baseline),
             queued: 0,
             digest_items: 0,
@@ -934,7 +930,7 @@ impl Recorder {
         let keys: Vec<&str> = plan.announced().map(|r| r.key.as_str()).collect();
         let ids = store::release_ids(tx, project, &keys).await?;
         let mut recorded = Recorded {
-            rows: plan.releases.iter().filter(|r| r.is_new_row).count(),
+            rows: plan.new_rows(),
             ..Recorded::default()
         };
         for release in plan.announced() {

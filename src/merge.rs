@@ -161,6 +161,11 @@ impl Plan {
     pub fn announced(&self) -> impl Iterator<Item = &PlannedRelease> {
         self.releases.iter().filter(|r| r.announce)
     }
+
+    /// Releases not in the database yet.
+    pub fn new_rows(&self) -> usize {
+        self.releases.iter().filter(|r| r.is_new_row).count()
+    }
 }
 
 struct Slot {

@@ -520,6 +520,20 @@ fn to_json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
     })
 }
 
+/// What a release row becomes on conflict: the values merged with what is stored (the
+/// same on both backends).
+macro_rules! releases_on_conflict {
+    () => {
+        " ON CONFLICT (project, version_key) DO UPDATE SET \
+            class = excluded.class, published_at = excluded.published_at, \
+            available_at = excluded.available_at, yanked = excluded.yanked, \
+            yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
+            new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
+            withdrawn_reason = excluded.withdrawn_reason"
+    };
+}
+pub(crate) use releases_on_conflict;
+
 /// Inserts or updates the release rows of the project at `$project` read from a JSON array
 /// (bound at `$rows`, see [`ReleaseJson`]), first seen at `$now`, and counts the change
 /// (SQLite).
@@ -537,13 +551,8 @@ macro_rules! releases_upsert_sql {
             $now,
             " FROM jsonb_each(",
             $rows,
-            ") r WHERE true \
-             ON CONFLICT (project, version_key) DO UPDATE SET \
-                class = excluded.class, published_at = excluded.published_at, \
-                available_at = excluded.available_at, yanked = excluded.yanked, \
-                yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
-                new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
-                withdrawn_reason = excluded.withdrawn_reason",
+            ") r WHERE true",
+            $crate::store::releases::releases_on_conflict!(),
             $crate::store::changes::mark_changed!()
         )
     };
@@ -604,20 +613,17 @@ async fn upsert_releases(
     now: Ts,
 ) -> Result<(), StoreError> {
     const SQL: &str = releases_upsert_sql!("$1", "$2", "$3");
-    const SQL_PG: &str = "INSERT INTO releases (project, version, version_key, class, line, \
+    const SQL_PG: &str = concat!(
+        "INSERT INTO releases (project, version, version_key, class, line, \
             published_at, available_at, yanked, yanked_reason, baseline, new_in_run, \
             withdrawn_at, withdrawn_reason, first_seen_at) \
          SELECT $1, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, \
             (r.value ->> 4)::timestamptz, (r.value ->> 5)::timestamptz, \
             (r.value ->> 6)::boolean, r.value ->> 7, (r.value ->> 8)::boolean, \
             (r.value ->> 9)::bigint, (r.value ->> 10)::timestamptz, r.value ->> 11, $2 \
-         FROM jsonb_array_elements($3::jsonb) r(value) \
-         ON CONFLICT (project, version_key) DO UPDATE SET \
-            class = excluded.class, published_at = excluded.published_at, \
-            available_at = excluded.available_at, yanked = excluded.yanked, \
-            yanked_reason = excluded.yanked_reason, baseline = excluded.baseline, \
-            new_in_run = excluded.new_in_run, withdrawn_at = excluded.withdrawn_at, \
-            withdrawn_reason = excluded.withdrawn_reason";
+         FROM jsonb_array_elements($3::jsonb) r(value)",
+        releases_on_conflict!()
+    );
     on_db!(conn, |c, d| sqlx::query(d.pick(SQL, SQL_PG))
         .bind(project)
         .bind(now)
