@@ -210,21 +210,45 @@ async fn p5() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = child.id().expect("pid");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let rss = status
+    let rss_kib = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
-        .expect("VmRSS")
-        / 1024.0;
+        .expect("VmRSS");
+    // Of which Herald's own code: the resident part of its executable mapping.
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let mut code_kib = 0.0;
+    let mut in_code = false;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            in_code = fields.get(1).is_some_and(|p| p.contains('x'))
+                && fields
+                    .get(5)
+                    .is_some_and(|f| std::path::Path::new(f) == program);
+        } else if in_code && fields.first() == Some(&"Rss:") {
+            code_kib += fields
+                .get(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .expect("Rss");
+        }
+    }
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait().await;
+    let rss_mb = rss_kib * 1024.0 / 1e6;
     println!("P5 {}", program.display());
     println!(
-        "P5 herald serve: healthy {:.0} ms after start (goal 100 ms), idle memory {rss:.1} MiB RSS (goal 20 MB)",
-        healthy.as_secs_f64() * 1000.0
+        "P5 herald serve: healthy {:.0} ms after start (goal 100 ms), idle memory {:.1} MiB RSS = {rss_mb:.1} MB ({:.2}x the goal of 20 MB), of which Herald's code {:.1} MiB",
+        healthy.as_secs_f64() * 1000.0,
+        rss_kib / 1024.0,
+        rss_mb / 20.0,
+        code_kib / 1024.0,
     );
 }
 
