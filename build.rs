@@ -10,31 +10,56 @@
 //!   building machine is 2.36 or later and the binary is built for that machine.
 //! - `--icf=all`: identical functions (the same generic code instantiated for several types)
 //!   are kept once.
+//! - `--symbol-ordering-file=scripts/startup-symbols.txt`: the 4,000 functions a start of
+//!   `herald serve` runs (of 17,700) are placed first, next to each other. The kernel maps
+//!   the cached pages around every page of code a process touches (fault-around, 64 KB), so
+//!   start-up code scattered through the 12 MB of code kept nearly all of it resident; in one
+//!   block it keeps 4.5 MB (-6 MB of idle memory). `scripts/order-startup-symbols`
+//!   regenerates the list; names it holds that a build no longer has are skipped, so a stale
+//!   list costs memory, never correctness.
 //!
-//! Both are understood by LLD, which rustc uses to link on x86-64 GNU/Linux since 1.90.
+//! All three are understood by LLD, which rustc uses to link on x86-64 GNU/Linux since 1.90.
 
 use std::process::Command;
+
+/// The functions a start of `herald serve` runs, in link order (see the module docs).
+const STARTUP_SYMBOLS: &str = "scripts/startup-symbols.txt";
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=templates");
-    if packs_relocations() {
+    println!("cargo:rerun-if-changed={STARTUP_SYMBOLS}");
+    if !release_for_this_x86_64_gnu_linux() {
+        return;
+    }
+    if glibc_2_36_or_later() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-        println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let order = std::path::Path::new(&dir).join(STARTUP_SYMBOLS);
+    if order.is_file() {
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
+        // A name the build does not have (a stale list) is no error.
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
 }
 
-/// Whether this is a release build for x86-64 GNU/Linux, on such a machine with glibc 2.36+.
-fn packs_relocations() -> bool {
+/// Whether this is a release build for x86-64 GNU/Linux, on such a machine (linked by LLD).
+fn release_for_this_x86_64_gnu_linux() -> bool {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
-    if var("PROFILE") != "release"
-        || var("TARGET") != var("HOST")
-        || var("CARGO_CFG_TARGET_ARCH") != "x86_64"
-        || var("CARGO_CFG_TARGET_OS") != "linux"
-        || var("CARGO_CFG_TARGET_ENV") != "gnu"
-    {
-        return false;
-    }
+    var("PROFILE") == "release"
+        && var("TARGET") == var("HOST")
+        && var("CARGO_CFG_TARGET_ARCH") == "x86_64"
+        && var("CARGO_CFG_TARGET_OS") == "linux"
+        && var("CARGO_CFG_TARGET_ENV") == "gnu"
+}
+
+/// Whether the C library of the building machine is glibc 2.36 or later.
+fn glibc_2_36_or_later() -> bool {
     // "glibc 2.36"
     let Ok(out) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
         return false;
