@@ -172,7 +172,7 @@ async fn p5() {
     // which a `cargo build --release` leaves out.
     let program = match std::env::var_os("P5_BINARY") {
         Some(path) => std::fs::canonicalize(&path).expect("P5_BINARY: no such file"),
-        None => env!("CARGO_BIN_EXE_herald").into(),
+        None => std::fs::canonicalize(env!("CARGO_BIN_EXE_herald")).expect("the herald binary"),
     };
     let (mut command, port) = common::web::serve_command_of(
         &program,
@@ -216,27 +216,25 @@ async fn p5() {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .expect("VmRSS");
-    // Of which Herald's own code: the resident part of its executable mapping.
+    // Of which Herald's own code: the resident part of its executable mapping. A mapping's
+    // header line is `START-END PERMS OFFSET DEVICE INODE PATH`; its fields follow as `Name: N kB`.
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
-    let mut code_kib = 0.0;
+    let mut code_kib = None;
     let mut in_code = false;
     for line in smaps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields
-            .first()
-            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
-        {
-            in_code = fields.get(1).is_some_and(|p| p.contains('x'))
-                && fields
-                    .get(5)
-                    .is_some_and(|f| std::path::Path::new(f) == program);
-        } else if in_code && fields.first() == Some(&"Rss:") {
-            code_kib += fields
-                .get(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .expect("Rss");
+        match fields.as_slice() {
+            ["Rss:", kb, ..] if in_code => {
+                *code_kib.get_or_insert(0.0) += kb.parse::<f64>().expect("Rss");
+            }
+            [name, ..] if name.ends_with(':') => {}
+            [_, perms, _, _, _, path, ..] => {
+                in_code = perms.contains('x') && std::path::Path::new(path) == program;
+            }
+            _ => in_code = false,
         }
     }
+    let code_kib = code_kib.expect("no executable mapping of the herald binary in smaps");
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
