@@ -319,21 +319,53 @@ macro_rules! sent_sql {
     };
 }
 
+/// The rows of one medium: `$m` is `'mail'` or `'channels'`, `$c` the channels as a JSON
+/// array (SQLite).
+macro_rules! medium_sql {
+    ($m:literal, $c:literal) => {
+        concat!(
+            "((",
+            $m,
+            " = 'mail' AND channel IS NULL) OR (",
+            $m,
+            " = 'channels' AND channel IN (SELECT value FROM json_each(",
+            $c,
+            "))))"
+        )
+    };
+}
+
+/// [`medium_sql!`] for PostgreSQL.
+macro_rules! medium_pg {
+    ($m:literal, $c:literal) => {
+        concat!(
+            "((",
+            $m,
+            " = 'mail' AND channel IS NULL) OR (",
+            $m,
+            " = 'channels' AND channel IN (SELECT jsonb_array_elements_text(",
+            $c,
+            "::jsonb))))"
+        )
+    };
+}
+
 /// Claims due messages (`$1` now, `$2` until, `$3` limit, `$4` only this id, `$5` claimer,
 /// `$6` medium, `$7` channels as a JSON array) and returns them.
 macro_rules! claim_sql {
     () => {
-        "UPDATE outbox SET status = 'sending', claimed_until = $2, claimed_by = $5, updated_at = $1 \
+        concat!(
+            "UPDATE outbox SET status = 'sending', claimed_until = $2, claimed_by = $5, updated_at = $1 \
              WHERE id IN (SELECT id FROM outbox \
                 WHERE status IN ('queued', 'retrying', 'sending') \
                   AND ((status IN ('queued', 'retrying') AND next_attempt_at <= $1) \
                     OR (status = 'sending' AND claimed_until < $1)) \
-                  AND ($4 IS NULL OR id = $4) \
-                  AND (($6 = 'mail' AND channel IS NULL) \
-                    OR ($6 = 'channels' AND channel IN (SELECT value FROM json_each($7)))) \
-                ORDER BY next_attempt_at, id LIMIT $3) \
+                  AND ($4 IS NULL OR id = $4) AND ",
+            medium_sql!("$6", "$7"),
+            " ORDER BY next_attempt_at, id LIMIT $3) \
              RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at, channel"
+        )
     };
 }
 
@@ -350,17 +382,18 @@ const SENT_PG: &str = "UPDATE outbox SET status = 'sent', attempts = attempts + 
 /// (`FOR UPDATE SKIP LOCKED`), so two claims never take the same message and neither waits
 /// on the other; a row whose claim another transaction changed meanwhile is re-checked
 /// against the condition before it is locked.
-const CLAIM_PG: &str = "UPDATE outbox SET status = 'sending', claimed_until = $2, claimed_by = $5, updated_at = $1 \
+const CLAIM_PG: &str = concat!(
+    "UPDATE outbox SET status = 'sending', claimed_until = $2, claimed_by = $5, updated_at = $1 \
      WHERE id IN (SELECT id FROM outbox \
         WHERE status IN ('queued', 'retrying', 'sending') \
           AND ((status IN ('queued', 'retrying') AND next_attempt_at <= $1) \
             OR (status = 'sending' AND claimed_until < $1)) \
-          AND ($4::bigint IS NULL OR id = $4) \
-          AND (($6 = 'mail' AND channel IS NULL) \
-            OR ($6 = 'channels' AND channel IN (SELECT jsonb_array_elements_text($7::jsonb)))) \
-        ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+          AND ($4::bigint IS NULL OR id = $4) AND ",
+    medium_pg!("$6", "$7"),
+    " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
      RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
-     attempts, next_attempt_at, last_response, created_at, sent_at, channel";
+     attempts, next_attempt_at, last_response, created_at, sent_at, channel"
+);
 
 /// Claims up to `limit` due messages in the caller's transaction (see [`Store::claim_due`]).
 async fn claim_in(
@@ -370,7 +403,7 @@ async fn claim_in(
     channels: &[String],
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    free_dead_holders_in(tx.conn(), now).await?;
+    free_dead_holders_in(tx.conn(), medium, channels, now).await?;
     claim_only_in(tx.conn(), medium, claim, channels, now).await
 }
 
@@ -384,22 +417,47 @@ fn claimed_rows(rows: Vec<RawOutbox>) -> Result<Vec<OutboxRow>, StoreError> {
     Ok(rows)
 }
 
-/// Claims of dispatchers that died on this host end now, not when they expire.
-async fn free_dead_holders_in(conn: Conn<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
-    const HOLDERS: &str = "SELECT DISTINCT claimed_by FROM outbox \
-             WHERE status = 'sending' AND claimed_until >= $1 AND claimed_by IS NOT NULL";
-    const FREE: &str =
-        "UPDATE outbox SET claimed_until = $2 WHERE status = 'sending' AND claimed_by = $1";
+/// Claims of dispatchers that died on this host end now, not when they expire: those of
+/// `medium` (and `channels`), which the caller claims next in the same transaction. Freeing
+/// another medium's rows would leave them to a dispatcher that may already have skipped them
+/// (locked, on PostgreSQL) and finished.
+async fn free_dead_holders_in(
+    conn: Conn<'_>,
+    medium: Medium,
+    channels: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    const HOLDERS: &str = concat!(
+        "SELECT DISTINCT claimed_by FROM outbox \
+         WHERE status = 'sending' AND claimed_until >= $1 AND claimed_by IS NOT NULL AND ",
+        medium_sql!("$2", "$3")
+    );
+    const HOLDERS_PG: &str = concat!(
+        "SELECT DISTINCT claimed_by FROM outbox \
+         WHERE status = 'sending' AND claimed_until >= $1 AND claimed_by IS NOT NULL AND ",
+        medium_pg!("$2", "$3")
+    );
+    const FREE: &str = concat!(
+        "UPDATE outbox SET claimed_until = $2 WHERE status = 'sending' AND claimed_by = $1 AND ",
+        medium_sql!("$3", "$4")
+    );
     // Another process may free the same holder at the same moment: the statement re-checks
     // the holder in the row it changes, and skips the rows the other process has locked
     // (it frees or claims them itself), so neither waits and no fresh claim is cut short.
-    const FREE_PG: &str = "UPDATE outbox SET claimed_until = $2 WHERE id IN (SELECT id FROM outbox \
-             WHERE status = 'sending' AND claimed_by = $1 FOR UPDATE SKIP LOCKED)";
+    const FREE_PG: &str = concat!(
+        "UPDATE outbox SET claimed_until = $2 WHERE id IN (SELECT id FROM outbox \
+         WHERE status = 'sending' AND claimed_by = $1 AND ",
+        medium_pg!("$3", "$4"),
+        " FOR UPDATE SKIP LOCKED)"
+    );
     let this_host = super::host_name();
     let expired = Ts(now - chrono::Duration::microseconds(1));
+    let channels = serde_json::to_string(channels).unwrap_or_else(|_| "[]".into());
     on_db!(conn, |c, d| {
-        let holders: Vec<String> = sqlx::query_scalar(HOLDERS)
+        let holders: Vec<String> = sqlx::query_scalar(d.pick(HOLDERS, HOLDERS_PG))
             .bind(Ts(now))
+            .bind(medium.as_str())
+            .bind(&channels)
             .fetch_all(&mut *c)
             .await?;
         for holder in holders
@@ -409,6 +467,8 @@ async fn free_dead_holders_in(conn: Conn<'_>, now: DateTime<Utc>) -> Result<(), 
             sqlx::query(d.pick(FREE, FREE_PG))
                 .bind(holder)
                 .bind(expired)
+                .bind(medium.as_str())
+                .bind(&channels)
                 .execute(&mut *c)
                 .await?;
         }
@@ -846,7 +906,7 @@ async fn record_in_steps(
     let claimed = match claim {
         Some(claim) if claim.limit > 0 => {
             if holders_due {
-                free_dead_holders_in(held_tx_conn(&mut tx), now).await?;
+                free_dead_holders_in(held_tx_conn(&mut tx), Medium::Mail, &[], now).await?;
             }
             claim_only_in(held_tx_conn(&mut tx), Medium::Mail, claim, &[], now).await?
         }

@@ -4,7 +4,9 @@ use crate::common;
 
 use chrono::Duration;
 use common::{World, at};
-use herald::store::{LeaseOutcome, NewMessage, Store, host_name};
+use herald::store::{
+    ChannelDelivery, LeaseOutcome, NewMessage, Store, Ts, enqueue_channel_in, host_name,
+};
 
 #[tokio::test]
 async fn migrations_apply_once_and_the_database_answers() {
@@ -194,6 +196,69 @@ async fn bad_database_urls_are_refused_clearly() {
         let err = Store::open(url).await.expect_err(url).to_string();
         assert!(err.contains(needle), "{url}: {err}");
     }
+}
+
+/// A claim frees a dead dispatcher's claims of its own medium only, which it then claims in
+/// the same transaction. Another medium's rows are left to that medium's claim: on
+/// PostgreSQL that claim may have skipped them while they were locked, and ended, which left
+/// them `sending` until the dead claim's window ran out.
+#[tokio::test]
+async fn a_claim_frees_only_the_dead_claims_of_its_own_medium() {
+    let world = World::new().await;
+    let store = Store::open(&world.sandbox.db_url()).await.expect("open");
+    let t0 = at("2026-11-22T06:00:00Z");
+    let window = Duration::seconds(600);
+    common::queue_test_messages(&store, 2, t0).await;
+    let mut tx = store.begin().await.expect("begin");
+    for key in ["a", "b"] {
+        let delivery = ChannelDelivery {
+            channel: "hook",
+            kind: "test",
+            subject_key: key,
+            payload: &serde_json::json!({}),
+            delivery_id: key,
+        };
+        enqueue_channel_in(&mut tx, &delivery, t0)
+            .await
+            .expect("queue");
+    }
+    tx.commit().await.expect("commit");
+    let channels = ["hook".to_string()];
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead = format!("{}:{}:dead", host_name(), child.id());
+    child.wait().expect("wait");
+    let mail = store.claim_due(&dead, t0, 10, t0 + window, None).await;
+    assert_eq!(mail.expect("claim").len(), 2);
+    let posts = store
+        .claim_due_channels(&dead, t0, 10, t0 + window, None, &channels)
+        .await;
+    assert_eq!(posts.expect("claim").len(), 2);
+
+    let t1 = t0 + Duration::seconds(1);
+    let newcomer = format!("{}:{}:new", host_name(), std::process::id());
+    let mail = store.claim_due(&newcomer, t1, 10, t1 + window, None).await;
+    assert_eq!(mail.expect("claim").len(), 2, "the dead one's mail");
+    // The channel deliveries are still held until the dead claim's window ends.
+    const HELD: &str =
+        "SELECT COUNT(*) FROM outbox WHERE channel IS NOT NULL AND claimed_until > $1";
+    let held: i64 = if world.sandbox.on_postgres() {
+        let pool = sqlx::PgPool::connect(&world.sandbox.db_url())
+            .await
+            .expect("pool");
+        sqlx::query_scalar(HELD).bind(Ts(t1)).fetch_one(&pool).await
+    } else {
+        let pool = sqlx::SqlitePool::connect(&world.sandbox.db_url())
+            .await
+            .expect("pool");
+        sqlx::query_scalar(HELD).bind(Ts(t1)).fetch_one(&pool).await
+    }
+    .expect("count");
+    assert_eq!(held, 2, "a mail claim left the channel claims alone");
+    // The channels' own claim frees and takes them.
+    let posts = store
+        .claim_due_channels(&newcomer, t1, 10, t1 + window, None, &channels)
+        .await;
+    assert_eq!(posts.expect("claim").len(), 2, "the dead one's deliveries");
 }
 
 #[tokio::test]
