@@ -319,33 +319,19 @@ macro_rules! sent_sql {
     };
 }
 
-/// The rows of one medium: `$m` is `'mail'` or `'channels'`, `$c` the channels as a JSON
-/// array (SQLite).
+/// The rows of one medium: `$m` is `'mail'` or `'channels'`, `$list` a subquery that lists
+/// the channels (from a bound JSON array: `json_each` on SQLite, `jsonb_array_elements_text`
+/// on PostgreSQL).
 macro_rules! medium_sql {
-    ($m:literal, $c:literal) => {
+    ($m:literal, $list:literal) => {
         concat!(
             "((",
             $m,
             " = 'mail' AND channel IS NULL) OR (",
             $m,
-            " = 'channels' AND channel IN (SELECT value FROM json_each(",
-            $c,
-            "))))"
-        )
-    };
-}
-
-/// [`medium_sql!`] for PostgreSQL.
-macro_rules! medium_pg {
-    ($m:literal, $c:literal) => {
-        concat!(
-            "((",
-            $m,
-            " = 'mail' AND channel IS NULL) OR (",
-            $m,
-            " = 'channels' AND channel IN (SELECT jsonb_array_elements_text(",
-            $c,
-            "::jsonb))))"
+            " = 'channels' AND channel IN (",
+            $list,
+            ")))"
         )
     };
 }
@@ -361,7 +347,7 @@ macro_rules! claim_sql {
                   AND ((status IN ('queued', 'retrying') AND next_attempt_at <= $1) \
                     OR (status = 'sending' AND claimed_until < $1)) \
                   AND ($4 IS NULL OR id = $4) AND ",
-            medium_sql!("$6", "$7"),
+            medium_sql!("$6", "SELECT value FROM json_each($7)"),
             " ORDER BY next_attempt_at, id LIMIT $3) \
              RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
              attempts, next_attempt_at, last_response, created_at, sent_at, channel"
@@ -389,7 +375,7 @@ const CLAIM_PG: &str = concat!(
           AND ((status IN ('queued', 'retrying') AND next_attempt_at <= $1) \
             OR (status = 'sending' AND claimed_until < $1)) \
           AND ($4::bigint IS NULL OR id = $4) AND ",
-    medium_pg!("$6", "$7"),
+    medium_sql!("$6", "SELECT jsonb_array_elements_text($7::jsonb)"),
     " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
      RETURNING id, subscriber_id, recipient, kind, subject_key, payload, message_id, status, \
      attempts, next_attempt_at, last_response, created_at, sent_at, channel"
@@ -430,16 +416,16 @@ async fn free_dead_holders_in(
     const HOLDERS: &str = concat!(
         "SELECT DISTINCT claimed_by FROM outbox \
          WHERE status = 'sending' AND claimed_until >= $1 AND claimed_by IS NOT NULL AND ",
-        medium_sql!("$2", "$3")
+        medium_sql!("$2", "SELECT value FROM json_each($3)")
     );
     const HOLDERS_PG: &str = concat!(
         "SELECT DISTINCT claimed_by FROM outbox \
          WHERE status = 'sending' AND claimed_until >= $1 AND claimed_by IS NOT NULL AND ",
-        medium_pg!("$2", "$3")
+        medium_sql!("$2", "SELECT jsonb_array_elements_text($3::jsonb)")
     );
     const FREE: &str = concat!(
         "UPDATE outbox SET claimed_until = $2 WHERE status = 'sending' AND claimed_by = $1 AND ",
-        medium_sql!("$3", "$4")
+        medium_sql!("$3", "SELECT value FROM json_each($4)")
     );
     // Another process may free the same holder at the same moment: the statement re-checks
     // the holder in the row it changes, and skips the rows the other process has locked
@@ -447,7 +433,7 @@ async fn free_dead_holders_in(
     const FREE_PG: &str = concat!(
         "UPDATE outbox SET claimed_until = $2 WHERE id IN (SELECT id FROM outbox \
          WHERE status = 'sending' AND claimed_by = $1 AND ",
-        medium_pg!("$3", "$4"),
+        medium_sql!("$3", "SELECT jsonb_array_elements_text($4::jsonb)"),
         " FOR UPDATE SKIP LOCKED)"
     );
     let this_host = super::host_name();
